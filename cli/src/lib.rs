@@ -1,0 +1,1 @@
+//! strata: the engine library behind the `strata` CLI (issue 5; not built yet).

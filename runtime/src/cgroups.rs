@@ -1,0 +1,185 @@
+//! The libcgroups boundary: where a container's cgroup lives, putting
+//! processes in it, applying `linux.resources`, freezing, removal.
+//! cgroup v1 (including this hybrid layout) and v2 are both handled by
+//! libcgroups; systemd-style paths are mapped to cgroupfs paths because this
+//! runtime does not talk to systemd.
+
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{
+    AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt, FreezerState, create_cgroup_manager,
+};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use crate::error::{Error, Result};
+use crate::state::ContainerState;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
+
+/// Is /sys/fs/cgroup a pure cgroup v2 mount?
+pub fn is_unified() -> bool {
+    nix::sys::statfs::statfs(CGROUP_ROOT).map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC).unwrap_or(false)
+}
+
+/// The cgroup path of a container, following runc's conventions:
+/// `cgroupsPath` as given (absolute, or taken from the hierarchy root when
+/// relative); `slice:prefix:name` with `--systemd-cgroup` mapped to
+/// `/slice/prefix-name.scope`; empty means `/strata-runtime/<id>`.
+pub fn path_for(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
+    let given = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let Some(given) = given.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(PathBuf::from("/strata-runtime").join(id));
+    };
+    let s = given.to_string_lossy();
+    if systemd || (!s.starts_with('/') && s.matches(':').count() == 2) {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 3 {
+            return Err(Error::InvalidSpec(format!(
+                "cgroupsPath {s:?} must be slice:prefix:name with --systemd-cgroup"
+            )));
+        }
+        let slice = if parts[0].is_empty() { "system.slice" } else { parts[0] };
+        let unit = if parts[2].ends_with(".slice") {
+            parts[2].to_string()
+        } else if parts[1].is_empty() {
+            format!("{}.scope", parts[2])
+        } else {
+            format!("{}-{}.scope", parts[1], parts[2])
+        };
+        return Ok(PathBuf::from("/").join(expand_slice(slice)).join(unit));
+    }
+    if s.split('/').any(|c| c == "..") {
+        return Err(Error::InvalidSpec(format!("cgroupsPath {s:?} must not contain ..")));
+    }
+    Ok(PathBuf::from("/").join(given.strip_prefix("/").unwrap_or(&given)))
+}
+
+/// systemd's slice nesting: `a-b-c.slice` lives in `a.slice/a-b.slice/`.
+fn expand_slice(slice: &str) -> PathBuf {
+    let name = slice.strip_suffix(".slice").unwrap_or(slice);
+    let mut path = PathBuf::new();
+    let mut prefix = String::new();
+    for part in name.split('-').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push(format!("{prefix}.slice"));
+    }
+    path
+}
+
+pub fn manager(path: &Path, id: &str) -> Result<AnyCgroupManager> {
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: path.to_path_buf(),
+        systemd_cgroup: false,
+        container_name: id.to_string(),
+    })
+    .map_err(|e| Error::Cgroup(format!("cgroup manager for {}: {e}", path.display())))
+}
+
+/// Put `pid` into the container's cgroup (created on the way) and apply the
+/// spec's resources.
+pub fn setup(path: &Path, id: &str, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+    let m = manager(path, id)?;
+    m.add_task(Pid::from_raw(pid)).map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
+    let default = LinuxResources::default();
+    let opt = ControllerOpt {
+        resources: resources.unwrap_or(&default),
+        disable_oom_killer: resources
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false),
+        oom_score_adj: None,
+        freezer_state: None,
+    };
+    m.apply(&opt).map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", path.display())))
+}
+
+/// Join an existing container cgroup (for `exec`).
+pub fn join(path: &Path, id: &str, pid: i32) -> Result<()> {
+    manager(path, id)?
+        .add_task(Pid::from_raw(pid))
+        .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))
+}
+
+pub fn remove(path: &Path, id: &str) -> Result<()> {
+    manager(path, id)?.remove().map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))
+}
+
+pub fn freeze(path: &Path, id: &str, frozen: bool) -> Result<()> {
+    let state = if frozen { FreezerState::Frozen } else { FreezerState::Thawed };
+    manager(path, id)?.freeze(state).map_err(|e| Error::Cgroup(format!("freezer {}: {e}", path.display())))
+}
+
+pub fn pids(path: &Path, id: &str) -> Result<Vec<i32>> {
+    let pids = manager(path, id)?
+        .get_all_pids()
+        .map_err(|e| Error::Cgroup(format!("list pids of {}: {e}", path.display())))?;
+    Ok(pids.into_iter().map(|p| p.as_raw()).collect())
+}
+
+/// Is the container's freezer cgroup frozen (paused)?
+pub fn is_frozen(st: &ContainerState) -> bool {
+    let Some(path) = st.cgroup_path.as_deref() else { return false };
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if is_unified() {
+        std::fs::read_to_string(Path::new(CGROUP_ROOT).join(rel).join("cgroup.freeze"))
+            .is_ok_and(|s| s.trim() == "1")
+    } else {
+        std::fs::read_to_string(Path::new(CGROUP_ROOT).join("freezer").join(rel).join("freezer.state"))
+            .is_ok_and(|s| s.trim() == "FROZEN")
+    }
+}
+
+/// A mounted cgroup v1 hierarchy.
+pub struct Hierarchy {
+    pub mount_point: PathBuf,
+}
+
+pub fn v1_hierarchies() -> Vec<Hierarchy> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    info.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            if fstype != "cgroup" {
+                return None;
+            }
+            let mp = pre.split(' ').nth(4)?;
+            Some(Hierarchy { mount_point: PathBuf::from(crate::rootfs::mounts::unescape_mountinfo(mp)) })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(path: Option<&str>) -> Spec {
+        let mut j = serde_json::json!({"ociVersion": "1.0.2", "linux": {}});
+        if let Some(p) = path {
+            j["linux"]["cgroupsPath"] = serde_json::json!(p);
+        }
+        serde_json::from_value(j).unwrap()
+    }
+
+    #[test]
+    fn runc_cgroup_path_conventions() {
+        assert_eq!(path_for(&spec_with(None), "c1", false).unwrap(), PathBuf::from("/strata-runtime/c1"));
+        assert_eq!(path_for(&spec_with(Some("/a/b")), "c1", false).unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(path_for(&spec_with(Some("a/b")), "c1", false).unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(
+            path_for(&spec_with(Some("machine.slice:libpod:abc")), "c1", true).unwrap(),
+            PathBuf::from("/machine.slice/libpod-abc.scope")
+        );
+        assert_eq!(
+            path_for(&spec_with(Some("a-b.slice:x:y")), "c1", true).unwrap(),
+            PathBuf::from("/a.slice/a-b.slice/x-y.scope")
+        );
+        assert!(path_for(&spec_with(Some("/a/../../etc")), "c1", false).is_err());
+        assert!(path_for(&spec_with(Some("bad")), "c1", true).is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! runc's command line: global flags, one subcommand each. Parsing and
+//! printing only; the work is in [`crate::container`].
+
+mod exec;
+mod list;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::container::{self, create::CreateOptions};
+use crate::error::{Context, Error, Result};
+use crate::logging::LogFormat;
+use crate::state::Root;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata-runtime",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0"),
+    about = "OCI runtime with runc's command line"
+)]
+pub struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
+    /// Log file (errors and, with --debug, debug lines).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormatArg,
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Map systemd-style cgroupsPath (slice:prefix:name) to cgroupfs.
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility (rootless is detected).
+    #[arg(long, global = true, value_name = "true|false|auto", num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility; checkpointing is not supported.
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(a: LogFormatArg) -> Self {
+        match a {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    pub id: String,
+    /// Path to the bundle (default: current directory).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) to the container process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container (the process waits for `start`).
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Create and start a container; wait for it unless --detach.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+        /// Do not delete the container after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the state of a container as JSON.
+    State { id: String },
+    /// Send a signal to the container's init (or all its processes).
+    Kill {
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container's resources.
+    Delete {
+        id: String,
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Run a process in a running container.
+    Exec(exec::ExecArgs),
+    /// Suspend all processes of a container.
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// List a container's processes.
+    Ps {
+        id: String,
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Options passed to ps(1).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Update a container's resource limits from a JSON file ("-" for stdin).
+    Update {
+        id: String,
+        #[arg(short, long)]
+        resources: Option<PathBuf>,
+    },
+    /// Write a default config.json (rootless with the global --rootless).
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Print the runtime's features document.
+    Features,
+}
+
+impl Cli {
+    pub fn root(&self) -> Root {
+        Root::new(self.root.clone().unwrap_or_else(crate::default_root))
+    }
+}
+
+fn create_options(a: &CreateArgs, systemd: bool) -> CreateOptions {
+    CreateOptions {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        console_fd: None,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+        systemd_cgroup: systemd,
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Container(format!("encode JSON: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}").ctx(|| "write stdout".into())
+}
+
+/// Run the command; Ok(exit code).
+pub fn dispatch(cli: &Cli) -> Result<i32> {
+    let root = cli.root();
+    match &cli.command {
+        Command::Create(a) => container::create::create(&root, &create_options(a, cli.systemd_cgroup)).map(|_| 0),
+        Command::Start { id } => container::start::start(&root, id).map(|_| 0),
+        Command::Run { create, detach, keep } => {
+            container::run::run(&root, &create_options(create, cli.systemd_cgroup), *detach, *keep)
+        }
+        Command::State { id } => print_json(&container::state::state(&root, id)?).map(|_| 0),
+        Command::Kill { id, signal, all } => {
+            let sig = crate::signals::parse(signal)?;
+            container::kill::kill(&root, id, sig, *all).map(|_| 0)
+        }
+        Command::Delete { id, force } => container::delete::delete(&root, id, *force).map(|_| 0),
+        Command::List { format, quiet } => list::list(&root, format, *quiet).map(|_| 0),
+        Command::Exec(a) => {
+            let opts = a.options(&root)?;
+            container::exec::exec(&root, &opts)
+        }
+        Command::Pause { id } => container::pause::set_paused(&root, id, true).map(|_| 0),
+        Command::Resume { id } => container::pause::set_paused(&root, id, false).map(|_| 0),
+        Command::Ps { id, format, ps_args } => list::ps(&root, id, format, ps_args).map(|_| 0),
+        Command::Update { id, resources } => update(&root, id, resources.as_deref()).map(|_| 0),
+        Command::Spec { bundle } => {
+            let rootless = cli.rootless.as_deref() == Some("true");
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(Error::Container(format!("File {} exists. Remove it first", path.display())));
+            }
+            let data = serde_json::to_string_pretty(&crate::template::default_spec(rootless))
+                .map_err(|e| Error::Container(e.to_string()))?;
+            std::fs::write(&path, data).ctx(|| format!("write {}", path.display()))?;
+            Ok(0)
+        }
+        Command::Features => print_json(&crate::template::features()).map(|_| 0),
+    }
+}
+
+fn update(root: &Root, id: &str, file: Option<&std::path::Path>) -> Result<()> {
+    let st = root.load(id)?;
+    let data = match file {
+        Some(p) if p != std::path::Path::new("-") => std::fs::read(p).ctx(|| format!("read {}", p.display()))?,
+        _ => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).ctx(|| "read stdin".into())?;
+            buf
+        }
+    };
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_slice(&data).map_err(|e| Error::InvalidSpec(format!("resources: {e}")))?;
+    let cg = st.cgroup_path.as_ref().ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
+    use libcgroups::common::CgroupManager;
+    let m = crate::cgroups::manager(cg, id)?;
+    let opt = libcgroups::common::ControllerOpt {
+        resources: &res,
+        disable_oom_killer: false,
+        oom_score_adj: None,
+        freezer_state: None,
+    };
+    m.apply(&opt).map_err(|e| Error::Cgroup(format!("update {}: {e}", cg.display())))
+}

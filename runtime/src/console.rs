@@ -1,0 +1,73 @@
+//! Terminals: the pty of a `terminal: true` process, its master handed to
+//! the caller over `--console-socket` with SCM_RIGHTS (as runc does).
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::sys::stat::Mode;
+
+use crate::error::{Context, Error, Result};
+
+/// Connect to the caller's console socket.
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let s = UnixStream::connect(path).ctx(|| format!("connect to console socket {}", path.display()))?;
+    Ok(OwnedFd::from(s))
+}
+
+/// Send `fd` over `socket`, with the pty name as payload.
+pub fn send_fd(socket: RawFd, fd: RawFd, name: &str) -> Result<()> {
+    let iov = [IoSlice::new(name.as_bytes())];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None).ctx(|| "send pty master over console socket".into())?;
+    Ok(())
+}
+
+/// Open a pty in the current mount namespace (the container's /dev/ptmx),
+/// send its master over `socket`, and make the slave our controlling
+/// terminal and stdio. The caller must be a session leader.
+pub fn setup_pty(socket: RawFd, uid: u32, gid: Option<u32>) -> Result<()> {
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "open /dev/ptmx".into())?;
+    grantpt(&master).ctx(|| "grantpt".into())?;
+    unlockpt(&master).ctx(|| "unlockpt".into())?;
+    let name = ptsname_r(&master).ctx(|| "ptsname".into())?;
+    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("open {name}"))?;
+    // SAFETY: open returned a fresh fd.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    if uid != 0 {
+        let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), gid.map(Into::into));
+    }
+    send_fd(socket, master.as_raw_fd(), &name)?;
+    // SAFETY: TIOCSCTTY on an fd we own, argument 0 (do not steal).
+    let rc = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    nix::errno::Errno::result(rc).ctx(|| "make pty the controlling terminal".into())?;
+    for target in 0..=2 {
+        nix::unistd::dup2(slave.as_raw_fd(), target).ctx(|| "dup pty to stdio".into())?;
+    }
+    Ok(())
+}
+
+/// Receive one fd sent with SCM_RIGHTS (used by `run`/`exec` in the
+/// foreground, which proxy the terminal themselves).
+pub fn recv_fd(socket: RawFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .ctx(|| "receive pty master".into())?;
+    for c in msg.cmsgs().map_err(|e| Error::Sys { context: "read control message".into(), source: e })? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Error::Container("console socket message carried no fd".into()))
+}

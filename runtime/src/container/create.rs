@@ -1,0 +1,186 @@
+//! `create`: everything up to the init waiting on the exec fifo.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use crate::cgroups;
+use crate::error::{Context, Error, Result};
+use crate::hooks;
+use crate::process::init::InitConfig;
+use crate::process::namespaces;
+use crate::process::sync::{self, Msg};
+use crate::state::{self, ContainerState, EXEC_FIFO, Root, Status};
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (foreground `run` with a tty).
+    pub console_fd: Option<std::sync::Arc<OwnedFd>>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+}
+
+/// Undo a half-made container: kill what was started, remove the cgroup
+/// and the state directory. Disarmed once the create succeeded.
+struct Cleanup<'a> {
+    root: &'a Root,
+    id: String,
+    pids: Vec<i32>,
+    cgroup: Option<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for pid in &self.pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        for pid in &self.pids {
+            // Reap our children; the init may be someone else's by now.
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(*pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cgroups::remove(cg, &self.id) {
+                tracing::warn!("cleanup: {e}");
+            }
+        }
+        let _ = self.root.remove(&self.id);
+    }
+}
+
+pub fn create(root: &Root, opts: &CreateOptions) -> Result<ContainerState> {
+    let bundle = crate::spec::load_bundle(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let wanted = crate::spec::namespaces(spec);
+    if !wanted.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
+        return Err(Error::InvalidSpec("a mount namespace is required".into()));
+    }
+    let dir = root.claim(&opts.id)?;
+    let mut cleanup = Cleanup { root, id: opts.id.clone(), pids: Vec::new(), cgroup: None, armed: true };
+    let _lock = root.lock(&opts.id)?;
+
+    let cgroup_path = cgroups::path_for(spec, &opts.id, opts.systemd_cgroup)?;
+    let mut st = ContainerState {
+        id: opts.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: 0,
+        pid_start: 0,
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup_path: Some(cgroup_path.clone()),
+        spec: spec.clone(),
+    };
+    root.save(&st)?;
+    let fifo_path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", fifo_path.display()))?;
+    // mkfifo honours the umask; the init may run as any user.
+    std::os::unix::fs::chown(&fifo_path, Some(0), Some(0)).ok();
+    nix::sys::stat::fchmodat(None, &fifo_path, Mode::from_bits_truncate(0o622), nix::sys::stat::FchmodatFlags::FollowSymlink)
+        .ctx(|| "chmod exec fifo".into())?;
+
+    let console: Option<OwnedFd> = match &opts.console_socket {
+        Some(p) => Some(crate::console::connect(p)?),
+        None => None,
+    };
+    let console_raw = console.as_ref().map(|c| c.as_raw_fd()).or(opts.console_fd.as_ref().map(|c| c.as_raw_fd()));
+
+    // Socket activation (LISTEN_FDS) and --preserve-fds keep fds open.
+    let mut extra_env = Vec::new();
+    let mut preserve = opts.preserve_fds;
+    if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok()) {
+        extra_env.push(format!("LISTEN_FDS={n}"));
+        extra_env.push("LISTEN_PID=1".to_string());
+        if let Ok(names) = std::env::var("LISTEN_FDNAMES") {
+            extra_env.push(format!("LISTEN_FDNAMES={names}"));
+        }
+        preserve = preserve.max(n);
+    }
+
+    let cfg = InitConfig {
+        id: &opts.id,
+        spec,
+        bundle: &bundle.dir,
+        rootfs: &bundle.rootfs,
+        cgroup_path: Some(&cgroup_path),
+        fifo_path: &fifo_path,
+        console: console_raw,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: preserve,
+        extra_env,
+        hook_state: state::hook_state(&st, Status::Creating),
+    };
+    let (parent_sock, child_sock) = sync::pair()?;
+    let stage1 = crate::process::fork_child(|| {
+        // The child must not hold the parent's end, or the parent would
+        // never see EOF when the child dies.
+        let _ = nix::unistd::close(parent_sock.raw());
+        crate::process::stage1(&cfg, &child_sock)
+    })?;
+    drop(child_sock);
+    cleanup.pids.push(stage1.as_raw());
+    drop(console);
+
+    // cgroup before anything runs in the namespaces, so that the cgroup
+    // namespace (if any) is rooted at the container's cgroup.
+    cleanup.cgroup = Some(cgroup_path.clone());
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    cgroups::setup(&cgroup_path, &opts.id, stage1.as_raw(), resources)?;
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        std::fs::write(format!("/proc/{}/oom_score_adj", stage1), adj.to_string())
+            .ctx(|| format!("set oom_score_adj {adj}"))?;
+    }
+    parent_sock.send(&Msg::Go)?;
+
+    let linux = spec.linux().as_ref();
+    loop {
+        match parent_sock.recv()? {
+            Some(Msg::UsernsReady) => {
+                let uid = namespaces::format_maps(linux.and_then(|l| l.uid_mappings().as_ref()));
+                let gid = namespaces::format_maps(linux.and_then(|l| l.gid_mappings().as_ref()));
+                namespaces::write_id_maps(stage1.as_raw(), &uid, &gid)?;
+                parent_sock.send(&Msg::MapsWritten)?;
+            }
+            Some(Msg::Pid(pid)) => {
+                st.pid = pid;
+                cleanup.pids.push(pid);
+            }
+            Some(Msg::MountsDone) => {
+                let hs = state::hook_state(&st, Status::Creating);
+                let h = spec.hooks().as_ref();
+                hooks::run("prestart", h.and_then(|h| h.prestart().as_ref()), &hs)?;
+                hooks::run("createRuntime", h.and_then(|h| h.create_runtime().as_ref()), &hs)?;
+                parent_sock.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(e)) => return Err(Error::Container(e)),
+            Some(other) => return Err(Error::Container(format!("unexpected message from init: {other:?}"))),
+            None => return Err(Error::Container("container init exited before it was ready".into())),
+        }
+    }
+    let _ = nix::sys::wait::waitpid(stage1, None);
+    let (start, _) = state::proc_stat(st.pid)
+        .ok_or_else(|| Error::Container("container init died right after setup".into()))?;
+    st.pid_start = start;
+    root.save(&st)?;
+    if let Some(pf) = &opts.pid_file {
+        super::write_pid_file(pf, st.pid)?;
+    }
+    cleanup.armed = false;
+    Ok(st)
+}

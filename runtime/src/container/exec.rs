@@ -1,0 +1,165 @@
+//! `exec`: run another process in a running container's namespaces and
+//! cgroup, with the container's seccomp profile.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::error::{Context, Error, Result};
+use crate::process::sync::{self, Msg, SyncSocket};
+use crate::process::{namespaces, setup};
+use crate::state::{ContainerState, Root, Status};
+use crate::{security, signals};
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// Runs the process; returns its exit code, or 0 once started with detach.
+pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
+    crate::spec::validate_process(&opts.process)?;
+    let st = root.load(&opts.id)?;
+    match st.status(&root.dir(&opts.id)) {
+        Status::Running | Status::Created => {}
+        Status::Paused => return Err(Error::Container("cannot exec in a paused container".into())),
+        _ => return Err(Error::Container("cannot exec in a stopped container".into())),
+    }
+    let tty = opts.process.terminal() == Some(true);
+    if !opts.detach {
+        crate::process::become_subreaper()?;
+        signals::block_all()?;
+    }
+    // Console: the caller's socket, or our own pair to proxy in the foreground.
+    let (console, proxy_end): (Option<OwnedFd>, Option<OwnedFd>) = match (&opts.console_socket, tty) {
+        (Some(p), true) => (Some(crate::console::connect(p)?), None),
+        (None, true) if !opts.detach => {
+            let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .ctx(|| "console socketpair".into())?;
+            (Some(a), Some(b))
+        }
+        (None, true) => {
+            return Err(Error::Container("cannot allocate tty if runtime will detach without setting console socket".into()));
+        }
+        _ => (None, None),
+    };
+
+    let (parent_sock, child_sock) = sync::pair()?;
+    let console_raw = console.as_ref().map(|c| c.as_raw_fd());
+    let stage1 = crate::process::fork_child(|| {
+        // The child must not hold the parent's end, or the parent would
+        // never see EOF when the child dies.
+        let _ = nix::unistd::close(parent_sock.raw());
+        join_and_fork(&st, opts, console_raw, &child_sock)
+    })?;
+    drop(child_sock);
+    drop(console);
+    if let Some(cg) = &st.cgroup_path {
+        if let Err(e) = crate::cgroups::join(cg, &opts.id, stage1.as_raw()) {
+            let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(stage1, None);
+            return Err(e);
+        }
+    }
+    parent_sock.send(&Msg::Go)?;
+    let mut pid = None;
+    let mut failure = None;
+    // EOF means every child end is closed: stage 1 exited and the process
+    // exec'd (its end is close-on-exec).
+    while let Some(msg) = parent_sock.recv()? {
+        match msg {
+            Msg::Pid(p) => pid = Some(p),
+            Msg::Error(e) => failure = Some(e),
+            other => failure = Some(format!("unexpected message {other:?}")),
+        }
+    }
+    let _ = nix::sys::wait::waitpid(stage1, None);
+    if let Some(e) = failure {
+        if let Some(p) = pid {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
+        }
+        return Err(Error::Container(format!("exec failed: {e}")));
+    }
+    let pid = pid.ok_or_else(|| Error::Container("exec failed: process did not start".into()))?;
+    if let Some(pf) = &opts.pid_file {
+        super::write_pid_file(pf, pid)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let pty = match proxy_end {
+        Some(end) => Some(crate::console::recv_fd(end.as_raw_fd())?),
+        None => None,
+    };
+    signals::wait_forwarding(pid, pty)
+}
+
+/// Stage 1 of an exec: join the init's namespaces, fork the process.
+fn join_and_fork(st: &ContainerState, opts: &ExecOptions, console: Option<i32>, sync: &SyncSocket) -> i32 {
+    let result = (|| -> Result<()> {
+        sync.expect(Msg::Go)?;
+        let mut joins = Vec::new();
+        for (t, _) in crate::spec::namespaces(&st.spec) {
+            let path = PathBuf::from(format!("/proc/{}/ns/{}", st.pid, namespaces::proc_name(t)));
+            if !namespaces::is_current(t, &path) {
+                joins.push((t, path));
+            }
+        }
+        let fds = namespaces::open_joins(&joins)?;
+        // Re-check the init is ours after opening its ns files (pid reuse).
+        if !st.init_alive() {
+            return Err(Error::NotRunning);
+        }
+        namespaces::join_all(&fds)?;
+        drop(fds);
+        let in_new_userns = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+        let pid = crate::process::fork_child(|| exec_child(st, opts, console, sync, in_new_userns))?;
+        sync.send(&Msg::Pid(pid.as_raw()))
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = sync.send(&Msg::Error(e.to_string()));
+            1
+        }
+    }
+}
+
+fn exec_child(st: &ContainerState, opts: &ExecOptions, console: Option<i32>, sync: &SyncSocket, userns: bool) -> i32 {
+    let err = (|| -> Result<Error> {
+        security::set_non_dumpable()?;
+        if userns {
+            nix::unistd::setresgid(0.into(), 0.into(), 0.into()).ctx(|| "setgid 0 in user namespace".into())?;
+            nix::unistd::setresuid(0.into(), 0.into(), 0.into()).ctx(|| "setuid 0 in user namespace".into())?;
+        }
+        let p = &opts.process;
+        if p.terminal() == Some(true) {
+            nix::unistd::setsid().ctx(|| "setsid".into())?;
+            let sock = console.ok_or_else(|| Error::Container("no console socket".into()))?;
+            crate::console::setup_pty(sock, p.user().uid(), Some(p.user().gid()))?;
+            let _ = nix::unistd::close(sock);
+        }
+        nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;
+        setup::set_rlimits(p)?;
+        let env = setup::with_home(p.env().as_deref().unwrap_or(&[]), p.user().uid());
+        let arg0 = p.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+        let exe = setup::find_executable(&arg0, &env)
+            .map_err(|e| Error::Container(format!("unable to start container process: {e}")))?;
+        let seccomp = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        setup::drop_privileges(p, seccomp)?;
+        setup::cloexec_from(3 + opts.preserve_fds)?;
+        Ok(setup::exec_program(&exe, p, &env, seccomp))
+    })();
+    let msg = match err {
+        Ok(e) | Err(e) => e.to_string(),
+    };
+    let _ = sync.send(&Msg::Error(msg));
+    127
+}

@@ -1,0 +1,51 @@
+//! `run`: create + start, then (unless detached) wait for the container,
+//! forwarding signals and proxying a terminal, and delete it.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+
+use super::create::{CreateOptions, create};
+use super::delete::delete;
+use super::start::start;
+use crate::error::{Context, Error, Result};
+use crate::signals;
+use crate::state::Root;
+
+pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
+    let mut opts = opts.clone();
+    let mut proxy_end: Option<OwnedFd> = None;
+    if !detach {
+        crate::process::become_subreaper()?;
+        signals::block_all()?;
+        let bundle = crate::spec::load_bundle(&opts.bundle)?;
+        let tty = bundle.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+        if tty && opts.console_socket.is_none() {
+            let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .ctx(|| "console socketpair".into())?;
+            opts.console_fd = Some(Arc::new(a));
+            proxy_end = Some(b);
+        }
+    }
+    let st = create(root, &opts)?;
+    opts.console_fd = None;
+    let pty = match proxy_end {
+        Some(end) => Some(crate::console::recv_fd(end.as_raw_fd())?),
+        None => None,
+    };
+    if let Err(e) = start(root, &opts.id) {
+        let _ = delete(root, &opts.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = signals::wait_forwarding(st.pid, pty);
+    if !keep {
+        if let Err(e) = delete(root, &opts.id, true) {
+            tracing::warn!("delete after run: {e}");
+        }
+    }
+    code.map_err(|e| Error::Container(format!("waiting for container: {e}")))
+}

@@ -1,0 +1,62 @@
+//! OCI hooks: each gets the container state as JSON on stdin, runs with its
+//! own args and env, and is killed when its timeout expires.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+use crate::error::{Error, Result};
+
+pub fn run(kind: &str, hooks: Option<&Vec<Hook>>, state: &serde_json::Value) -> Result<()> {
+    for hook in hooks.into_iter().flatten() {
+        run_one(kind, hook, state)?;
+    }
+    Ok(())
+}
+
+fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
+    let path = hook.path();
+    let fail = |msg: String| Error::Container(format!("error running {kind} hook {}: {msg}", path.display()));
+    let mut cmd = Command::new(path);
+    let args = hook.args().clone().unwrap_or_default();
+    if let Some(arg0) = args.first() {
+        use std::os::unix::process::CommandExt;
+        cmd.arg0(arg0);
+    }
+    cmd.args(args.iter().skip(1));
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook may exit without reading its stdin; that is not an error.
+        let _ = stdin.write_all(state.to_string().as_bytes());
+    }
+    let deadline = hook.timeout().map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+    loop {
+        match child.try_wait().map_err(|e| fail(e.to_string()))? {
+            Some(status) if status.success() => return Ok(()),
+            Some(status) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(fail(format!("{status}, stderr: {}", err.trim())));
+            }
+            None => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail("timeout".into()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

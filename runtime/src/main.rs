@@ -1,0 +1,22 @@
+//! `strata-runtime`: runc's command line over the strata runtime library.
+
+use clap::Parser;
+use strata_runtime::cli::{Cli, dispatch};
+
+fn main() {
+    let cli = Cli::parse();
+    let format = cli.log_format.into();
+    if let Err(e) = strata_runtime::logging::init(cli.log.as_deref(), format, cli.debug) {
+        eprintln!("open log file: {e}");
+        std::process::exit(1);
+    }
+    match dispatch(&cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // One error: in the log (JSON for containerd's shim) and on stderr.
+            tracing::error!("{e}");
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}

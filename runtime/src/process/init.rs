@@ -1,0 +1,142 @@
+//! The container's init: PID 1 of the new namespaces until it execs the
+//! user's program. Builds the rootfs, applies the process settings, waits
+//! on the exec fifo for `start`, then execs.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::setup;
+use super::sync::{Msg, SyncSocket};
+use crate::error::{Context, Error, Result};
+use crate::rootfs::{self, RootfsContext};
+use crate::{hooks, security};
+
+/// Everything the init needs; it is a forked copy of the parent, so this
+/// is plain memory, not a serialised message.
+pub struct InitConfig<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub cgroup_path: Option<&'a Path>,
+    pub fifo_path: &'a Path,
+    pub console: Option<RawFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// fds 3..3+preserve stay open for the program.
+    pub preserve_fds: u32,
+    /// Extra environment (LISTEN_FDS and friends).
+    pub extra_env: Vec<String>,
+    /// The hook state JSON, for createContainer/startContainer hooks.
+    pub hook_state: serde_json::Value,
+}
+
+fn has_new(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    crate::spec::namespaces(spec).iter().any(|(nt, p)| *nt == t && p.is_none())
+}
+
+/// Run the init; never returns. Setup errors go to the parent over `sync`.
+pub fn run(cfg: &InitConfig, sync: &SyncSocket) -> ! {
+    let err = match setup_and_exec(cfg, sync) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = sync.send(&Msg::Error(err.to_string()));
+    // After `start` nobody listens on sync any more: say it on stderr too.
+    let _ = writeln!(std::io::stderr(), "strata-runtime: {err}");
+    // SAFETY: _exit is async-signal-safe and skips Rust destructors, which
+    // belong to the parent's copy of this memory.
+    unsafe { libc::_exit(127) }
+}
+
+enum Never {}
+
+fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
+    security::set_non_dumpable()?;
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    let spec = cfg.spec;
+    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidSpec("process must be set".into()))?;
+
+    // The fifo is reached by path only before pivot_root: keep an O_PATH
+    // fd and reopen it through /proc/self/fd when waiting for `start`.
+    let fifo = nix::fcntl::open(cfg.fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("open {}", cfg.fifo_path.display()))?;
+    // SAFETY: fresh fd from open.
+    let fifo = unsafe { OwnedFd::from_raw_fd(fifo) };
+
+    let ctx = RootfsContext {
+        spec,
+        rootfs: cfg.rootfs,
+        bundle: cfg.bundle,
+        cgroup_path: cfg.cgroup_path,
+        new_userns: has_new(spec, LinuxNamespaceType::User),
+        new_cgroupns: has_new(spec, LinuxNamespaceType::Cgroup),
+    };
+    let root_fd = rootfs::prepare(&ctx)?;
+    sync.send(&Msg::MountsDone)?;
+    sync.expect(Msg::HooksDone)?;
+    hooks::run("createContainer", spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &cfg.hook_state)?;
+    drop(root_fd);
+    rootfs::enter(cfg.rootfs, cfg.no_pivot)?;
+    rootfs::finalize(spec)?;
+
+    if has_new(spec, LinuxNamespaceType::Uts) {
+        rootfs::set_names(spec)?;
+    }
+    rootfs::sysctls(spec)?;
+    if !cfg.no_new_keyring {
+        join_session_keyring(cfg.id);
+    }
+    if process.terminal() == Some(true) {
+        let sock = cfg.console.ok_or_else(|| {
+            Error::Container("cannot allocate tty if runtime will detach without setting console socket".into())
+        })?;
+        crate::console::setup_pty(sock, process.user().uid(), Some(process.user().gid()))?;
+    }
+    if let Some(sock) = cfg.console {
+        let _ = nix::unistd::close(sock);
+    }
+    nix::unistd::chdir(process.cwd()).ctx(|| format!("chdir to cwd {:?} set in config.json", process.cwd()))?;
+    setup::set_rlimits(process)?;
+
+    let mut env = setup::with_home(process.env().as_deref().unwrap_or(&[]), process.user().uid());
+    env.extend(cfg.extra_env.iter().cloned());
+    let arg0 = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+    let exe = setup::find_executable(&arg0, &env)
+        .map_err(|e| Error::Container(format!("unable to start container process: {e}")))?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    setup::drop_privileges(process, seccomp)?;
+    setup::cloexec_from(3 + cfg.preserve_fds)?;
+
+    sync.send(&Msg::Ready)?;
+    wait_for_start(&fifo)?;
+    hooks::run("startContainer", spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &cfg.hook_state)?;
+    Err(setup::exec_program(&exe, process, &env, seccomp))
+}
+
+/// Block until `start` opens the fifo for reading, then tell it we go on.
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let fd = nix::fcntl::open(path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "open exec fifo".into())?;
+    // SAFETY: fresh fd from open.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::unistd::write(&fd, b"0").ctx(|| "write exec fifo".into())?;
+    Ok(())
+}
+
+/// A session keyring of the container's own, so containers do not share
+/// the host's keys. Failures (no keyctl in this kernel) are not fatal.
+fn join_session_keyring(id: &str) {
+    let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else { return };
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING takes a NUL-terminated name.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, libc::KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if rc < 0 {
+        tracing::debug!("join session keyring: {}", std::io::Error::last_os_error());
+    }
+}

@@ -1,0 +1,80 @@
+//! Process creation: the fork into namespaces, the sync protocol with the
+//! parent, the container init and the final exec.
+//!
+//! Shape of a create: the CLI (parent) forks stage 1; the parent puts it in
+//! the cgroup and sends Go; stage 1 joins namespaces given by path, unshares
+//! a user namespace (the parent writes its id maps), unshares the rest and
+//! forks the init (PID 1 of a new PID namespace), reports its pid, exits.
+//! The init is reparented to the nearest subreaper (containerd's shim,
+//! conmon, or `run` itself), as with runc.
+
+pub mod init;
+pub mod namespaces;
+pub mod setup;
+pub mod sync;
+
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Pid};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use crate::error::{Context, Result};
+use sync::{Msg, SyncSocket};
+
+/// Fork; the child runs `child` and never returns to the caller's code.
+pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
+    // SAFETY: strata-runtime is single-threaded (no thread is ever spawned
+    // before a fork: hooks run in the forked children or after), so the
+    // child may run ordinary code; it leaves through _exit.
+    match unsafe { nix::unistd::fork() }.ctx(|| "fork".into())? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let code = child();
+            // SAFETY: _exit skips destructors that belong to the parent.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Stage 1 of a create: namespaces, then fork the init.
+pub fn stage1(cfg: &init::InitConfig, sync: &SyncSocket) -> i32 {
+    let result = (|| -> Result<()> {
+        sync.expect(Msg::Go)?;
+        let wanted = crate::spec::namespaces(cfg.spec);
+        let joins: Vec<(LinuxNamespaceType, PathBuf)> =
+            wanted.iter().filter_map(|(t, p)| p.clone().map(|p| (*t, p))).collect();
+        let fds = namespaces::open_joins(&joins)?;
+        namespaces::join_all(&fds)?;
+        drop(fds);
+        let mut flags = CloneFlags::empty();
+        for (t, p) in &wanted {
+            if p.is_some() {
+                continue;
+            }
+            if *t == LinuxNamespaceType::User {
+                namespaces::unshare_user(sync)?;
+            } else {
+                flags |= namespaces::clone_flag(*t);
+            }
+        }
+        namespaces::unshare_rest(flags)?;
+        let pid = fork_child(|| init::run(cfg, sync))?;
+        sync.send(&Msg::Pid(pid.as_raw()))
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = sync.send(&Msg::Error(e.to_string()));
+            1
+        }
+    }
+}
+
+/// Make this process the subreaper of its descendants, so that a
+/// grandchild (the container init) is reparented to us when stage 1 exits.
+pub fn become_subreaper() -> Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    nix::errno::Errno::result(rc).map(drop).ctx(|| "become child subreaper".into())
+}

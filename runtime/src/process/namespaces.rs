@@ -1,0 +1,117 @@
+//! Entering namespaces: joining existing ones by path, unsharing new ones,
+//! and the fork that makes the container process PID 1 of a new PID
+//! namespace. Runs in the first forked child ("stage 1").
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, setns, unshare};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::sync::{Msg, SyncSocket};
+use crate::error::{Context, Error, Result};
+
+pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME is not in nix's CloneFlags; the raw bit works.
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The /proc/<pid>/ns entry name of a namespace type.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Join order: user first (it grants the rights for the others), mount
+/// last (it changes how later paths resolve); all files are opened before
+/// any join for the same reason.
+const ORDER: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Mount,
+];
+
+/// Open the namespace files to join, in join order.
+pub fn open_joins(joins: &[(LinuxNamespaceType, PathBuf)]) -> Result<Vec<(LinuxNamespaceType, OwnedFd, PathBuf)>> {
+    let mut out = Vec::new();
+    for t in ORDER {
+        for (jt, path) in joins.iter().filter(|(jt, _)| *jt == t) {
+            let f = std::fs::File::open(path).ctx(|| format!("open namespace {} {}", proc_name(*jt), path.display()))?;
+            out.push((*jt, OwnedFd::from(f), path.clone()));
+        }
+    }
+    Ok(out)
+}
+
+pub fn join_all(fds: &[(LinuxNamespaceType, OwnedFd, PathBuf)]) -> Result<()> {
+    for (t, fd, path) in fds {
+        setns(fd.as_fd(), clone_flag(*t))
+            .ctx(|| format!("join {} namespace {}", proc_name(*t), path.display()))?;
+    }
+    Ok(())
+}
+
+/// Is `path` the namespace we are in already (same inode)?
+pub fn is_current(t: LinuxNamespaceType, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mine = std::fs::metadata(format!("/proc/self/ns/{}", proc_name(t)));
+    let theirs = std::fs::metadata(path);
+    matches!((mine, theirs), (Ok(a), Ok(b)) if a.ino() == b.ino() && a.dev() == b.dev())
+}
+
+/// Unshare a new user namespace and have the parent write its id maps.
+pub fn unshare_user(sync: &SyncSocket) -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare user namespace".into())?;
+    sync.send(&Msg::UsernsReady)?;
+    sync.expect(Msg::MapsWritten)?;
+    // Become root of the new namespace (mapped by the parent).
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).ctx(|| "setgid 0 in user namespace".into())?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).ctx(|| "setuid 0 in user namespace".into())?;
+    Ok(())
+}
+
+pub fn unshare_rest(flags: CloneFlags) -> Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    unshare(flags).map_err(|e| Error::Sys { context: format!("unshare namespaces {flags:?}"), source: e })
+}
+
+/// Write uid_map/gid_map of `pid` (called by the parent).
+pub fn write_id_maps(pid: i32, uid: &str, gid: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        // An unprivileged writer must deny setgroups before a gid map.
+        let _ = std::fs::write(format!("/proc/{pid}/setgroups"), "deny");
+    }
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid).ctx(|| format!("write uid_map of {pid}"))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), gid).ctx(|| format!("write gid_map of {pid}"))
+}
+
+pub fn format_maps(maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>) -> String {
+    maps.into_iter()
+        .flatten()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}

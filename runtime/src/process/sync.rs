@@ -1,0 +1,78 @@
+//! The parent <-> child protocol during create and exec: JSON messages over
+//! a SOCK_SEQPACKET socketpair (message boundaries kept by the kernel).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Msg {
+    /// parent -> child: cgroups are set, go on.
+    Go,
+    /// child -> parent: I unshared a user namespace, write my id maps.
+    UsernsReady,
+    /// parent -> child: maps written.
+    MapsWritten,
+    /// child -> parent: the host pid of the container process.
+    Pid(i32),
+    /// init -> parent: mounts are done; run prestart/createRuntime hooks.
+    MountsDone,
+    /// parent -> init: hooks done.
+    HooksDone,
+    /// init -> parent: set up, about to wait for `start` (or exec).
+    Ready,
+    /// child -> parent: setup failed.
+    Error(String),
+}
+
+pub struct SyncSocket(pub OwnedFd);
+
+const MAX_MSG: usize = 64 * 1024;
+
+pub fn pair() -> Result<(SyncSocket, SyncSocket)> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .ctx(|| "create sync socketpair".into())?;
+    Ok((SyncSocket(a), SyncSocket(b)))
+}
+
+impl SyncSocket {
+    pub fn raw(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        let data = serde_json::to_vec(msg).map_err(|e| Error::Container(format!("encode sync message: {e}")))?;
+        send(self.0.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL).ctx(|| "send sync message".into())?;
+        Ok(())
+    }
+
+    /// The next message; None when the other side has closed.
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; MAX_MSG];
+        let n = loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.ctx(|| "receive sync message".into())?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::Container(format!("bad sync message: {e}")))
+    }
+
+    /// Wait for exactly `want`; an Error message or EOF becomes an error.
+    pub fn expect(&self, want: Msg) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == want => Ok(()),
+            Some(Msg::Error(e)) => Err(Error::Container(e)),
+            Some(other) => Err(Error::Container(format!("sync: expected {want:?}, got {other:?}"))),
+            None => Err(Error::Container(format!("sync: peer closed while waiting for {want:?}"))),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The spec's `mounts`: each made on a target resolved inside the rootfs.
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, ResolveFlag};
+use nix::mount::{MsFlags, mount};
+use nix::sys::statvfs::{FsFlags, statvfs};
+use oci_spec::runtime::Mount;
+
+use super::options::{self, MountOptions};
+use super::paths::{ensure_target, fd_path, open_in_root, sys};
+use super::RootfsContext;
+use crate::error::{Error, Result};
+
+pub fn mount_all(ctx: &RootfsContext, root_fd: RawFd) -> Result<()> {
+    for m in ctx.spec.mounts().iter().flatten() {
+        mount_one(ctx, root_fd, m).map_err(|e| {
+            Error::Container(format!("error mounting {:?} to rootfs at {:?}: {e}", source_of(m), m.destination()))
+        })?;
+    }
+    Ok(())
+}
+
+fn source_of(m: &Mount) -> String {
+    m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| m.typ().clone().unwrap_or_default())
+}
+
+fn mount_one(ctx: &RootfsContext, root_fd: RawFd, m: &Mount) -> Result<()> {
+    let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or("none");
+    let dest = m.destination();
+    if opts.bind || typ == "bind" {
+        return bind_mount(ctx, root_fd, m, &opts);
+    }
+    match typ {
+        "cgroup" | "cgroup2" => return mount_cgroup(ctx, root_fd, dest, &opts),
+        _ => {}
+    }
+    // proc and sysfs must land on a real directory: a symlink could move
+    // them over a masked path.
+    let extra = if typ == "proc" || typ == "sysfs" { ResolveFlag::RESOLVE_NO_SYMLINKS } else { ResolveFlag::empty() };
+    let target = match open_in_root(root_fd, dest, OFlag::O_PATH, extra) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => ensure_target(root_fd, dest, true)?,
+        Err(Errno::ELOOP) => {
+            return Err(Error::Container(format!("{} mount target must not be a symlink", typ)));
+        }
+        Err(e) => return Err(sys("resolve mount target", e)),
+    };
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    match mount(Some(&source), &fd_path(&target), Some(typ), flags, data) {
+        Ok(()) => {}
+        Err(Errno::EPERM) if typ == "sysfs" => {
+            // Inside a user namespace without its own network namespace the
+            // kernel refuses a new sysfs: fall back to the host's, as runc does.
+            mount(Some("/sys"), &fd_path(&target), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| sys("bind /sys", e))?;
+            remount(root_fd, dest, flags | MsFlags::MS_BIND)?;
+        }
+        Err(e) => return Err(sys(&format!("mount {typ}"), e)),
+    }
+    apply_propagation(root_fd, dest, &opts)
+}
+
+fn bind_mount(ctx: &RootfsContext, root_fd: RawFd, m: &Mount, opts: &MountOptions) -> Result<()> {
+    let src = m.source().clone().ok_or_else(|| Error::Container("bind mount without source".into()))?;
+    let src = if src.is_absolute() { src } else { ctx.bundle.join(src) };
+    let meta = std::fs::metadata(&src)
+        .map_err(|e| Error::Io { context: format!("bind source {}", src.display()), source: e })?;
+    let target = ensure_target(root_fd, m.destination(), meta.is_dir())?;
+    let mut flags = MsFlags::MS_BIND;
+    if opts.recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(Some(&src), &fd_path(&target), None::<&str>, flags, None::<&str>).map_err(|e| sys("bind mount", e))?;
+    drop(target);
+    let extra = opts.flags & !(MsFlags::MS_REMOUNT);
+    if !extra.is_empty() {
+        remount(root_fd, m.destination(), extra | MsFlags::MS_BIND)?;
+    }
+    apply_propagation(root_fd, m.destination(), opts)
+}
+
+/// Remount the mount at `dest` with `flags`; when the kernel refuses
+/// because the mount has locked flags (a bind from a nosuid/nodev source
+/// inside a user namespace), keep those and retry.
+pub fn remount(root_fd: RawFd, dest: &Path, flags: MsFlags) -> Result<()> {
+    let fd = open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty()).map_err(|e| sys("reopen mount", e))?;
+    let path = fd_path(&fd);
+    let flags = flags | MsFlags::MS_REMOUNT;
+    match mount(None::<&str>, &path, None::<&str>, flags, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => {
+            let locked = locked_flags(&path);
+            mount(None::<&str>, &path, None::<&str>, flags | locked, None::<&str>)
+                .map_err(|e| sys(&format!("remount {}", dest.display()), e))
+        }
+        Err(e) => Err(sys(&format!("remount {}", dest.display()), e)),
+    }
+}
+
+fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+fn apply_propagation(root_fd: RawFd, dest: &Path, opts: &MountOptions) -> Result<()> {
+    if opts.propagation.is_empty() {
+        return Ok(());
+    }
+    let fd = open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty()).map_err(|e| sys("reopen mount", e))?;
+    for p in &opts.propagation {
+        mount(None::<&str>, &fd_path(&fd), None::<&str>, *p, None::<&str>)
+            .map_err(|e| sys(&format!("set propagation of {}", dest.display()), e))?;
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount shows the container its own cgroups. On a cgroup v2 host
+/// with a private cgroup namespace that is a fresh cgroup2 mount; otherwise
+/// (v1, hybrid, or a shared namespace) a tmpfs holding bind mounts of the
+/// container's own directory in each hierarchy.
+fn mount_cgroup(ctx: &RootfsContext, root_fd: RawFd, dest: &Path, opts: &MountOptions) -> Result<()> {
+    let target = ensure_target(root_fd, dest, true)?;
+    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    let unified = crate::cgroups::is_unified();
+    if unified && ctx.new_cgroupns {
+        mount(Some("cgroup2"), &fd_path(&target), Some("cgroup2"), flags, None::<&str>)
+            .map_err(|e| sys("mount cgroup2", e))?;
+        return apply_propagation(root_fd, dest, opts);
+    }
+    let Some(cgroup_path) = ctx.cgroup_path.as_deref() else {
+        // No cgroup of its own: an empty tmpfs, like a container without cgroups.
+        mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), flags, Some("mode=755"))
+            .map_err(|e| sys("mount cgroup tmpfs", e))?;
+        return Ok(());
+    };
+    if unified {
+        let src = Path::new("/sys/fs/cgroup").join(super::paths::relative(cgroup_path));
+        mount(Some(&src), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| sys("bind cgroup2", e))?;
+        drop(target);
+        if !flags.is_empty() {
+            remount(root_fd, dest, flags | MsFlags::MS_BIND)?;
+        }
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        flags & !MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )
+    .map_err(|e| sys("mount cgroup tmpfs", e))?;
+    drop(target);
+    for hier in crate::cgroups::v1_hierarchies() {
+        let src = hier.mount_point.join(super::paths::relative(cgroup_path));
+        if !src.is_dir() {
+            continue;
+        }
+        let name = hier.mount_point.file_name().map(PathBuf::from).unwrap_or_default();
+        let sub = dest.join(&name);
+        let fd = ensure_target(root_fd, &sub, true)?;
+        mount(Some(&src), &fd_path(&fd), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| sys(&format!("bind cgroup {}", name.display()), e))?;
+        drop(fd);
+        remount(root_fd, &sub, flags | MsFlags::MS_BIND)?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        remount(root_fd, dest, flags)?;
+    }
+    Ok(())
+}
+
+/// Make the mount containing `path` private so that pivot_root accepts a
+/// new root below it even when the host's `/` is shared.
+pub fn make_parent_mount_private(path: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::Io { context: "read /proc/self/mountinfo".into(), source: e })?;
+    let mut best: Option<PathBuf> = None;
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        if path.starts_with(&mp) && best.as_ref().is_none_or(|b| mp.as_os_str().len() > b.as_os_str().len()) {
+            best = Some(mp);
+        }
+    }
+    let mp = best.unwrap_or_else(|| PathBuf::from("/"));
+    mount(None::<&str>, &mp, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| sys(&format!("make {} private", mp.display()), e))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+pub fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo(r"/a\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/x\\"), r"/x\\");
+    }
+}

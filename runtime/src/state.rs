@@ -1,0 +1,282 @@
+//! Persistent container state under `--root/<id>/`: `state.json` (written
+//! atomically), the `exec.fifo` that holds a created container until
+//! `start`, and a directory lock that serialises mutating commands.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+
+pub const STATE_FILE: &str = "state.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What the runtime remembers about a container between commands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// Host pid of the container's init; 0 while creating.
+    pub pid: i32,
+    /// Start time of `pid` in clock ticks since boot (field 22 of
+    /// /proc/pid/stat), to tell our init from a recycled pid.
+    pub pid_start: u64,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// The cgroup path handed to libcgroups, if the container has one.
+    pub cgroup_path: Option<PathBuf>,
+    /// The config the container was created from (exec and hooks need it
+    /// after the bundle may have changed).
+    pub spec: Spec,
+}
+
+/// The state as `runc state` prints it (OCI state plus runc's extras).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateView {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "HashMap::is_empty", default)]
+    pub annotations: HashMap<String, String>,
+}
+
+/// The OCI state handed to hooks on stdin.
+pub fn hook_state(st: &ContainerState, status: Status) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "id": st.id,
+        "status": status.to_string(),
+        "pid": st.pid,
+        "bundle": st.bundle,
+        "annotations": st.annotations,
+    })
+}
+
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::EmptyId);
+    }
+    let ok = id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if !ok || id == "." || id == ".." || id.len() > 1024 {
+        return Err(Error::InvalidId(id.to_string()));
+    }
+    Ok(())
+}
+
+/// The runtime's state root (`--root`).
+#[derive(Clone, Debug)]
+pub struct Root {
+    pub path: PathBuf,
+}
+
+impl Root {
+    pub fn new(path: PathBuf) -> Self {
+        Root { path }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.path.join(id)
+    }
+
+    /// Atomically claim `id`: the directory's creation is the uniqueness check.
+    pub fn claim(&self, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        std::fs::create_dir_all(&self.path).ctx(|| format!("create state root {}", self.path.display()))?;
+        let dir = self.dir(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
+                Ok(dir)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Exists(id.to_string())),
+            Err(e) => Err(Error::Io { context: format!("create {}", dir.display()), source: e }),
+        }
+    }
+
+    /// Take the container's lock (blocking) for a mutating command.
+    pub fn lock(&self, id: &str) -> Result<Flock<File>> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        let f = File::open(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotExist(id.to_string())
+            } else {
+                Error::Io { context: format!("open {}", dir.display()), source: e }
+            }
+        })?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::Sys { context: format!("lock {}", dir.display()), source: e })
+    }
+
+    pub fn load(&self, id: &str) -> Result<ContainerState> {
+        validate_id(id)?;
+        let path = self.dir(id).join(STATE_FILE);
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.to_string())),
+            Err(e) => return Err(Error::Io { context: format!("read {}", path.display()), source: e }),
+        };
+        serde_json::from_slice(&data).map_err(|e| Error::CorruptState { path, msg: e.to_string() })
+    }
+
+    pub fn save(&self, st: &ContainerState) -> Result<()> {
+        let dir = self.dir(&st.id);
+        let tmp = dir.join(".state.json.tmp");
+        let data = serde_json::to_vec(st).map_err(|e| Error::Container(format!("encode state: {e}")))?;
+        let mut f = File::create(&tmp).ctx(|| format!("write {}", tmp.display()))?;
+        f.write_all(&data).ctx(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(STATE_FILE)).ctx(|| format!("rename state in {}", dir.display()))
+    }
+
+    /// Ids of every container under the root, sorted.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let rd = match std::fs::read_dir(&self.path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(Error::Io { context: format!("read {}", self.path.display()), source: e }),
+        };
+        for entry in rd.flatten() {
+            if entry.path().join(STATE_FILE).exists() {
+                ids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io { context: format!("remove {}", dir.display()), source: e }),
+        }
+    }
+}
+
+/// Start time (clock ticks since boot) and state letter of a process, from
+/// /proc/<pid>/stat; None if it does not exist.
+pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    let data = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces or ')'.
+    let rest = &data[data.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 overall is index 19 after pid and comm.
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+impl ContainerState {
+    /// Is our init (not a recycled pid) still alive and not a zombie?
+    pub fn init_alive(&self) -> bool {
+        if self.pid <= 0 {
+            return false;
+        }
+        match proc_stat(self.pid) {
+            Some((start, state)) => start == self.pid_start && state != 'Z' && state != 'X',
+            None => false,
+        }
+    }
+
+    pub fn status(&self, dir: &Path) -> Status {
+        if self.pid == 0 {
+            return Status::Creating;
+        }
+        if !self.init_alive() {
+            return Status::Stopped;
+        }
+        if dir.join(EXEC_FIFO).exists() {
+            return Status::Created;
+        }
+        if crate::cgroups::is_frozen(self) {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    pub fn view(&self, dir: &Path) -> StateView {
+        let status = self.status(dir);
+        StateView {
+            oci_version: self.spec.version().clone(),
+            id: self.id.clone(),
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status,
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            owner: self.owner.clone(),
+            annotations: self.annotations.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_runc_rules() {
+        validate_id("abc-1_2+3.x").unwrap();
+        assert!(matches!(validate_id(""), Err(Error::EmptyId)));
+        assert!(validate_id("..").is_err());
+        assert!(validate_id("a/b").is_err());
+        assert!(validate_id("a b").is_err());
+    }
+
+    #[test]
+    fn proc_stat_reads_self() {
+        let (start, state) = proc_stat(std::process::id() as i32).unwrap();
+        assert!(start > 0);
+        assert!(state == 'R' || state == 'S');
+        assert!(proc_stat(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn claim_is_exclusive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path().to_path_buf());
+        root.claim("c1").unwrap();
+        assert!(matches!(root.claim("c1"), Err(Error::Exists(_))));
+        assert!(matches!(root.load("c1"), Err(Error::NotExist(_))));
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the build, the tests and the benchmarks use. Idempotent.
+set -euo pipefail
+pkgs=(
+  runc crun containerd podman skopeo umoci docker-registry busybox-static
+  containernetworking-plugins slirp4netns passt uidmap fuse-overlayfs libseccomp-dev
+  hyperfine bats pkg-config iptables jq time procps
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
