@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{
-    AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt, FreezerState, create_cgroup_manager,
+    AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt, FreezerState,
+    create_cgroup_manager,
 };
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Spec};
@@ -20,7 +21,9 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
 
 /// Is /sys/fs/cgroup a pure cgroup v2 mount?
 pub fn is_unified() -> bool {
-    nix::sys::statfs::statfs(CGROUP_ROOT).map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC).unwrap_or(false)
+    nix::sys::statfs::statfs(CGROUP_ROOT)
+        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
 }
 
 /// The cgroup path of a container, following runc's conventions:
@@ -40,7 +43,11 @@ pub fn path_for(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
                 "cgroupsPath {s:?} must be slice:prefix:name with --systemd-cgroup"
             )));
         }
-        let slice = if parts[0].is_empty() { "system.slice" } else { parts[0] };
+        let slice = if parts[0].is_empty() {
+            "system.slice"
+        } else {
+            parts[0]
+        };
         let unit = if parts[2].ends_with(".slice") {
             parts[2].to_string()
         } else if parts[1].is_empty() {
@@ -51,7 +58,9 @@ pub fn path_for(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
         return Ok(PathBuf::from("/").join(expand_slice(slice)).join(unit));
     }
     if s.split('/').any(|c| c == "..") {
-        return Err(Error::InvalidSpec(format!("cgroupsPath {s:?} must not contain ..")));
+        return Err(Error::InvalidSpec(format!(
+            "cgroupsPath {s:?} must not contain .."
+        )));
     }
     Ok(PathBuf::from("/").join(given.strip_prefix("/").unwrap_or(&given)))
 }
@@ -84,7 +93,8 @@ pub fn manager(path: &Path, id: &str) -> Result<AnyCgroupManager> {
 /// spec's resources.
 pub fn setup(path: &Path, id: &str, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
     let m = manager(path, id)?;
-    m.add_task(Pid::from_raw(pid)).map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
+    m.add_task(Pid::from_raw(pid))
+        .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
     let default = LinuxResources::default();
     let opt = ControllerOpt {
         resources: resources.unwrap_or(&default),
@@ -95,7 +105,8 @@ pub fn setup(path: &Path, id: &str, pid: i32, resources: Option<&LinuxResources>
         oom_score_adj: None,
         freezer_state: None,
     };
-    m.apply(&opt).map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", path.display())))
+    m.apply(&opt)
+        .map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", path.display())))
 }
 
 /// Join an existing container cgroup (for `exec`).
@@ -106,12 +117,20 @@ pub fn join(path: &Path, id: &str, pid: i32) -> Result<()> {
 }
 
 pub fn remove(path: &Path, id: &str) -> Result<()> {
-    manager(path, id)?.remove().map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))
+    manager(path, id)?
+        .remove()
+        .map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))
 }
 
 pub fn freeze(path: &Path, id: &str, frozen: bool) -> Result<()> {
-    let state = if frozen { FreezerState::Frozen } else { FreezerState::Thawed };
-    manager(path, id)?.freeze(state).map_err(|e| Error::Cgroup(format!("freezer {}: {e}", path.display())))
+    let state = if frozen {
+        FreezerState::Frozen
+    } else {
+        FreezerState::Thawed
+    };
+    manager(path, id)?
+        .freeze(state)
+        .map_err(|e| Error::Cgroup(format!("freezer {}: {e}", path.display())))
 }
 
 pub fn pids(path: &Path, id: &str) -> Result<Vec<i32>> {
@@ -123,14 +142,21 @@ pub fn pids(path: &Path, id: &str) -> Result<Vec<i32>> {
 
 /// Is the container's freezer cgroup frozen (paused)?
 pub fn is_frozen(st: &ContainerState) -> bool {
-    let Some(path) = st.cgroup_path.as_deref() else { return false };
+    let Some(path) = st.cgroup_path.as_deref() else {
+        return false;
+    };
     let rel = path.strip_prefix("/").unwrap_or(path);
     if is_unified() {
         std::fs::read_to_string(Path::new(CGROUP_ROOT).join(rel).join("cgroup.freeze"))
             .is_ok_and(|s| s.trim() == "1")
     } else {
-        std::fs::read_to_string(Path::new(CGROUP_ROOT).join("freezer").join(rel).join("freezer.state"))
-            .is_ok_and(|s| s.trim() == "FROZEN")
+        std::fs::read_to_string(
+            Path::new(CGROUP_ROOT)
+                .join("freezer")
+                .join(rel)
+                .join("freezer.state"),
+        )
+        .is_ok_and(|s| s.trim() == "FROZEN")
     }
 }
 
@@ -140,7 +166,9 @@ pub struct Hierarchy {
 }
 
 pub fn v1_hierarchies() -> Vec<Hierarchy> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     info.lines()
         .filter_map(|line| {
             let (pre, post) = line.split_once(" - ")?;
@@ -149,7 +177,9 @@ pub fn v1_hierarchies() -> Vec<Hierarchy> {
                 return None;
             }
             let mp = pre.split(' ').nth(4)?;
-            Some(Hierarchy { mount_point: PathBuf::from(crate::rootfs::mounts::unescape_mountinfo(mp)) })
+            Some(Hierarchy {
+                mount_point: PathBuf::from(crate::rootfs::mounts::unescape_mountinfo(mp)),
+            })
         })
         .collect()
 }
@@ -168,9 +198,18 @@ mod tests {
 
     #[test]
     fn runc_cgroup_path_conventions() {
-        assert_eq!(path_for(&spec_with(None), "c1", false).unwrap(), PathBuf::from("/strata-runtime/c1"));
-        assert_eq!(path_for(&spec_with(Some("/a/b")), "c1", false).unwrap(), PathBuf::from("/a/b"));
-        assert_eq!(path_for(&spec_with(Some("a/b")), "c1", false).unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(
+            path_for(&spec_with(None), "c1", false).unwrap(),
+            PathBuf::from("/strata-runtime/c1")
+        );
+        assert_eq!(
+            path_for(&spec_with(Some("/a/b")), "c1", false).unwrap(),
+            PathBuf::from("/a/b")
+        );
+        assert_eq!(
+            path_for(&spec_with(Some("a/b")), "c1", false).unwrap(),
+            PathBuf::from("/a/b")
+        );
         assert_eq!(
             path_for(&spec_with(Some("machine.slice:libpod:abc")), "c1", true).unwrap(),
             PathBuf::from("/machine.slice/libpod-abc.scope")

@@ -15,7 +15,8 @@ use crate::error::{Context, Error, Result};
 
 /// Connect to the caller's console socket.
 pub fn connect(path: &Path) -> Result<OwnedFd> {
-    let s = UnixStream::connect(path).ctx(|| format!("connect to console socket {}", path.display()))?;
+    let s = UnixStream::connect(path)
+        .ctx(|| format!("connect to console socket {}", path.display()))?;
     Ok(OwnedFd::from(s))
 }
 
@@ -24,7 +25,8 @@ pub fn send_fd(socket: RawFd, fd: RawFd, name: &str) -> Result<()> {
     let iov = [IoSlice::new(name.as_bytes())];
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None).ctx(|| "send pty master over console socket".into())?;
+    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None)
+        .ctx(|| "send pty master over console socket".into())?;
     Ok(())
 }
 
@@ -32,12 +34,17 @@ pub fn send_fd(socket: RawFd, fd: RawFd, name: &str) -> Result<()> {
 /// send its master over `socket`, and make the slave our controlling
 /// terminal and stdio. The caller must be a session leader.
 pub fn setup_pty(socket: RawFd, uid: u32, gid: Option<u32>) -> Result<()> {
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "open /dev/ptmx".into())?;
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx(|| "open /dev/ptmx".into())?;
     grantpt(&master).ctx(|| "grantpt".into())?;
     unlockpt(&master).ctx(|| "unlockpt".into())?;
     let name = ptsname_r(&master).ctx(|| "ptsname".into())?;
-    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("open {name}"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {name}"))?;
     // SAFETY: open returned a fresh fd.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     if uid != 0 {
@@ -59,9 +66,17 @@ pub fn recv_fd(socket: RawFd) -> Result<OwnedFd> {
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .ctx(|| "receive pty master".into())?;
-    for c in msg.cmsgs().map_err(|e| Error::Sys { context: "read control message".into(), source: e })? {
+    let msg = nix::sys::socket::recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ctx(|| "receive pty master".into())?;
+    for c in msg.cmsgs().map_err(|e| Error::Sys {
+        context: "read control message".into(),
+        source: e,
+    })? {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel just installed this fd for us.
@@ -69,5 +84,7 @@ pub fn recv_fd(socket: RawFd) -> Result<OwnedFd> {
             }
         }
     }
-    Err(Error::Container("console socket message carried no fd".into()))
+    Err(Error::Container(
+        "console socket message carried no fd".into(),
+    ))
 }

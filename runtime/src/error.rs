@@ -23,7 +23,10 @@ pub enum Error {
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: String },
     #[error("cannot read {path}: {source}")]
-    ReadSpec { path: PathBuf, source: std::io::Error },
+    ReadSpec {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("malformed config.json {path}: {msg}")]
     MalformedSpec { path: PathBuf, msg: String },
     #[error("invalid config.json: {0}")]
@@ -37,7 +40,10 @@ pub enum Error {
     #[error("container state is corrupt ({path}): {msg}")]
     CorruptState { path: PathBuf, msg: String },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{context}: {source}")]
     Sys { context: String, source: nix::Error },
     #[error("cgroups: {0}")]
@@ -58,12 +64,18 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context(), source })
+        self.map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, nix::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Sys { context: context(), source })
+        self.map_err(|source| Error::Sys {
+            context: context(),
+            source,
+        })
     }
 }

@@ -18,7 +18,12 @@ pub fn run(kind: &str, hooks: Option<&Vec<Hook>>, state: &serde_json::Value) -> 
 
 fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
     let path = hook.path();
-    let fail = |msg: String| Error::Container(format!("error running {kind} hook {}: {msg}", path.display()));
+    let fail = |msg: String| {
+        Error::Container(format!(
+            "error running {kind} hook {}: {msg}",
+            path.display()
+        ))
+    };
     let mut cmd = Command::new(path);
     let args = hook.args().clone().unwrap_or_default();
     if let Some(arg0) = args.first() {
@@ -32,13 +37,17 @@ fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading its stdin; that is not an error.
         let _ = stdin.write_all(state.to_string().as_bytes());
     }
-    let deadline = hook.timeout().map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+    let deadline = hook
+        .timeout()
+        .map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
     loop {
         match child.try_wait().map_err(|e| fail(e.to_string()))? {
             Some(status) if status.success() => return Ok(()),

@@ -23,7 +23,9 @@ pub enum LogFormat {
 /// Render one log record in the chosen format (no trailing newline).
 pub fn render(format: LogFormat, level: &str, msg: &str, time: &str) -> String {
     match format {
-        LogFormat::Json => serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string(),
+        LogFormat::Json => {
+            serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
+        }
         LogFormat::Text => format!("time={time:?} level={level} msg={msg:?}"),
     }
 }
@@ -86,7 +88,11 @@ pub fn init(log_path: Option<&Path>, format: LogFormat, debug: bool) -> std::io:
     let layer = match log_path {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            Some(FileLayer { file: Mutex::new(file), format, max })
+            Some(FileLayer {
+                file: Mutex::new(file),
+                format,
+                max,
+            })
         }
         None => None,
     };
@@ -101,7 +107,12 @@ mod tests {
 
     #[test]
     fn json_shape_matches_what_containerd_reads() {
-        let line = render(LogFormat::Json, "error", "boom \"x\"", "2026-01-01T00:00:00Z");
+        let line = render(
+            LogFormat::Json,
+            "error",
+            "boom \"x\"",
+            "2026-01-01T00:00:00Z",
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["level"], "error");
         assert_eq!(v["msg"], "boom \"x\"");

@@ -15,22 +15,45 @@ use crate::error::{Context, Error, Result};
 pub fn parse(s: &str) -> Result<i32> {
     let unknown = || Error::UnknownSignal(s.to_string());
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(unknown()) };
+        return if (1..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(unknown())
+        };
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().map_err(|_| unknown())? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().map_err(|_| unknown())?
+        };
         let n = libc::SIGRTMIN() + off;
-        return if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(unknown()) };
+        return if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(unknown())
+        };
     }
     if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().map_err(|_| unknown())? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().map_err(|_| unknown())?
+        };
         let n = libc::SIGRTMAX() + off;
-        return if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(unknown()) };
+        return if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(unknown())
+        };
     }
     let full = format!("SIG{name}");
-    Signal::iterator().find(|sig| sig.as_str() == full).map(|s| s as i32).ok_or_else(unknown)
+    Signal::iterator()
+        .find(|sig| sig.as_str() == full)
+        .map(|s| s as i32)
+        .ok_or_else(unknown)
 }
 
 /// Send signal number `sig` to `pid`.
@@ -52,8 +75,12 @@ pub fn forwarded_set() -> SigSet {
 pub fn block_all() -> Result<SigSet> {
     let set = forwarded_set();
     let mut old = SigSet::empty();
-    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
-        .ctx(|| "block signals".into())?;
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&set),
+        Some(&mut old),
+    )
+    .ctx(|| "block signals".into())?;
     Ok(old)
 }
 
@@ -69,7 +96,11 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
 /// other children, forwarding signals, and copying between our stdio and
 /// `pty` if given. Returns the exit code (128+signal when killed).
 pub fn wait_forwarding(pid: i32, pty: Option<OwnedFd>) -> Result<i32> {
-    let sfd = SignalFd::with_flags(&forwarded_set(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ctx(|| "signalfd".into())?;
+    let sfd = SignalFd::with_flags(
+        &forwarded_set(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .ctx(|| "signalfd".into())?;
     let stdin = std::io::stdin();
     let mut stdin_open = pty.is_some();
     let mut pty_open = pty.is_some();
@@ -103,10 +134,16 @@ pub fn wait_forwarding(pid: i32, pty: Option<OwnedFd>) -> Result<i32> {
         };
         match poll(&mut fds, PollTimeout::from(1000u16)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::Sys { context: "poll".into(), source: e }),
+            Err(e) => {
+                return Err(Error::Sys {
+                    context: "poll".into(),
+                    source: e,
+                });
+            }
         }
         let ready = |ix: Option<usize>| {
-            ix.and_then(|i| fds[i].revents()).is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+            ix.and_then(|i| fds[i].revents())
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
         };
         let sig_ready = ready(Some(0));
         let stdin_ready = ready(stdin_ix);
@@ -151,10 +188,17 @@ fn reap(pid: i32) -> Result<Option<i32>> {
                 }
             }
             Err(nix::errno::Errno::ECHILD) => {
-                return Err(Error::Container(format!("process {pid} is not our child any more")));
+                return Err(Error::Container(format!(
+                    "process {pid} is not our child any more"
+                )));
             }
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::Sys { context: "waitpid".into(), source: e }),
+            Err(e) => {
+                return Err(Error::Sys {
+                    context: "waitpid".into(),
+                    source: e,
+                });
+            }
         }
     }
 }
@@ -179,12 +223,20 @@ fn copy(from: BorrowedFd, to: BorrowedFd) -> bool {
 }
 
 fn drain(pty: &OwnedFd) {
-    let _ = nix::fcntl::fcntl(pty.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+    let _ = nix::fcntl::fcntl(
+        pty.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
     while copy(pty.as_fd(), std::io::stdout().as_fd()) {}
 }
 
 fn resize_like_stdin(pty: &OwnedFd) {
-    let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws: libc::winsize = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write a winsize we own.
     unsafe {
         if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
@@ -210,7 +262,11 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(std::io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, &self.saved);
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin().as_fd(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
     }
 }
 

@@ -20,12 +20,24 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         source,
     })?;
     let path = dir.join("config.json");
-    let data = std::fs::read(&path).map_err(|source| Error::ReadSpec { path: path.clone(), source })?;
-    let spec: Spec = serde_json::from_slice(&data)
-        .map_err(|e| Error::MalformedSpec { path: path.clone(), msg: e.to_string() })?;
+    let data = std::fs::read(&path).map_err(|source| Error::ReadSpec {
+        path: path.clone(),
+        source,
+    })?;
+    let spec: Spec = serde_json::from_slice(&data).map_err(|e| Error::MalformedSpec {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
     validate(&spec)?;
-    let root = spec.root().as_ref().ok_or_else(|| Error::InvalidSpec("root must be set".into()))?;
-    let rootfs = if root.path().is_absolute() { root.path().clone() } else { dir.join(root.path()) };
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("root must be set".into()))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
     if !rootfs.is_dir() {
         return Err(Error::MissingRootfs(rootfs));
     }
@@ -37,36 +49,55 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
 pub fn validate(spec: &Spec) -> Result<()> {
     let version = spec.version();
     if !version.starts_with("1.") {
-        return Err(Error::InvalidSpec(format!("unsupported ociVersion {version:?} (want 1.x)")));
+        return Err(Error::InvalidSpec(format!(
+            "unsupported ociVersion {version:?} (want 1.x)"
+        )));
     }
-    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidSpec("process must be set".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("process must be set".into()))?;
     validate_process(process)?;
     if let Some(linux) = spec.linux() {
         let mut seen = HashSet::new();
         for ns in linux.namespaces().iter().flatten() {
             if !seen.insert(ns.typ()) {
-                return Err(Error::InvalidSpec(format!("duplicate namespace {:?}", ns.typ().to_string())));
+                return Err(Error::InvalidSpec(format!(
+                    "duplicate namespace {:?}",
+                    ns.typ().to_string()
+                )));
             }
             if let Some(p) = ns.path() {
                 if !p.is_absolute() {
-                    return Err(Error::InvalidSpec(format!("namespace path {} must be absolute", p.display())));
+                    return Err(Error::InvalidSpec(format!(
+                        "namespace path {} must be absolute",
+                        p.display()
+                    )));
                 }
             }
         }
         let has_userns = seen.contains(&LinuxNamespaceType::User);
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if has_maps && !has_userns {
-            return Err(Error::InvalidSpec("uidMappings given without a user namespace".into()));
+            return Err(Error::InvalidSpec(
+                "uidMappings given without a user namespace".into(),
+            ));
         }
         if linux.sysctl().is_some() && !seen.contains(&LinuxNamespaceType::Uts) {
             for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
                 if key == "kernel.hostname" || key == "kernel.domainname" {
-                    return Err(Error::InvalidSpec(format!("sysctl {key} needs a new uts namespace")));
+                    return Err(Error::InvalidSpec(format!(
+                        "sysctl {key} needs a new uts namespace"
+                    )));
                 }
             }
         }
-        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !seen.contains(&LinuxNamespaceType::Uts) {
-            return Err(Error::InvalidSpec("hostname requires a new uts namespace".into()));
+        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+            && !seen.contains(&LinuxNamespaceType::Uts)
+        {
+            return Err(Error::InvalidSpec(
+                "hostname requires a new uts namespace".into(),
+            ));
         }
     }
     for m in spec.mounts().iter().flatten() {
@@ -86,11 +117,16 @@ pub fn validate_process(process: &Process) -> Result<()> {
         _ => return Err(Error::InvalidProcess("args must not be empty".into())),
     }
     if !process.cwd().is_absolute() {
-        return Err(Error::InvalidProcess(format!("cwd {} must be an absolute path", process.cwd().display())));
+        return Err(Error::InvalidProcess(format!(
+            "cwd {} must be an absolute path",
+            process.cwd().display()
+        )));
     }
     for kv in process.env().iter().flatten() {
         if !kv.contains('=') {
-            return Err(Error::InvalidProcess(format!("env entry {kv:?} is not KEY=VALUE")));
+            return Err(Error::InvalidProcess(format!(
+                "env entry {kv:?} is not KEY=VALUE"
+            )));
         }
     }
     Ok(())
@@ -112,7 +148,8 @@ mod tests {
     use super::*;
 
     fn spec_from(json: serde_json::Value) -> Result<Spec> {
-        let spec: Spec = serde_json::from_value(json).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let spec: Spec =
+            serde_json::from_value(json).map_err(|e| Error::InvalidSpec(e.to_string()))?;
         validate(&spec)?;
         Ok(spec)
     }
@@ -150,7 +187,12 @@ mod tests {
     fn duplicate_namespace_rejected() {
         let mut j = minimal();
         j["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}]);
-        assert!(spec_from(j).unwrap_err().to_string().contains("duplicate namespace"));
+        assert!(
+            spec_from(j)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate namespace")
+        );
     }
 
     #[test]

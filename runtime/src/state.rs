@@ -93,7 +93,9 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::EmptyId);
     }
-    let ok = id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    let ok = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
     if !ok || id == "." || id == ".." || id.len() > 1024 {
         return Err(Error::InvalidId(id.to_string()));
     }
@@ -118,7 +120,8 @@ impl Root {
     /// Atomically claim `id`: the directory's creation is the uniqueness check.
     pub fn claim(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;
-        std::fs::create_dir_all(&self.path).ctx(|| format!("create state root {}", self.path.display()))?;
+        std::fs::create_dir_all(&self.path)
+            .ctx(|| format!("create state root {}", self.path.display()))?;
         let dir = self.dir(id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {
@@ -126,8 +129,13 @@ impl Root {
                 let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
                 Ok(dir)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Exists(id.to_string())),
-            Err(e) => Err(Error::Io { context: format!("create {}", dir.display()), source: e }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::Exists(id.to_string()))
+            }
+            Err(e) => Err(Error::Io {
+                context: format!("create {}", dir.display()),
+                source: e,
+            }),
         }
     }
 
@@ -139,11 +147,16 @@ impl Root {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::NotExist(id.to_string())
             } else {
-                Error::Io { context: format!("open {}", dir.display()), source: e }
+                Error::Io {
+                    context: format!("open {}", dir.display()),
+                    source: e,
+                }
             }
         })?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::Sys { context: format!("lock {}", dir.display()), source: e })
+        Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::Sys {
+            context: format!("lock {}", dir.display()),
+            source: e,
+        })
     }
 
     pub fn load(&self, id: &str) -> Result<ContainerState> {
@@ -151,19 +164,32 @@ impl Root {
         let path = self.dir(id).join(STATE_FILE);
         let data = match std::fs::read(&path) {
             Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.to_string())),
-            Err(e) => return Err(Error::Io { context: format!("read {}", path.display()), source: e }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotExist(id.to_string()));
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("read {}", path.display()),
+                    source: e,
+                });
+            }
         };
-        serde_json::from_slice(&data).map_err(|e| Error::CorruptState { path, msg: e.to_string() })
+        serde_json::from_slice(&data).map_err(|e| Error::CorruptState {
+            path,
+            msg: e.to_string(),
+        })
     }
 
     pub fn save(&self, st: &ContainerState) -> Result<()> {
         let dir = self.dir(&st.id);
         let tmp = dir.join(".state.json.tmp");
-        let data = serde_json::to_vec(st).map_err(|e| Error::Container(format!("encode state: {e}")))?;
+        let data =
+            serde_json::to_vec(st).map_err(|e| Error::Container(format!("encode state: {e}")))?;
         let mut f = File::create(&tmp).ctx(|| format!("write {}", tmp.display()))?;
-        f.write_all(&data).ctx(|| format!("write {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(STATE_FILE)).ctx(|| format!("rename state in {}", dir.display()))
+        f.write_all(&data)
+            .ctx(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(STATE_FILE))
+            .ctx(|| format!("rename state in {}", dir.display()))
     }
 
     /// Ids of every container under the root, sorted.
@@ -172,7 +198,12 @@ impl Root {
         let rd = match std::fs::read_dir(&self.path) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
-            Err(e) => return Err(Error::Io { context: format!("read {}", self.path.display()), source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("read {}", self.path.display()),
+                    source: e,
+                });
+            }
         };
         for entry in rd.flatten() {
             if entry.path().join(STATE_FILE).exists() {
@@ -188,7 +219,10 @@ impl Root {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Io { context: format!("remove {}", dir.display()), source: e }),
+            Err(e) => Err(Error::Io {
+                context: format!("remove {}", dir.display()),
+                source: e,
+            }),
         }
     }
 }
@@ -239,7 +273,11 @@ impl ContainerState {
         StateView {
             oci_version: self.spec.version().clone(),
             id: self.id.clone(),
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status,
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),

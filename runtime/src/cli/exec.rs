@@ -78,7 +78,9 @@ impl ExecArgs {
 
     fn from_flags(&self, root: &Root) -> Result<Process> {
         if self.command.is_empty() {
-            return Err(Error::InvalidProcess("exec needs a command or -p process.json".into()));
+            return Err(Error::InvalidProcess(
+                "exec needs a command or -p process.json".into(),
+            ));
         }
         let st = root.load(&self.id)?;
         let mut p = st.spec.process().clone().unwrap_or_default();
@@ -98,7 +100,12 @@ impl ExecArgs {
             let bad = || Error::InvalidProcess(format!("--user {u:?} must be uid[:gid]"));
             let mut user = p.user().clone();
             user.set_uid(uid.parse().map_err(|_| bad())?);
-            user.set_gid(gid.map(|g| g.parse()).transpose().map_err(|_| bad())?.unwrap_or(0));
+            user.set_gid(
+                gid.map(|g| g.parse())
+                    .transpose()
+                    .map_err(|_| bad())?
+                    .unwrap_or(0),
+            );
             if !self.additional_gids.is_empty() {
                 user.set_additional_gids(Some(self.additional_gids.clone()));
             }

@@ -30,7 +30,11 @@ pub fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
                         s.status.to_string(),
                         s.bundle.display().to_string(),
                         s.created.clone(),
-                        if s.owner.is_empty() { "root".into() } else { s.owner.clone() },
+                        if s.owner.is_empty() {
+                            "root".into()
+                        } else {
+                            s.owner.clone()
+                        },
                     ]
                 })
                 .collect();
@@ -42,7 +46,11 @@ pub fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
                 }
             }
             for r in std::iter::once(&header).chain(rows.iter()) {
-                let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 writeln!(out, "{}", line.join("   ").trim_end()).ctx(|| "write stdout".into())?;
             }
             Ok(())
@@ -53,22 +61,40 @@ pub fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
 
 pub fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
     let st = root.load(id)?;
-    let cg = st.cgroup_path.as_ref().ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
+    let cg = st
+        .cgroup_path
+        .as_ref()
+        .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
     let pids = crate::cgroups::pids(cg, id)?;
     let mut out = std::io::stdout().lock();
     if format == "json" {
         let s = serde_json::to_string(&pids).map_err(|e| Error::Container(e.to_string()))?;
         return writeln!(out, "{s}").ctx(|| "write stdout".into());
     }
-    let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-    let output = std::process::Command::new("ps").args(&args).output().ctx(|| "run ps".into())?;
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let output = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .ctx(|| "run ps".into())?;
     let text = String::from_utf8_lossy(&output.stdout);
     let mut lines = text.lines();
-    let Some(header) = lines.next() else { return Ok(()) };
-    let pid_col = header.split_whitespace().position(|h| h == "PID").ok_or_else(|| Error::Container("ps output has no PID column".into()))?;
+    let Some(header) = lines.next() else {
+        return Ok(());
+    };
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::Container("ps output has no PID column".into()))?;
     writeln!(out, "{header}").ctx(|| "write stdout".into())?;
     for line in lines {
-        let pid = line.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             writeln!(out, "{line}").ctx(|| "write stdout".into())?;
         }

@@ -168,7 +168,8 @@ fn create_options(a: &CreateArgs, systemd: bool) -> CreateOptions {
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Container(format!("encode JSON: {e}")))?;
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| Error::Container(format!("encode JSON: {e}")))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{s}").ctx(|| "write stdout".into())
 }
@@ -177,11 +178,20 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let root = cli.root();
     match &cli.command {
-        Command::Create(a) => container::create::create(&root, &create_options(a, cli.systemd_cgroup)).map(|_| 0),
-        Command::Start { id } => container::start::start(&root, id).map(|_| 0),
-        Command::Run { create, detach, keep } => {
-            container::run::run(&root, &create_options(create, cli.systemd_cgroup), *detach, *keep)
+        Command::Create(a) => {
+            container::create::create(&root, &create_options(a, cli.systemd_cgroup)).map(|_| 0)
         }
+        Command::Start { id } => container::start::start(&root, id).map(|_| 0),
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => container::run::run(
+            &root,
+            &create_options(create, cli.systemd_cgroup),
+            *detach,
+            *keep,
+        ),
         Command::State { id } => print_json(&container::state::state(&root, id)?).map(|_| 0),
         Command::Kill { id, signal, all } => {
             let sig = crate::signals::parse(signal)?;
@@ -195,13 +205,20 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Pause { id } => container::pause::set_paused(&root, id, true).map(|_| 0),
         Command::Resume { id } => container::pause::set_paused(&root, id, false).map(|_| 0),
-        Command::Ps { id, format, ps_args } => list::ps(&root, id, format, ps_args).map(|_| 0),
+        Command::Ps {
+            id,
+            format,
+            ps_args,
+        } => list::ps(&root, id, format, ps_args).map(|_| 0),
         Command::Update { id, resources } => update(&root, id, resources.as_deref()).map(|_| 0),
         Command::Spec { bundle } => {
             let rootless = cli.rootless.as_deref() == Some("true");
             let path = bundle.join("config.json");
             if path.exists() {
-                return Err(Error::Container(format!("File {} exists. Remove it first", path.display())));
+                return Err(Error::Container(format!(
+                    "File {} exists. Remove it first",
+                    path.display()
+                )));
             }
             let data = serde_json::to_string_pretty(&crate::template::default_spec(rootless))
                 .map_err(|e| Error::Container(e.to_string()))?;
@@ -215,16 +232,22 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
 fn update(root: &Root, id: &str, file: Option<&std::path::Path>) -> Result<()> {
     let st = root.load(id)?;
     let data = match file {
-        Some(p) if p != std::path::Path::new("-") => std::fs::read(p).ctx(|| format!("read {}", p.display()))?,
+        Some(p) if p != std::path::Path::new("-") => {
+            std::fs::read(p).ctx(|| format!("read {}", p.display()))?
+        }
         _ => {
             let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).ctx(|| "read stdin".into())?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .ctx(|| "read stdin".into())?;
             buf
         }
     };
     let res: oci_spec::runtime::LinuxResources =
         serde_json::from_slice(&data).map_err(|e| Error::InvalidSpec(format!("resources: {e}")))?;
-    let cg = st.cgroup_path.as_ref().ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
+    let cg = st
+        .cgroup_path
+        .as_ref()
+        .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
     use libcgroups::common::CgroupManager;
     let m = crate::cgroups::manager(cg, id)?;
     let opt = libcgroups::common::ControllerOpt {
@@ -233,5 +256,6 @@ fn update(root: &Root, id: &str, file: Option<&std::path::Path>) -> Result<()> {
         oom_score_adj: None,
         freezer_state: None,
     };
-    m.apply(&opt).map_err(|e| Error::Cgroup(format!("update {}: {e}", cg.display())))
+    m.apply(&opt)
+        .map_err(|e| Error::Cgroup(format!("update {}: {e}", cg.display())))
 }

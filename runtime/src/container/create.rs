@@ -69,7 +69,13 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<ContainerState> {
         return Err(Error::InvalidSpec("a mount namespace is required".into()));
     }
     let dir = root.claim(&opts.id)?;
-    let mut cleanup = Cleanup { root, id: opts.id.clone(), pids: Vec::new(), cgroup: None, armed: true };
+    let mut cleanup = Cleanup {
+        root,
+        id: opts.id.clone(),
+        pids: Vec::new(),
+        cgroup: None,
+        armed: true,
+    };
     let _lock = root.lock(&opts.id)?;
 
     let cgroup_path = cgroups::path_for(spec, &opts.id, opts.systemd_cgroup)?;
@@ -81,28 +87,45 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<ContainerState> {
         pid_start: 0,
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         cgroup_path: Some(cgroup_path.clone()),
         spec: spec.clone(),
     };
     root.save(&st)?;
     let fifo_path = dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", fifo_path.display()))?;
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
     // mkfifo honours the umask; the init may run as any user.
     std::os::unix::fs::chown(&fifo_path, Some(0), Some(0)).ok();
-    nix::sys::stat::fchmodat(None, &fifo_path, Mode::from_bits_truncate(0o622), nix::sys::stat::FchmodatFlags::FollowSymlink)
-        .ctx(|| "chmod exec fifo".into())?;
+    nix::sys::stat::fchmodat(
+        None,
+        &fifo_path,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .ctx(|| "chmod exec fifo".into())?;
 
     let console: Option<OwnedFd> = match &opts.console_socket {
         Some(p) => Some(crate::console::connect(p)?),
         None => None,
     };
-    let console_raw = console.as_ref().map(|c| c.as_raw_fd()).or(opts.console_fd.as_ref().map(|c| c.as_raw_fd()));
+    let console_raw = console
+        .as_ref()
+        .map(|c| c.as_raw_fd())
+        .or(opts.console_fd.as_ref().map(|c| c.as_raw_fd()));
 
     // Socket activation (LISTEN_FDS) and --preserve-fds keep fds open.
     let mut extra_env = Vec::new();
     let mut preserve = opts.preserve_fds;
-    if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok()) {
+    if let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
         extra_env.push(format!("LISTEN_FDS={n}"));
         extra_env.push("LISTEN_PID=1".to_string());
         if let Ok(names) = std::env::var("LISTEN_FDNAMES") {
@@ -164,13 +187,25 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<ContainerState> {
                 let hs = state::hook_state(&st, Status::Creating);
                 let h = spec.hooks().as_ref();
                 hooks::run("prestart", h.and_then(|h| h.prestart().as_ref()), &hs)?;
-                hooks::run("createRuntime", h.and_then(|h| h.create_runtime().as_ref()), &hs)?;
+                hooks::run(
+                    "createRuntime",
+                    h.and_then(|h| h.create_runtime().as_ref()),
+                    &hs,
+                )?;
                 parent_sock.send(&Msg::HooksDone)?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(Error::Container(e)),
-            Some(other) => return Err(Error::Container(format!("unexpected message from init: {other:?}"))),
-            None => return Err(Error::Container("container init exited before it was ready".into())),
+            Some(other) => {
+                return Err(Error::Container(format!(
+                    "unexpected message from init: {other:?}"
+                )));
+            }
+            None => {
+                return Err(Error::Container(
+                    "container init exited before it was ready".into(),
+                ));
+            }
         }
     }
     let _ = nix::sys::wait::waitpid(stage1, None);

@@ -33,7 +33,10 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             kill_and_wait(&st)?;
         }
         Status::Running | Status::Paused => {
-            return Err(Error::NotStopped { id: id.to_string(), status: status.to_string() });
+            return Err(Error::NotStopped {
+                id: id.to_string(),
+                status: status.to_string(),
+            });
         }
     }
     destroy(root, &st)
@@ -44,7 +47,10 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while st.init_alive() {
         if Instant::now() > deadline {
-            return Err(Error::Container(format!("container init {} did not die after SIGKILL", st.pid)));
+            return Err(Error::Container(format!(
+                "container init {} did not die after SIGKILL",
+                st.pid
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -57,7 +63,11 @@ fn destroy(root: &Root, st: &ContainerState) -> Result<()> {
         crate::cgroups::remove(cg, &st.id)?;
     }
     let hs = state::hook_state(st, Status::Stopped);
-    if let Err(e) = hooks::run("poststop", st.spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &hs) {
+    if let Err(e) = hooks::run(
+        "poststop",
+        st.spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
+        &hs,
+    ) {
         tracing::warn!("{e}");
     }
     root.remove(&st.id)

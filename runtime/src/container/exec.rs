@@ -30,7 +30,11 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     match st.status(&root.dir(&opts.id)) {
         Status::Running | Status::Created => {}
         Status::Paused => return Err(Error::Container("cannot exec in a paused container".into())),
-        _ => return Err(Error::Container("cannot exec in a stopped container".into())),
+        _ => {
+            return Err(Error::Container(
+                "cannot exec in a stopped container".into(),
+            ));
+        }
     }
     let tty = opts.process.terminal() == Some(true);
     if !opts.detach {
@@ -38,15 +42,23 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         signals::block_all()?;
     }
     // Console: the caller's socket, or our own pair to proxy in the foreground.
-    let (console, proxy_end): (Option<OwnedFd>, Option<OwnedFd>) = match (&opts.console_socket, tty) {
+    let (console, proxy_end): (Option<OwnedFd>, Option<OwnedFd>) = match (&opts.console_socket, tty)
+    {
         (Some(p), true) => (Some(crate::console::connect(p)?), None),
         (None, true) if !opts.detach => {
-            let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
-                .ctx(|| "console socketpair".into())?;
+            let (a, b) = socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "console socketpair".into())?;
             (Some(a), Some(b))
         }
         (None, true) => {
-            return Err(Error::Container("cannot allocate tty if runtime will detach without setting console socket".into()));
+            return Err(Error::Container(
+                "cannot allocate tty if runtime will detach without setting console socket".into(),
+            ));
         }
         _ => (None, None),
     };
@@ -102,7 +114,12 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
 }
 
 /// Stage 1 of an exec: join the init's namespaces, fork the process.
-fn join_and_fork(st: &ContainerState, opts: &ExecOptions, console: Option<i32>, sync: &SyncSocket) -> i32 {
+fn join_and_fork(
+    st: &ContainerState,
+    opts: &ExecOptions,
+    console: Option<i32>,
+    sync: &SyncSocket,
+) -> i32 {
     let result = (|| -> Result<()> {
         sync.expect(Msg::Go)?;
         let mut joins = Vec::new();
@@ -120,7 +137,8 @@ fn join_and_fork(st: &ContainerState, opts: &ExecOptions, console: Option<i32>, 
         namespaces::join_all(&fds)?;
         drop(fds);
         let in_new_userns = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
-        let pid = crate::process::fork_child(|| exec_child(st, opts, console, sync, in_new_userns))?;
+        let pid =
+            crate::process::fork_child(|| exec_child(st, opts, console, sync, in_new_userns))?;
         sync.send(&Msg::Pid(pid.as_raw()))
     })();
     match result {
@@ -132,12 +150,20 @@ fn join_and_fork(st: &ContainerState, opts: &ExecOptions, console: Option<i32>, 
     }
 }
 
-fn exec_child(st: &ContainerState, opts: &ExecOptions, console: Option<i32>, sync: &SyncSocket, userns: bool) -> i32 {
+fn exec_child(
+    st: &ContainerState,
+    opts: &ExecOptions,
+    console: Option<i32>,
+    sync: &SyncSocket,
+    userns: bool,
+) -> i32 {
     let err = (|| -> Result<Error> {
         security::set_non_dumpable()?;
         if userns {
-            nix::unistd::setresgid(0.into(), 0.into(), 0.into()).ctx(|| "setgid 0 in user namespace".into())?;
-            nix::unistd::setresuid(0.into(), 0.into(), 0.into()).ctx(|| "setuid 0 in user namespace".into())?;
+            nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+                .ctx(|| "setgid 0 in user namespace".into())?;
+            nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+                .ctx(|| "setuid 0 in user namespace".into())?;
         }
         let p = &opts.process;
         if p.terminal() == Some(true) {
@@ -149,7 +175,12 @@ fn exec_child(st: &ContainerState, opts: &ExecOptions, console: Option<i32>, syn
         nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;
         setup::set_rlimits(p)?;
         let env = setup::with_home(p.env().as_deref().unwrap_or(&[]), p.user().uid());
-        let arg0 = p.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+        let arg0 = p
+            .args()
+            .as_ref()
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_default();
         let exe = setup::find_executable(&arg0, &env)
             .map_err(|e| Error::Container(format!("unable to start container process: {e}")))?;
         let seccomp = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());

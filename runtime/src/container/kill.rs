@@ -24,6 +24,9 @@ pub fn kill(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
     }
     signals::send(st.pid, sig).map_err(|e| match e {
         nix::errno::Errno::ESRCH => Error::Container("no such process".into()),
-        e => Error::Sys { context: format!("kill {}", st.pid), source: e },
+        e => Error::Sys {
+            context: format!("kill {}", st.pid),
+            source: e,
+        },
     })
 }

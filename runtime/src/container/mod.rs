@@ -19,7 +19,12 @@ use crate::error::{Context, Result};
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).ctx(|| format!("pid file {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
     std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).ctx(|| format!("rename {}", path.display()))
 }

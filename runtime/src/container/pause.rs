@@ -13,6 +13,9 @@ pub fn set_paused(root: &Root, id: &str, paused: bool) -> Result<()> {
         (false, Status::Running) => return Err(Error::Container("container not paused".into())),
         _ => return Err(Error::NotRunning),
     }
-    let cg = st.cgroup_path.as_ref().ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
+    let cg = st
+        .cgroup_path
+        .as_ref()
+        .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
     crate::cgroups::freeze(cg, id, paused)
 }

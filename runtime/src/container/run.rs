@@ -22,8 +22,13 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
         let bundle = crate::spec::load_bundle(&opts.bundle)?;
         let tty = bundle.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
         if tty && opts.console_socket.is_none() {
-            let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
-                .ctx(|| "console socketpair".into())?;
+            let (a, b) = socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "console socketpair".into())?;
             opts.console_fd = Some(Arc::new(a));
             proxy_end = Some(b);
         }

@@ -19,11 +19,19 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         Status::Created => {}
         Status::Stopped => return Err(Error::StartStopped),
         Status::Running | Status::Paused => return Err(Error::AlreadyRunning),
-        Status::Creating => return Err(Error::Container("cannot start a container that is still being created".into())),
+        Status::Creating => {
+            return Err(Error::Container(
+                "cannot start a container that is still being created".into(),
+            ));
+        }
     }
     let fifo = dir.join(EXEC_FIFO);
-    let fd = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("open {}", fifo.display()))?;
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {}", fifo.display()))?;
     // SAFETY: fresh fd from open.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // The init opens the fifo for writing as soon as we hold the read end,
@@ -46,12 +54,24 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                     return Err(Error::StartStopped);
                 }
             }
-            Err(e) => return Err(Error::Sys { context: "poll exec fifo".into(), source: e }),
+            Err(e) => {
+                return Err(Error::Sys {
+                    context: "poll exec fifo".into(),
+                    source: e,
+                });
+            }
         }
     }
     std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
     let hs = state::hook_state(&st, Status::Running);
-    if let Err(e) = hooks::run("poststart", st.spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &hs) {
+    if let Err(e) = hooks::run(
+        "poststart",
+        st.spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().as_ref()),
+        &hs,
+    ) {
         tracing::warn!("{e}");
     }
     Ok(())

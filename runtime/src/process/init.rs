@@ -37,7 +37,9 @@ pub struct InitConfig<'a> {
 }
 
 fn has_new(spec: &Spec, t: LinuxNamespaceType) -> bool {
-    crate::spec::namespaces(spec).iter().any(|(nt, p)| *nt == t && p.is_none())
+    crate::spec::namespaces(spec)
+        .iter()
+        .any(|(nt, p)| *nt == t && p.is_none())
 }
 
 /// Run the init; never returns. Setup errors go to the parent over `sync`.
@@ -46,9 +48,11 @@ pub fn run(cfg: &InitConfig, sync: &SyncSocket) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = sync.send(&Msg::Error(err.to_string()));
-    // After `start` nobody listens on sync any more: say it on stderr too.
-    let _ = writeln!(std::io::stderr(), "strata-runtime: {err}");
+    // Before `start` the parent reports the error; after it, nobody listens
+    // on sync any more and the container's stderr is the place.
+    if sync.send(&Msg::Error(err.to_string())).is_err() {
+        let _ = writeln!(std::io::stderr(), "strata-runtime: {err}");
+    }
     // SAFETY: _exit is async-signal-safe and skips Rust destructors, which
     // belong to the parent's copy of this memory.
     unsafe { libc::_exit(127) }
@@ -60,12 +64,19 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     security::set_non_dumpable()?;
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     let spec = cfg.spec;
-    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidSpec("process must be set".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("process must be set".into()))?;
 
     // The fifo is reached by path only before pivot_root: keep an O_PATH
     // fd and reopen it through /proc/self/fd when waiting for `start`.
-    let fifo = nix::fcntl::open(cfg.fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("open {}", cfg.fifo_path.display()))?;
+    let fifo = nix::fcntl::open(
+        cfg.fifo_path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {}", cfg.fifo_path.display()))?;
     // SAFETY: fresh fd from open.
     let fifo = unsafe { OwnedFd::from_raw_fd(fifo) };
 
@@ -80,7 +91,13 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     let root_fd = rootfs::prepare(&ctx)?;
     sync.send(&Msg::MountsDone)?;
     sync.expect(Msg::HooksDone)?;
-    hooks::run("createContainer", spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &cfg.hook_state)?;
+    hooks::run(
+        "createContainer",
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.create_container().as_ref()),
+        &cfg.hook_state,
+    )?;
     drop(root_fd);
     rootfs::enter(cfg.rootfs, cfg.no_pivot)?;
     rootfs::finalize(spec)?;
@@ -94,19 +111,30 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     }
     if process.terminal() == Some(true) {
         let sock = cfg.console.ok_or_else(|| {
-            Error::Container("cannot allocate tty if runtime will detach without setting console socket".into())
+            Error::Container(
+                "cannot allocate tty if runtime will detach without setting console socket".into(),
+            )
         })?;
         crate::console::setup_pty(sock, process.user().uid(), Some(process.user().gid()))?;
     }
     if let Some(sock) = cfg.console {
         let _ = nix::unistd::close(sock);
     }
-    nix::unistd::chdir(process.cwd()).ctx(|| format!("chdir to cwd {:?} set in config.json", process.cwd()))?;
+    nix::unistd::chdir(process.cwd())
+        .ctx(|| format!("chdir to cwd {:?} set in config.json", process.cwd()))?;
     setup::set_rlimits(process)?;
 
-    let mut env = setup::with_home(process.env().as_deref().unwrap_or(&[]), process.user().uid());
+    let mut env = setup::with_home(
+        process.env().as_deref().unwrap_or(&[]),
+        process.user().uid(),
+    );
     env.extend(cfg.extra_env.iter().cloned());
-    let arg0 = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+    let arg0 = process
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_default();
     let exe = setup::find_executable(&arg0, &env)
         .map_err(|e| Error::Container(format!("unable to start container process: {e}")))?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
@@ -115,15 +143,25 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
 
     sync.send(&Msg::Ready)?;
     wait_for_start(&fifo)?;
-    hooks::run("startContainer", spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &cfg.hook_state)?;
+    hooks::run(
+        "startContainer",
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().as_ref()),
+        &cfg.hook_state,
+    )?;
     Err(setup::exec_program(&exe, process, &env, seccomp))
 }
 
 /// Block until `start` opens the fifo for reading, then tell it we go on.
 fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let fd = nix::fcntl::open(path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "open exec fifo".into())?;
+    let fd = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open exec fifo".into())?;
     // SAFETY: fresh fd from open.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").ctx(|| "write exec fifo".into())?;
@@ -133,9 +171,17 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
 /// A session keyring of the container's own, so containers do not share
 /// the host's keys. Failures (no keyctl in this kernel) are not fatal.
 fn join_session_keyring(id: &str) {
-    let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else { return };
+    let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else {
+        return;
+    };
     // SAFETY: KEYCTL_JOIN_SESSION_KEYRING takes a NUL-terminated name.
-    let rc = unsafe { libc::syscall(libc::SYS_keyctl, libc::KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            libc::KEYCTL_JOIN_SESSION_KEYRING,
+            name.as_ptr(),
+        )
+    };
     if rc < 0 {
         tracing::debug!("join session keyring: {}", std::io::Error::last_os_error());
     }

@@ -42,8 +42,10 @@ pub fn stage1(cfg: &init::InitConfig, sync: &SyncSocket) -> i32 {
     let result = (|| -> Result<()> {
         sync.expect(Msg::Go)?;
         let wanted = crate::spec::namespaces(cfg.spec);
-        let joins: Vec<(LinuxNamespaceType, PathBuf)> =
-            wanted.iter().filter_map(|(t, p)| p.clone().map(|p| (*t, p))).collect();
+        let joins: Vec<(LinuxNamespaceType, PathBuf)> = wanted
+            .iter()
+            .filter_map(|(t, p)| p.clone().map(|p| (*t, p)))
+            .collect();
         let fds = namespaces::open_joins(&joins)?;
         namespaces::join_all(&fds)?;
         drop(fds);
@@ -76,5 +78,7 @@ pub fn stage1(cfg: &init::InitConfig, sync: &SyncSocket) -> i32 {
 pub fn become_subreaper() -> Result<()> {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integer arguments.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    nix::errno::Errno::result(rc).map(drop).ctx(|| "become child subreaper".into())
+    nix::errno::Errno::result(rc)
+        .map(drop)
+        .ctx(|| "become child subreaper".into())
 }

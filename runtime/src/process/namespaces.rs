@@ -54,11 +54,14 @@ const ORDER: [LinuxNamespaceType; 8] = [
 ];
 
 /// Open the namespace files to join, in join order.
-pub fn open_joins(joins: &[(LinuxNamespaceType, PathBuf)]) -> Result<Vec<(LinuxNamespaceType, OwnedFd, PathBuf)>> {
+pub fn open_joins(
+    joins: &[(LinuxNamespaceType, PathBuf)],
+) -> Result<Vec<(LinuxNamespaceType, OwnedFd, PathBuf)>> {
     let mut out = Vec::new();
     for t in ORDER {
         for (jt, path) in joins.iter().filter(|(jt, _)| *jt == t) {
-            let f = std::fs::File::open(path).ctx(|| format!("open namespace {} {}", proc_name(*jt), path.display()))?;
+            let f = std::fs::File::open(path)
+                .ctx(|| format!("open namespace {} {}", proc_name(*jt), path.display()))?;
             out.push((*jt, OwnedFd::from(f), path.clone()));
         }
     }
@@ -87,8 +90,10 @@ pub fn unshare_user(sync: &SyncSocket) -> Result<()> {
     sync.send(&Msg::UsernsReady)?;
     sync.expect(Msg::MapsWritten)?;
     // Become root of the new namespace (mapped by the parent).
-    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).ctx(|| "setgid 0 in user namespace".into())?;
-    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).ctx(|| "setuid 0 in user namespace".into())?;
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+        .ctx(|| "setgid 0 in user namespace".into())?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+        .ctx(|| "setuid 0 in user namespace".into())?;
     Ok(())
 }
 
@@ -96,7 +101,10 @@ pub fn unshare_rest(flags: CloneFlags) -> Result<()> {
     if flags.is_empty() {
         return Ok(());
     }
-    unshare(flags).map_err(|e| Error::Sys { context: format!("unshare namespaces {flags:?}"), source: e })
+    unshare(flags).map_err(|e| Error::Sys {
+        context: format!("unshare namespaces {flags:?}"),
+        source: e,
+    })
 }
 
 /// Write uid_map/gid_map of `pid` (called by the parent).
@@ -105,7 +113,8 @@ pub fn write_id_maps(pid: i32, uid: &str, gid: &str) -> Result<()> {
         // An unprivileged writer must deny setgroups before a gid map.
         let _ = std::fs::write(format!("/proc/{pid}/setgroups"), "deny");
     }
-    std::fs::write(format!("/proc/{pid}/uid_map"), uid).ctx(|| format!("write uid_map of {pid}"))?;
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid)
+        .ctx(|| format!("write uid_map of {pid}"))?;
     std::fs::write(format!("/proc/{pid}/gid_map"), gid).ctx(|| format!("write gid_map of {pid}"))
 }
 

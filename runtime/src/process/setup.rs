@@ -42,15 +42,25 @@ fn rlimit_resource(t: PosixRlimitType) -> Option<libc::__rlimit_resource_t> {
 
 pub fn set_rlimits(process: &Process) -> Result<()> {
     for rl in process.rlimits().iter().flatten() {
-        let name = serde_json::to_value(rl.typ()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let name = serde_json::to_value(rl.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let Some(res) = rlimit_resource(rl.typ()) else {
             return Err(Error::InvalidProcess(format!("unsupported rlimit {name}")));
         };
-        let lim = libc::rlimit { rlim_cur: rl.soft(), rlim_max: rl.hard() };
+        let lim = libc::rlimit {
+            rlim_cur: rl.soft(),
+            rlim_max: rl.hard(),
+        };
         // SAFETY: `lim` is a valid rlimit for the duration of the call.
         let rc = unsafe { libc::setrlimit(res, &lim) };
         Errno::result(rc).map_err(|e| {
-            let hint = if e == Errno::EPERM { " (raising a hard limit needs CAP_SYS_RESOURCE)" } else { "" };
+            let hint = if e == Errno::EPERM {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
             Error::Container(format!(
                 "error setting rlimit {name} (soft {}, hard {}): {e}{hint}",
                 rl.soft(),
@@ -62,7 +72,9 @@ pub fn set_rlimits(process: &Process) -> Result<()> {
 }
 
 fn env_lookup<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter().rev().find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    env.iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
 /// Find the program to run the way Go's exec.LookPath does (runc's
@@ -72,12 +84,17 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     let check = |p: &Path| -> std::result::Result<(), String> {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => Err(format!("exec: {arg0:?}: is a directory")),
-            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!("exec: {arg0:?}: permission denied")),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+                Err(format!("exec: {arg0:?}: permission denied"))
+            }
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 Err(format!("exec: {arg0:?}: permission denied"))
             }
-            Err(_) => Err(format!("exec: {arg0:?}: stat {}: no such file or directory", p.display())),
+            Err(_) => Err(format!(
+                "exec: {arg0:?}: stat {}: no such file or directory",
+                p.display()
+            )),
         }
     };
     if arg0.contains('/') {
@@ -95,7 +112,9 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
             Err(_) => {}
         }
     }
-    Err(Error::Container(denied.unwrap_or_else(|| format!("exec: {arg0:?}: executable file not found in $PATH"))))
+    Err(Error::Container(denied.unwrap_or_else(|| {
+        format!("exec: {arg0:?}: executable file not found in $PATH")
+    })))
 }
 
 /// HOME from the container's /etc/passwd when the spec does not set it.
@@ -107,7 +126,8 @@ pub fn with_home(env: &[String], uid: u32) -> Vec<String> {
             .and_then(|s| {
                 s.lines().find_map(|l| {
                     let f: Vec<&str> = l.split(':').collect();
-                    (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+                    (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid))
+                        .then(|| f[5].to_string())
                 })
             })
             .filter(|h| !h.is_empty())
@@ -121,20 +141,32 @@ pub fn with_home(env: &[String], uid: u32) -> Vec<String> {
 pub fn switch_user(process: &Process) -> Result<()> {
     let user = process.user();
     // SAFETY: prctl with PR_SET_KEEPCAPS takes plain integer arguments.
-    Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) }).ctx(|| "set keepcaps".into())?;
-    let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })
+        .ctx(|| "set keepcaps".into())?;
+    let gids: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     match nix::unistd::setgroups(&gids) {
         Ok(()) => {}
         // setgroups is denied in a user namespace with setgroups=deny.
         Err(Errno::EPERM) if gids.is_empty() => {}
-        Err(e) => return Err(Error::Sys { context: "setgroups".into(), source: e }),
+        Err(e) => {
+            return Err(Error::Sys {
+                context: "setgroups".into(),
+                source: e,
+            });
+        }
     }
     let gid = Gid::from_raw(user.gid());
     let uid = Uid::from_raw(user.uid());
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setgid {gid}"))?;
     nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setuid {uid}"))?;
     // SAFETY: as above.
-    Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }).ctx(|| "clear keepcaps".into())?;
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) })
+        .ctx(|| "clear keepcaps".into())?;
     if let Some(mask) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -164,7 +196,14 @@ pub fn drop_privileges(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Res
 /// Close (on exec) every fd above stdio and the preserved ones.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     Errno::result(rc).map(drop).ctx(|| "close_range".into())
 }
 
@@ -183,8 +222,15 @@ pub fn reset_signals() {
 
 /// Load a no_new_privs seccomp filter if asked, then execve. Only returns
 /// on failure.
-pub fn exec_program(path: &Path, process: &Process, env: &[String], seccomp: Option<&LinuxSeccomp>) -> Error {
-    let to_c = |s: &str| CString::new(s).map_err(|_| Error::InvalidProcess(format!("{s:?} contains a NUL byte")));
+pub fn exec_program(
+    path: &Path,
+    process: &Process,
+    env: &[String],
+    seccomp: Option<&LinuxSeccomp>,
+) -> Error {
+    let to_c = |s: &str| {
+        CString::new(s).map_err(|_| Error::InvalidProcess(format!("{s:?} contains a NUL byte")))
+    };
     let args: Result<Vec<CString>> = process.args().iter().flatten().map(|a| to_c(a)).collect();
     let env: Result<Vec<CString>> = env.iter().map(|a| to_c(a)).collect();
     let (args, env) = match (args, env) {
@@ -204,7 +250,11 @@ pub fn exec_program(path: &Path, process: &Process, env: &[String], seccomp: Opt
     }
     match nix::unistd::execve(&cpath, &args, &env) {
         Ok(never) => match never {},
-        Err(e) => Error::Container(format!("exec {}: {}", path.display(), e.desc().to_lowercase())),
+        Err(e) => Error::Container(format!(
+            "exec {}: {}",
+            path.display(),
+            e.desc().to_lowercase()
+        )),
     }
 }
 
@@ -216,11 +266,18 @@ mod tests {
     fn lookpath_messages_match_runc() {
         let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
         assert!(find_executable("sh", &env).unwrap().ends_with("sh"));
-        let e = find_executable("no-such-binary-xyz", &env).unwrap_err().to_string();
-        assert_eq!(e, r#"exec: "no-such-binary-xyz": executable file not found in $PATH"#);
+        let e = find_executable("no-such-binary-xyz", &env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"exec: "no-such-binary-xyz": executable file not found in $PATH"#
+        );
         let e = find_executable("/no/such", &env).unwrap_err().to_string();
         assert!(e.contains("no such file or directory"), "{e}");
-        let e = find_executable("/etc/hostname", &env).unwrap_err().to_string();
+        let e = find_executable("/etc/hostname", &env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("permission denied"), "{e}");
     }
 

@@ -33,8 +33,13 @@ pub struct SyncSocket(pub OwnedFd);
 const MAX_MSG: usize = 64 * 1024;
 
 pub fn pair() -> Result<(SyncSocket, SyncSocket)> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .ctx(|| "create sync socketpair".into())?;
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(|| "create sync socketpair".into())?;
     Ok((SyncSocket(a), SyncSocket(b)))
 }
 
@@ -44,8 +49,10 @@ impl SyncSocket {
     }
 
     pub fn send(&self, msg: &Msg) -> Result<()> {
-        let data = serde_json::to_vec(msg).map_err(|e| Error::Container(format!("encode sync message: {e}")))?;
-        send(self.0.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL).ctx(|| "send sync message".into())?;
+        let data = serde_json::to_vec(msg)
+            .map_err(|e| Error::Container(format!("encode sync message: {e}")))?;
+        send(self.0.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL)
+            .ctx(|| "send sync message".into())?;
         Ok(())
     }
 
@@ -71,8 +78,12 @@ impl SyncSocket {
         match self.recv()? {
             Some(m) if m == want => Ok(()),
             Some(Msg::Error(e)) => Err(Error::Container(e)),
-            Some(other) => Err(Error::Container(format!("sync: expected {want:?}, got {other:?}"))),
-            None => Err(Error::Container(format!("sync: peer closed while waiting for {want:?}"))),
+            Some(other) => Err(Error::Container(format!(
+                "sync: expected {want:?}, got {other:?}"
+            ))),
+            None => Err(Error::Container(format!(
+                "sync: peer closed while waiting for {want:?}"
+            ))),
         }
     }
 }

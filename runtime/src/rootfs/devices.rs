@@ -27,18 +27,25 @@ pub struct Device {
 
 /// The devices every container gets (as runc and crun give them).
 pub fn defaults() -> Vec<Device> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| Device {
-            path: PathBuf::from("/dev").join(name),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| Device {
+        path: PathBuf::from("/dev").join(name),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 pub fn from_spec(d: &LinuxDevice) -> Result<Device> {
@@ -46,7 +53,12 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Device> {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
         LinuxDeviceType::P => SFlag::S_IFIFO,
-        LinuxDeviceType::A => return Err(Error::InvalidSpec(format!("device {} has type a", d.path().display()))),
+        LinuxDeviceType::A => {
+            return Err(Error::InvalidSpec(format!(
+                "device {} has type a",
+                d.path().display()
+            )));
+        }
     };
     Ok(Device {
         path: d.path().clone(),
@@ -63,32 +75,58 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Device> {
 /// namespace) a bind mount of the host's node.
 pub fn create(root_fd: RawFd, dev: &Device, bind: bool) -> Result<()> {
     if !dev.path.starts_with("/dev") {
-        return Err(Error::InvalidSpec(format!("device path {} is not under /dev", dev.path.display())));
+        return Err(Error::InvalidSpec(format!(
+            "device path {} is not under /dev",
+            dev.path.display()
+        )));
     }
     let rel = super::paths::relative(&dev.path);
-    let name = rel.file_name().ok_or_else(|| Error::InvalidSpec(format!("bad device path {}", dev.path.display())))?;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| Error::InvalidSpec(format!("bad device path {}", dev.path.display())))?;
     let parent = mkdir_all_in_root(root_fd, rel.parent().unwrap_or(Path::new(".")), 0o755)?;
     let dir = reopen_dir(&parent)?;
     if bind {
         let target = ensure_target(root_fd, &dev.path, false)?;
-        return mount(Some(&dev.path), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| sys(&format!("bind device {}", dev.path.display()), e));
+        return mount(
+            Some(&dev.path),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| sys(&format!("bind device {}", dev.path.display()), e));
     }
     let mode = Mode::from_bits_truncate(dev.mode);
     let rdev = makedev(dev.major, dev.minor);
     match mknodat(Some(dir.as_raw_fd()), name, dev.kind, mode, rdev) {
         Ok(()) => {}
         Err(Errno::EEXIST) => {
-            let _ = nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ = nix::unistd::unlinkat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
             mknodat(Some(dir.as_raw_fd()), name, dev.kind, mode, rdev)
                 .map_err(|e| sys(&format!("mknod {}", dev.path.display()), e))?;
         }
         Err(e) => return Err(sys(&format!("mknod {}", dev.path.display()), e)),
     }
     // mknod is subject to the umask; set the exact mode and owner.
-    nix::sys::stat::fchmodat(Some(dir.as_raw_fd()), name, mode, nix::sys::stat::FchmodatFlags::NoFollowSymlink)
-        .or_else(|e| if e == Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
-        .map_err(|e| sys(&format!("chmod {}", dev.path.display()), e))?;
+    nix::sys::stat::fchmodat(
+        Some(dir.as_raw_fd()),
+        name,
+        mode,
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .or_else(|e| {
+        if e == Errno::EOPNOTSUPP {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+    .map_err(|e| sys(&format!("chmod {}", dev.path.display()), e))?;
     fchownat(
         Some(dir.as_raw_fd()),
         name,
@@ -119,7 +157,11 @@ pub fn symlinks(root_fd: RawFd, with_kcore: bool) -> Result<()> {
             Err(Errno::EEXIST) if name == "ptmx" => {
                 // A ptmx node from a devices list or the image: the pts
                 // instance's ptmx is the one that works, so replace it.
-                let _ = nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+                let _ = nix::unistd::unlinkat(
+                    Some(dir.as_raw_fd()),
+                    name,
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
                 nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name)
                     .map_err(|e| sys("symlink /dev/ptmx", e))?;
             }

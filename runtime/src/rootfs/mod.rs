@@ -38,14 +38,30 @@ pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
             .ok_or_else(|| Error::InvalidSpec(format!("unknown rootfsPropagation {name:?}")))?,
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mount(None::<&str>, "/", None::<&str>, prop | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| sys("set propagation of /", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        prop | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| sys("set propagation of /", e))?;
     mounts::make_parent_mount_private(ctx.rootfs)?;
-    mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| sys(&format!("bind rootfs {}", ctx.rootfs.display()), e))?;
+    mount(
+        Some(ctx.rootfs),
+        ctx.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| sys(&format!("bind rootfs {}", ctx.rootfs.display()), e))?;
     let root_fd: OwnedFd = {
-        let raw = nix::fcntl::open(ctx.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| sys("open rootfs", e))?;
+        let raw = nix::fcntl::open(
+            ctx.rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys("open rootfs", e))?;
         // SAFETY: open returned a fresh fd that nothing else owns.
         unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) }
     };
@@ -54,11 +70,18 @@ pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
     let dev_is_bind = ctx.spec.mounts().iter().flatten().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
-                || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
     });
     if !dev_is_bind {
         let mut devs = devices::defaults();
-        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        for d in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
             let dev = devices::from_spec(d)?;
             devs.retain(|x| x.path != dev.path);
             devs.push(dev);
@@ -80,13 +103,23 @@ pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
 pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     if no_pivot {
         nix::unistd::chdir(rootfs).map_err(|e| sys("chdir rootfs", e))?;
-        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(|e| sys("move rootfs to /", e))?;
+        mount(
+            Some(rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(|e| sys("move rootfs to /", e))?;
         nix::unistd::chroot(".").map_err(|e| sys("chroot", e))?;
         return nix::unistd::chdir("/").map_err(|e| sys("chdir /", e));
     }
-    let old = nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| sys("open /", e))?;
+    let old = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys("open /", e))?;
     // SAFETY: fresh fd from open.
     let old: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(old) };
     nix::unistd::chdir(rootfs).map_err(|e| sys("chdir rootfs", e))?;
@@ -94,8 +127,14 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     // then detach it from where we stand.
     nix::unistd::pivot_root(".", ".").map_err(|e| sys("pivot_root", e))?;
     nix::unistd::fchdir(old.as_raw_fd()).map_err(|e| sys("fchdir old root", e))?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| sys("make old root rslave", e))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| sys("make old root rslave", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| sys("unmount old root", e))?;
     nix::unistd::chdir("/").map_err(|e| sys("chdir /", e))
 }
@@ -106,21 +145,42 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     if let Some(name) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         if let Some(p) = options::propagation(name) {
-            mount(None::<&str>, "/", None::<&str>, p, None::<&str>).map_err(|e| sys("set rootfs propagation", e))?;
+            mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+                .map_err(|e| sys("set rootfs propagation", e))?;
         }
     }
-    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| sys("open /", e))?;
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys("open /", e))?;
     // SAFETY: fresh fd from open.
     let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         readonly_path(&root, Path::new(p))?;
     }
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         mask_path(&root, Path::new(p))?;
     }
-    if spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true)) {
-        mounts::remount(root.as_raw_fd(), Path::new("/"), MsFlags::MS_BIND | MsFlags::MS_RDONLY)?;
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
+        mounts::remount(
+            root.as_raw_fd(),
+            Path::new("/"),
+            MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        )?;
     }
     Ok(())
 }
@@ -131,12 +191,22 @@ fn readonly_path(root: &OwnedFd, p: &Path) -> Result<()> {
         Err(Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(sys(&format!("readonly path {}", p.display()), e)),
     };
-    mount(Some(&fd_path(&fd)), &fd_path(&fd), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| sys(&format!("bind readonly path {}", p.display()), e))?;
+    mount(
+        Some(&fd_path(&fd)),
+        &fd_path(&fd),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| sys(&format!("bind readonly path {}", p.display()), e))?;
     mounts::remount(
         root.as_raw_fd(),
         p,
-        MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
     )
 }
 
@@ -151,9 +221,21 @@ fn mask_path(root: &OwnedFd, p: &Path) -> Result<()> {
         .map_err(|e| sys("stat masked path", e))?;
     let target = fd_path(&fd);
     let res = if is_dir {
-        mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
     } else {
-        mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     res.map_err(|e| sys(&format!("mask {}", p.display()), e))
 }
@@ -180,14 +262,18 @@ pub fn set_names(spec: &Spec) -> Result<()> {
 
 /// Write `linux.sysctl` under /proc/sys (the container's proc).
 pub fn sysctls(spec: &Spec) -> Result<()> {
-    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
     for (key, value) in map {
         if key.is_empty() || key.contains("..") || key.contains('/') {
             return Err(Error::InvalidSpec(format!("invalid sysctl {key:?}")));
         }
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value)
-            .map_err(|e| Error::Io { context: format!("set sysctl {key}={value}"), source: e })?;
+        std::fs::write(&path, value).map_err(|e| Error::Io {
+            context: format!("set sysctl {key}={value}"),
+            source: e,
+        })?;
     }
     Ok(())
 }

@@ -9,22 +9,29 @@ use nix::mount::{MsFlags, mount};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use oci_spec::runtime::Mount;
 
+use super::RootfsContext;
 use super::options::{self, MountOptions};
 use super::paths::{ensure_target, fd_path, open_in_root, sys};
-use super::RootfsContext;
 use crate::error::{Error, Result};
 
 pub fn mount_all(ctx: &RootfsContext, root_fd: RawFd) -> Result<()> {
     for m in ctx.spec.mounts().iter().flatten() {
         mount_one(ctx, root_fd, m).map_err(|e| {
-            Error::Container(format!("error mounting {:?} to rootfs at {:?}: {e}", source_of(m), m.destination()))
+            Error::Container(format!(
+                "error mounting {:?} to rootfs at {:?}: {e}",
+                source_of(m),
+                m.destination()
+            ))
         })?;
     }
     Ok(())
 }
 
 fn source_of(m: &Mount) -> String {
-    m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| m.typ().clone().unwrap_or_default())
+    m.source()
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| m.typ().clone().unwrap_or_default())
 }
 
 fn mount_one(ctx: &RootfsContext, root_fd: RawFd, m: &Mount) -> Result<()> {
@@ -40,12 +47,19 @@ fn mount_one(ctx: &RootfsContext, root_fd: RawFd, m: &Mount) -> Result<()> {
     }
     // proc and sysfs must land on a real directory: a symlink could move
     // them over a masked path.
-    let extra = if typ == "proc" || typ == "sysfs" { ResolveFlag::RESOLVE_NO_SYMLINKS } else { ResolveFlag::empty() };
+    let extra = if typ == "proc" || typ == "sysfs" {
+        ResolveFlag::RESOLVE_NO_SYMLINKS
+    } else {
+        ResolveFlag::empty()
+    };
     let target = match open_in_root(root_fd, dest, OFlag::O_PATH, extra) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => ensure_target(root_fd, dest, true)?,
         Err(Errno::ELOOP) => {
-            return Err(Error::Container(format!("{} mount target must not be a symlink", typ)));
+            return Err(Error::Container(format!(
+                "{} mount target must not be a symlink",
+                typ
+            )));
         }
         Err(e) => return Err(sys("resolve mount target", e)),
     };
@@ -57,8 +71,14 @@ fn mount_one(ctx: &RootfsContext, root_fd: RawFd, m: &Mount) -> Result<()> {
         Err(Errno::EPERM) if typ == "sysfs" => {
             // Inside a user namespace without its own network namespace the
             // kernel refuses a new sysfs: fall back to the host's, as runc does.
-            mount(Some("/sys"), &fd_path(&target), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(|e| sys("bind /sys", e))?;
+            mount(
+                Some("/sys"),
+                &fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| sys("bind /sys", e))?;
             remount(root_fd, dest, flags | MsFlags::MS_BIND)?;
         }
         Err(e) => return Err(sys(&format!("mount {typ}"), e)),
@@ -67,16 +87,32 @@ fn mount_one(ctx: &RootfsContext, root_fd: RawFd, m: &Mount) -> Result<()> {
 }
 
 fn bind_mount(ctx: &RootfsContext, root_fd: RawFd, m: &Mount, opts: &MountOptions) -> Result<()> {
-    let src = m.source().clone().ok_or_else(|| Error::Container("bind mount without source".into()))?;
-    let src = if src.is_absolute() { src } else { ctx.bundle.join(src) };
-    let meta = std::fs::metadata(&src)
-        .map_err(|e| Error::Io { context: format!("bind source {}", src.display()), source: e })?;
+    let src = m
+        .source()
+        .clone()
+        .ok_or_else(|| Error::Container("bind mount without source".into()))?;
+    let src = if src.is_absolute() {
+        src
+    } else {
+        ctx.bundle.join(src)
+    };
+    let meta = std::fs::metadata(&src).map_err(|e| Error::Io {
+        context: format!("bind source {}", src.display()),
+        source: e,
+    })?;
     let target = ensure_target(root_fd, m.destination(), meta.is_dir())?;
     let mut flags = MsFlags::MS_BIND;
     if opts.recursive {
         flags |= MsFlags::MS_REC;
     }
-    mount(Some(&src), &fd_path(&target), None::<&str>, flags, None::<&str>).map_err(|e| sys("bind mount", e))?;
+    mount(
+        Some(&src),
+        &fd_path(&target),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| sys("bind mount", e))?;
     drop(target);
     let extra = opts.flags & !(MsFlags::MS_REMOUNT);
     if !extra.is_empty() {
@@ -89,22 +125,31 @@ fn bind_mount(ctx: &RootfsContext, root_fd: RawFd, m: &Mount, opts: &MountOption
 /// because the mount has locked flags (a bind from a nosuid/nodev source
 /// inside a user namespace), keep those and retry.
 pub fn remount(root_fd: RawFd, dest: &Path, flags: MsFlags) -> Result<()> {
-    let fd = open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty()).map_err(|e| sys("reopen mount", e))?;
+    let fd = open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty())
+        .map_err(|e| sys("reopen mount", e))?;
     let path = fd_path(&fd);
     let flags = flags | MsFlags::MS_REMOUNT;
     match mount(None::<&str>, &path, None::<&str>, flags, None::<&str>) {
         Ok(()) => Ok(()),
         Err(Errno::EPERM) => {
             let locked = locked_flags(&path);
-            mount(None::<&str>, &path, None::<&str>, flags | locked, None::<&str>)
-                .map_err(|e| sys(&format!("remount {}", dest.display()), e))
+            mount(
+                None::<&str>,
+                &path,
+                None::<&str>,
+                flags | locked,
+                None::<&str>,
+            )
+            .map_err(|e| sys(&format!("remount {}", dest.display()), e))
         }
         Err(e) => Err(sys(&format!("remount {}", dest.display()), e)),
     }
 }
 
 fn locked_flags(path: &Path) -> MsFlags {
-    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
@@ -127,7 +172,8 @@ fn apply_propagation(root_fd: RawFd, dest: &Path, opts: &MountOptions) -> Result
     if opts.propagation.is_empty() {
         return Ok(());
     }
-    let fd = open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty()).map_err(|e| sys("reopen mount", e))?;
+    let fd = open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty())
+        .map_err(|e| sys("reopen mount", e))?;
     for p in &opts.propagation {
         mount(None::<&str>, &fd_path(&fd), None::<&str>, *p, None::<&str>)
             .map_err(|e| sys(&format!("set propagation of {}", dest.display()), e))?;
@@ -139,25 +185,48 @@ fn apply_propagation(root_fd: RawFd, dest: &Path, opts: &MountOptions) -> Result
 /// with a private cgroup namespace that is a fresh cgroup2 mount; otherwise
 /// (v1, hybrid, or a shared namespace) a tmpfs holding bind mounts of the
 /// container's own directory in each hierarchy.
-fn mount_cgroup(ctx: &RootfsContext, root_fd: RawFd, dest: &Path, opts: &MountOptions) -> Result<()> {
+fn mount_cgroup(
+    ctx: &RootfsContext,
+    root_fd: RawFd,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<()> {
     let target = ensure_target(root_fd, dest, true)?;
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
     let unified = crate::cgroups::is_unified();
     if unified && ctx.new_cgroupns {
-        mount(Some("cgroup2"), &fd_path(&target), Some("cgroup2"), flags, None::<&str>)
-            .map_err(|e| sys("mount cgroup2", e))?;
+        mount(
+            Some("cgroup2"),
+            &fd_path(&target),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| sys("mount cgroup2", e))?;
         return apply_propagation(root_fd, dest, opts);
     }
     let Some(cgroup_path) = ctx.cgroup_path.as_deref() else {
         // No cgroup of its own: an empty tmpfs, like a container without cgroups.
-        mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), flags, Some("mode=755"))
-            .map_err(|e| sys("mount cgroup tmpfs", e))?;
+        mount(
+            Some("tmpfs"),
+            &fd_path(&target),
+            Some("tmpfs"),
+            flags,
+            Some("mode=755"),
+        )
+        .map_err(|e| sys("mount cgroup tmpfs", e))?;
         return Ok(());
     };
     if unified {
         let src = Path::new("/sys/fs/cgroup").join(super::paths::relative(cgroup_path));
-        mount(Some(&src), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| sys("bind cgroup2", e))?;
+        mount(
+            Some(&src),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| sys("bind cgroup2", e))?;
         drop(target);
         if !flags.is_empty() {
             remount(root_fd, dest, flags | MsFlags::MS_BIND)?;
@@ -178,11 +247,21 @@ fn mount_cgroup(ctx: &RootfsContext, root_fd: RawFd, dest: &Path, opts: &MountOp
         if !src.is_dir() {
             continue;
         }
-        let name = hier.mount_point.file_name().map(PathBuf::from).unwrap_or_default();
+        let name = hier
+            .mount_point
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
         let sub = dest.join(&name);
         let fd = ensure_target(root_fd, &sub, true)?;
-        mount(Some(&src), &fd_path(&fd), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| sys(&format!("bind cgroup {}", name.display()), e))?;
+        mount(
+            Some(&src),
+            &fd_path(&fd),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| sys(&format!("bind cgroup {}", name.display()), e))?;
         drop(fd);
         remount(root_fd, &sub, flags | MsFlags::MS_BIND)?;
     }
@@ -195,19 +274,33 @@ fn mount_cgroup(ctx: &RootfsContext, root_fd: RawFd, dest: &Path, opts: &MountOp
 /// Make the mount containing `path` private so that pivot_root accepts a
 /// new root below it even when the host's `/` is shared.
 pub fn make_parent_mount_private(path: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::Io { context: "read /proc/self/mountinfo".into(), source: e })?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Io {
+        context: "read /proc/self/mountinfo".into(),
+        source: e,
+    })?;
     let mut best: Option<PathBuf> = None;
     for line in info.lines() {
-        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
         let mp = PathBuf::from(unescape_mountinfo(mp));
-        if path.starts_with(&mp) && best.as_ref().is_none_or(|b| mp.as_os_str().len() > b.as_os_str().len()) {
+        if path.starts_with(&mp)
+            && best
+                .as_ref()
+                .is_none_or(|b| mp.as_os_str().len() > b.as_os_str().len())
+        {
             best = Some(mp);
         }
     }
     let mp = best.unwrap_or_else(|| PathBuf::from("/"));
-    mount(None::<&str>, &mp, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| sys(&format!("make {} private", mp.display()), e))
+    mount(
+        None::<&str>,
+        &mp,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| sys(&format!("make {} private", mp.display()), e))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.

@@ -56,7 +56,11 @@ pub fn propagation(name: &str) -> Option<MsFlags> {
         _ => (false, name),
     };
     let flag = PROPAGATION_TABLE.iter().find(|(n, _)| *n == base)?.1;
-    Some(if recursive { flag | MsFlags::MS_REC } else { flag })
+    Some(if recursive {
+        flag | MsFlags::MS_REC
+    } else {
+        flag
+    })
 }
 
 pub fn parse(options: &[String]) -> MountOptions {
@@ -83,7 +87,11 @@ pub fn parse(options: &[String]) -> MountOptions {
             out.recursive = true;
         } else if let Some(p) = propagation(opt) {
             out.propagation.push(p);
-        } else if opt == "tmpcopyup" || opt == "defaults" || opt.starts_with("idmap") || opt == "rro" {
+        } else if opt == "tmpcopyup"
+            || opt == "defaults"
+            || opt.starts_with("idmap")
+            || opt == "rro"
+        {
             // Options other runtimes understand that need no flag here:
             // `defaults` is "rw,suid,dev,exec,auto,nouser,async".
         } else {
@@ -100,7 +108,12 @@ mod tests {
 
     #[test]
     fn flags_and_data_split() {
-        let o = parse(&["nosuid".into(), "strictatime".into(), "mode=755".into(), "size=65536k".into()]);
+        let o = parse(&[
+            "nosuid".into(),
+            "strictatime".into(),
+            "mode=755".into(),
+            "size=65536k".into(),
+        ]);
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(o.data, "mode=755,size=65536k");
         assert!(!o.bind);
@@ -121,7 +134,10 @@ mod tests {
 
     #[test]
     fn propagation_names() {
-        assert_eq!(propagation("rslave"), Some(MsFlags::MS_SLAVE | MsFlags::MS_REC));
+        assert_eq!(
+            propagation("rslave"),
+            Some(MsFlags::MS_SLAVE | MsFlags::MS_REC)
+        );
         assert_eq!(propagation("shared"), Some(MsFlags::MS_SHARED));
         assert_eq!(propagation("rw"), None);
     }

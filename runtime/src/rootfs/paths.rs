@@ -18,7 +18,12 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, Result};
 
 /// Resolve `path` inside the root `root_fd` and open it with `flags`.
-pub fn open_in_root(root_fd: RawFd, path: &Path, flags: OFlag, extra: ResolveFlag) -> nix::Result<OwnedFd> {
+pub fn open_in_root(
+    root_fd: RawFd,
+    path: &Path,
+    flags: OFlag,
+    extra: ResolveFlag,
+) -> nix::Result<OwnedFd> {
     let rel = relative(path);
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
@@ -30,8 +35,15 @@ pub fn open_in_root(root_fd: RawFd, path: &Path, flags: OFlag, extra: ResolveFla
 
 /// The path with its root and `.` components stripped ("" becomes ".").
 pub fn relative(path: &Path) -> PathBuf {
-    let rel: PathBuf = path.components().filter(|c| !matches!(c, Component::RootDir | Component::CurDir)).collect();
-    if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel }
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
 }
 
 /// `/proc/self/fd/N`: a path the mount syscalls follow to the exact object
@@ -45,8 +57,13 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
 pub fn mkdir_all_in_root(root_fd: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
     let rel = relative(path);
     let mut prefix = PathBuf::new();
-    let mut current = open_in_root(root_fd, Path::new("."), OFlag::O_PATH | OFlag::O_DIRECTORY, ResolveFlag::empty())
-        .map_err(|e| sys("open rootfs", e))?;
+    let mut current = open_in_root(
+        root_fd,
+        Path::new("."),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        ResolveFlag::empty(),
+    )
+    .map_err(|e| sys("open rootfs", e))?;
     for comp in rel.components() {
         let name = match comp {
             Component::Normal(n) => n,
@@ -54,19 +71,34 @@ pub fn mkdir_all_in_root(root_fd: RawFd, path: &Path, mode: u32) -> Result<Owned
                 // `..` is resolved by the kernel against the root; track it
                 // by re-resolving the whole prefix.
                 prefix.push("..");
-                current = open_in_root(root_fd, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY, ResolveFlag::empty())
-                    .map_err(|e| sys(&format!("resolve {}", prefix.display()), e))?;
+                current = open_in_root(
+                    root_fd,
+                    &prefix,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                    ResolveFlag::empty(),
+                )
+                .map_err(|e| sys(&format!("resolve {}", prefix.display()), e))?;
                 continue;
             }
             _ => continue,
         };
         prefix.push(name);
-        match open_in_root(root_fd, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY, ResolveFlag::empty()) {
+        match open_in_root(
+            root_fd,
+            &prefix,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            ResolveFlag::empty(),
+        ) {
             Ok(fd) => current = fd,
             Err(Errno::ENOENT) => {
                 mkdirat(&current, name, mode)?;
-                current = open_in_root(root_fd, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY, ResolveFlag::empty())
-                    .map_err(|e| sys(&format!("open new directory {}", prefix.display()), e))?;
+                current = open_in_root(
+                    root_fd,
+                    &prefix,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                    ResolveFlag::empty(),
+                )
+                .map_err(|e| sys(&format!("open new directory {}", prefix.display()), e))?;
             }
             Err(e) => return Err(sys(&format!("resolve {} in rootfs", prefix.display()), e)),
         }
@@ -75,7 +107,11 @@ pub fn mkdir_all_in_root(root_fd: RawFd, path: &Path, mode: u32) -> Result<Owned
 }
 
 fn mkdirat(parent: &OwnedFd, name: &OsStr, mode: u32) -> Result<()> {
-    match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name, Mode::from_bits_truncate(mode)) {
+    match nix::sys::stat::mkdirat(
+        Some(parent.as_raw_fd()),
+        name,
+        Mode::from_bits_truncate(mode),
+    ) {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),
         Err(e) => Err(sys(&format!("mkdir {}", Path::new(name).display()), e)),
     }
@@ -87,18 +123,30 @@ pub fn ensure_target(root_fd: RawFd, dest: &Path, dir: bool) -> Result<OwnedFd> 
     match open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty()) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
-        Err(e) => return Err(sys(&format!("resolve mount target {} in rootfs", dest.display()), e)),
+        Err(e) => {
+            return Err(sys(
+                &format!("resolve mount target {} in rootfs", dest.display()),
+                e,
+            ));
+        }
     }
     let rel = relative(dest);
     let parent_path = rel.parent().unwrap_or(Path::new("."));
-    let name = rel.file_name().ok_or_else(|| Error::Container(format!("bad mount target {}", dest.display())))?;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| Error::Container(format!("bad mount target {}", dest.display())))?;
     let parent = mkdir_all_in_root(root_fd, parent_path, 0o755)?;
     if dir {
         mkdirat(&parent, name, 0o755)?;
     } else {
         let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let parent_dir = reopen_dir(&parent)?;
-        match nix::fcntl::openat(Some(parent_dir.as_raw_fd()), name, flags, Mode::from_bits_truncate(0o644)) {
+        match nix::fcntl::openat(
+            Some(parent_dir.as_raw_fd()),
+            name,
+            flags,
+            Mode::from_bits_truncate(0o644),
+        ) {
             Ok(fd) => drop(unsafe_owned(fd)),
             Err(Errno::EEXIST) => {}
             Err(e) => return Err(sys(&format!("create mount target {}", dest.display()), e)),
@@ -126,7 +174,10 @@ fn unsafe_owned(fd: RawFd) -> OwnedFd {
 }
 
 pub(crate) fn sys(context: &str, source: Errno) -> Error {
-    Error::Sys { context: context.to_string(), source }
+    Error::Sys {
+        context: context.to_string(),
+        source,
+    }
 }
 
 /// Bytes of a path, for syscalls that take C strings.
@@ -151,12 +202,25 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         symlink(outside.path(), root.path().join("escape")).unwrap();
         symlink("../../../../", root.path().join("up")).unwrap();
-        let rootfd = nix::fcntl::open(root.path(), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let rootfd = nix::fcntl::open(
+            root.path(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
         // Absolute symlink to a host dir: resolved inside the root instead.
         let fd = ensure_target(rootfd, Path::new("/escape/sub"), true).unwrap();
         drop(fd);
-        assert!(!outside.path().join("sub").exists(), "created outside the root");
-        assert!(root.path().join(outside.path().strip_prefix("/").unwrap()).join("sub").is_dir());
+        assert!(
+            !outside.path().join("sub").exists(),
+            "created outside the root"
+        );
+        assert!(
+            root.path()
+                .join(outside.path().strip_prefix("/").unwrap())
+                .join("sub")
+                .is_dir()
+        );
         // Relative `..` chains clamp at the root.
         ensure_target(rootfd, Path::new("/up/file"), false).unwrap();
         assert!(root.path().join("file").is_file());

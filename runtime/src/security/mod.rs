@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 pub fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes plain integer arguments.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    Errno::result(rc).map(drop).map_err(|e| Error::Sys { context: "set no_new_privs".into(), source: e })
+    Errno::result(rc).map(drop).map_err(|e| Error::Sys {
+        context: "set no_new_privs".into(),
+        source: e,
+    })
 }
 
 /// Mark the process non-dumpable so that processes in the container cannot
@@ -20,5 +23,8 @@ pub fn set_no_new_privs() -> Result<()> {
 pub fn set_non_dumpable() -> Result<()> {
     // SAFETY: prctl with PR_SET_DUMPABLE takes plain integer arguments.
     let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    Errno::result(rc).map(drop).map_err(|e| Error::Sys { context: "set non-dumpable".into(), source: e })
+    Errno::result(rc).map(drop).map_err(|e| Error::Sys {
+        context: "set non-dumpable".into(),
+        source: e,
+    })
 }

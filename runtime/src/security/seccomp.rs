@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
 use crate::error::{Error, Result};
@@ -11,15 +13,23 @@ const EPERM: i32 = libc::EPERM;
 
 fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction> {
     Ok(match a {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
-        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno.map(|e| e as i32).unwrap_or(EPERM)),
-        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.map(|e| e as u16).unwrap_or(EPERM as u16)),
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.map(|e| e as i32).unwrap_or(EPERM))
+        }
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.map(|e| e as u16).unwrap_or(EPERM as u16))
+        }
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::Seccomp("SCMP_ACT_NOTIFY needs a listenerPath, which is not supported".into()));
+            return Err(Error::Seccomp(
+                "SCMP_ACT_NOTIFY needs a listenerPath, which is not supported".into(),
+            ));
         }
     })
 }
@@ -75,7 +85,8 @@ pub fn build(spec: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let default = action(spec.default_action(), spec.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("new filter", e))?;
     // no_new_privs is the spec's own switch; loading must not force it.
-    ctx.set_ctl_nnp(false).map_err(|e| err("clear nnp attribute", e))?;
+    ctx.set_ctl_nnp(false)
+        .map_err(|e| err("clear nnp attribute", e))?;
     for a in spec.architectures().iter().flatten() {
         if let Some(a) = arch(a) {
             match ctx.add_arch(a) {
@@ -91,7 +102,11 @@ pub fn build(spec: &LinuxSeccomp) -> Result<ScmpFilterContext> {
         }
         let args: Vec<ScmpArgCompare> = rule.args().iter().flatten().map(compare).collect();
         let mut indexes = HashSet::new();
-        let repeated = rule.args().iter().flatten().any(|a| !indexes.insert(a.index()));
+        let repeated = rule
+            .args()
+            .iter()
+            .flatten()
+            .any(|a| !indexes.insert(a.index()));
         for name in rule.names() {
             let Ok(sc) = ScmpSyscall::from_name(name) else {
                 tracing::debug!("seccomp: syscall {name} unknown here; skipped");
@@ -102,7 +117,9 @@ pub fn build(spec: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             } else if repeated {
                 // Several conditions on one argument are alternatives:
                 // libseccomp needs them as separate rules.
-                args.iter().try_for_each(|c| ctx.add_rule_conditional(act, sc, &[*c]).map(drop)).map(|_| &mut ctx)
+                args.iter()
+                    .try_for_each(|c| ctx.add_rule_conditional(act, sc, &[*c]).map(drop))
+                    .map(|_| &mut ctx)
             } else {
                 ctx.add_rule_conditional(act, sc, &args)
             };
