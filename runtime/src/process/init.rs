@@ -106,6 +106,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
         rootfs::set_names(spec)?;
     }
     rootfs::sysctls(spec)?;
+    rootfs::protect_paths(spec)?;
     if !cfg.no_new_keyring {
         join_session_keyring(cfg.id);
     }

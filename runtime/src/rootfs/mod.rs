@@ -139,8 +139,8 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     nix::unistd::chdir("/").map_err(|e| sys("chdir /", e))
 }
 
-/// After pivot_root: re-apply the propagation asked for, mask and
-/// read-only paths, and make `/` read-only if asked.
+/// After pivot_root: re-apply the propagation asked for and make `/`
+/// read-only if asked.
 pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     if let Some(name) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -149,6 +149,22 @@ pub fn finalize(spec: &Spec) -> Result<()> {
                 .map_err(|e| sys("set rootfs propagation", e))?;
         }
     }
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
+        let root = open_root()?;
+        mounts::remount(
+            root.as_raw_fd(),
+            Path::new("/"),
+            MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        )?;
+    }
+    Ok(())
+}
+
+fn open_root() -> Result<OwnedFd> {
     let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -156,7 +172,14 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     )
     .map_err(|e| sys("open /", e))?;
     // SAFETY: fresh fd from open.
-    let root: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(root) };
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(root) })
+}
+
+/// Read-only and masked paths. Runs after sysctls are written (they go
+/// through /proc/sys, which is usually a read-only path).
+pub fn protect_paths(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let root = open_root()?;
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())
         .into_iter()
@@ -170,17 +193,6 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         .flatten()
     {
         mask_path(&root, Path::new(p))?;
-    }
-    if spec
-        .root()
-        .as_ref()
-        .is_some_and(|r| r.readonly() == Some(true))
-    {
-        mounts::remount(
-            root.as_raw_fd(),
-            Path::new("/"),
-            MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-        )?;
     }
     Ok(())
 }

@@ -1,0 +1,344 @@
+//! `linux` config: namespaces, mounts, devices, sysctl, seccomp, cgroups,
+//! masked and read-only paths. Checked from inside the container.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn host_ns(name: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{name}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn new_namespaces_and_hostname() {
+    let mut b = Bundle::new(
+        "hostname; for n in net ipc uts mnt pid cgroup; do readlink /proc/self/ns/$n; done; echo $$",
+    );
+    b.config["hostname"] = json!("boxy");
+    b.config["domainname"] = json!("example.org");
+    b.save();
+    let out = run_ok(&b, "ln-ns");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "boxy");
+    for (i, n) in ["net", "ipc", "uts", "mnt", "pid", "cgroup"]
+        .iter()
+        .enumerate()
+    {
+        assert_ne!(lines[i + 1], host_ns(n), "{n} namespace is the host's");
+    }
+    assert_eq!(lines[7], "1", "the process is PID 1 of its PID namespace");
+}
+
+#[test]
+fn namespace_joined_by_path() {
+    let a = Bundle::new("sleep 1000");
+    a.create("ln-join-a");
+    let pid = a.state("ln-join-a")["pid"].as_i64().unwrap();
+    let mut b = Bundle::new("readlink /proc/self/ns/net; readlink /proc/self/ns/uts");
+    let nss = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    for ns in nss.iter_mut() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(format!("/proc/{pid}/ns/net"));
+        }
+    }
+    b.save();
+    let out = run_ok(&b, "ln-join-b");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        theirs.to_str().unwrap(),
+        "did not join the other container's netns"
+    );
+    assert_ne!(
+        lines[1],
+        std::fs::read_link(format!("/proc/{pid}/ns/uts"))
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+}
+
+#[test]
+fn user_namespace_with_id_maps() {
+    let mut b = Bundle::new("cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/owned");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // Files in the rootfs must be owned by mapped ids to be usable.
+    let st = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.rootfs())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.save();
+    let out = run_ok(&b, "ln-userns");
+    let nums: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(nums[0], ["0", "100000", "65536"]);
+    assert_eq!(nums[1], ["0", "100000", "65536"]);
+    assert_eq!(nums[2], ["0"]);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(b.rootfs().join("tmp/owned"))
+            .unwrap()
+            .uid(),
+        100000
+    );
+}
+
+#[test]
+fn bind_mounts_options_and_tmpfs() {
+    let mut b = Bundle::new(
+        "cat /data/hello; echo x > /data/new 2>/dev/null && echo WROTE || echo ro-ok; \
+         echo y > /rw/new && echo rw-ok; grep -E ' /(data|rw|scratch) ' /proc/self/mountinfo; \
+         cat /single-file",
+    );
+    let ro = tempfile::tempdir().unwrap();
+    let rw = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("hello"), "hi\n").unwrap();
+    let single = b.path().join("single.txt");
+    std::fs::write(&single, "file-bind\n").unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/data", "type": "bind", "source": ro.path(), "options": ["rbind", "ro", "nosuid"]}));
+    mounts.push(json!({"destination": "/rw", "type": "none", "source": rw.path(), "options": ["bind", "rprivate"]}));
+    mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nodev", "size=1m", "mode=700"]}));
+    mounts.push(json!({"destination": "/single-file", "type": "bind", "source": "single.txt", "options": ["bind", "ro"]}));
+    b.save();
+    let out = run_ok(&b, "ln-mounts");
+    assert!(out.starts_with("hi\nro-ok\nrw-ok\n"), "{out}");
+    assert!(
+        out.contains("file-bind"),
+        "relative bind source resolves in the bundle: {out}"
+    );
+    let data = out.lines().find(|l| l.contains(" /data ")).unwrap();
+    assert!(data.contains(" ro,nosuid"), "{data}");
+    let scratch = out.lines().find(|l| l.contains(" /scratch ")).unwrap();
+    assert!(
+        scratch.contains("nodev") && scratch.contains("size=1024k") && scratch.contains("mode=700"),
+        "{scratch}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("new")).unwrap(),
+        "y\n"
+    );
+    assert!(!ro.path().join("new").exists());
+}
+
+#[test]
+fn mount_propagation_shared_reaches_host() {
+    // A shared bind mount: a mount made inside shows on the host side.
+    let src = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount --bind {0} {0} && mount --make-shared {0}",
+            src.path().display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut b =
+        Bundle::new("mkdir -p /shared/sub && mount -t tmpfs none /shared/sub && echo mounted");
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/shared", "type": "bind", "source": src.path(), "options": ["rbind", "rshared"]}));
+    b.config["linux"]["rootfsPropagation"] = json!("shared");
+    b.config["process"]["capabilities"]["bounding"] = json!(["CAP_SYS_ADMIN"]);
+    b.config["process"]["capabilities"]["effective"] = json!(["CAP_SYS_ADMIN"]);
+    b.config["process"]["capabilities"]["permitted"] = json!(["CAP_SYS_ADMIN"]);
+    b.save();
+    let out = run_ok(&b, "ln-prop");
+    assert_eq!(out, "mounted\n");
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let sub = format!("{}/sub ", src.path().display());
+    let seen = mi.contains(&sub);
+    let _ = std::process::Command::new("umount")
+        .arg("-R")
+        .arg(src.path())
+        .status();
+    assert!(
+        seen,
+        "mount made in an rshared mount did not propagate to the host"
+    );
+}
+
+#[test]
+fn readonly_root_and_masked_and_readonly_paths() {
+    let mut b = Bundle::new(
+        "touch /x 2>/dev/null && echo ROOT-RW || echo root-ro; \
+         wc -c < /proc/timer_list; grep ' /sys/firmware ' /proc/self/mountinfo | grep -c ' ro,'; \
+         echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo SYS-RW || echo sys-ro; \
+         touch /tmp/t 2>/dev/null && echo tmp-rw",
+    );
+    b.config["root"]["readonly"] = json!(true);
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    b.save();
+    let out = run_ok(&b, "ln-ro");
+    assert_eq!(out, "root-ro\n0\n1\nsys-ro\ntmp-rw\n", "{out}");
+}
+
+#[test]
+fn devices_default_and_from_spec() {
+    let mut b = Bundle::new(
+        "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty /dev/fuse; readlink /dev/ptmx; readlink /dev/fd; head -c 4 /dev/zero | wc -c",
+    );
+    b.config["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432, "uid": 0, "gid": 0}]);
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    b.save();
+    let out = run_ok(&b, "ln-dev");
+    assert!(
+        out.contains("crw-rw-rw-") && out.contains("1,   3 "),
+        "{out}"
+    );
+    let fuse = out.lines().find(|l| l.ends_with("/dev/fuse")).unwrap();
+    assert!(
+        fuse.starts_with("crw-rw----") && fuse.contains("10, 229"),
+        "{fuse}"
+    );
+    assert!(out.contains("pts/ptmx\n/proc/self/fd\n4\n"), "{out}");
+}
+
+#[test]
+fn devices_cgroup_denies_unlisted_devices() {
+    // Deny-all in the cgroup leaves only the standard nodes (null, zero,
+    // tty, ...; as runc and libcgroups allow them): a listed device node
+    // exists but cannot be opened unless the cgroup allows it.
+    let mut b = Bundle::new("head -c 1 /dev/zero | wc -c; cat /dev/fuse 2>&1; echo fuse=$?");
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]);
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    b.save();
+    let out = run_ok(&b, "ln-devcg");
+    assert!(out.starts_with("1\n"), "{out}");
+    assert!(
+        out.contains("Operation not permitted") && out.ends_with("fuse=1\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sysctl_in_new_netns() {
+    let mut b = Bundle::new("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni");
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
+    b.save();
+    assert_eq!(run_ok(&b, "ln-sysctl"), "1\n1234\n");
+}
+
+#[test]
+fn seccomp_profile_is_enforced() {
+    let mut b = Bundle::new(
+        "grep Seccomp: /proc/self/status; mkdir /tmp/nope 2>&1; echo mkdir=$?; uname -s",
+    );
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}
+        ]
+    });
+    b.save();
+    let out = run_ok(&b, "ln-seccomp");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(
+        out.contains("Permission denied") && out.contains("mkdir=1"),
+        "{out}"
+    );
+    assert!(out.ends_with("Linux\n"));
+}
+
+#[test]
+fn seccomp_with_no_new_privs_is_loaded_last() {
+    // With noNewPrivileges the filter goes on right before exec, so a
+    // profile that forbids setuid/capset does not break our own setup.
+    let mut b = Bundle::new("id -u; grep -E 'Seccomp:|NoNewPrivs' /proc/self/status");
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["setuid", "setresuid", "capset", "setgroups"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    b.save();
+    let out = run_ok(&b, "ln-seccomp-nnp");
+    assert!(
+        out.starts_with("1000\n") && out.contains("Seccomp:\t2") && out.contains("NoNewPrivs:\t1"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cgroup_resources_applied() {
+    let mut b = Bundle::new("");
+    let v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let script = if v1 {
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus"
+    } else {
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpuset.cpus"
+    };
+    b.config["process"]["args"] = json!(["sh", "-c", script]);
+    b.config["linux"]["resources"] = json!({
+        "devices": [{"allow": true, "access": "rwm"}],
+        "memory": {"limit": 67108864},
+        "pids": {"limit": 77},
+        "cpu": {"quota": 50000, "period": 100000, "shares": 512, "cpus": "0"},
+        "blockIO": {"weight": 500}
+    });
+    b.save();
+    let out = run_ok(&b, "ln-cgroup");
+    let lines: Vec<&str> = out.lines().collect();
+    if v1 {
+        assert_eq!(lines, ["67108864", "77", "50000", "512", "0"], "{out}");
+    } else {
+        assert_eq!(lines[0], "67108864");
+        assert_eq!(lines[1], "77");
+        assert_eq!(lines[2], "50000 100000");
+    }
+    assert_no_cgroup("ln-cgroup");
+}
+
+#[test]
+fn cgroups_path_is_honoured() {
+    let mut b = Bundle::new("cat /proc/self/cgroup | grep -E ':(memory|pids):'");
+    b.config["linux"]["cgroupsPath"] = json!("/strata-test/ln-cgpath");
+    b.config["linux"]["namespaces"] =
+        json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+    b.save();
+    let out = run_ok(&b, "ln-cgpath");
+    assert!(
+        out.lines().all(|l| l.ends_with(":/strata-test/ln-cgpath")),
+        "{out}"
+    );
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/strata-test/ln-cgpath").exists());
+}
+
+#[test]
+fn no_pivot_works() {
+    let b = Bundle::new("ls / | wc -l; cat /proc/self/mountinfo | wc -l");
+    let out = b.rt(&["run", "--no-pivot", "ln-nopivot"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn mqueue_and_devpts_and_shm_mounted() {
+    let b = Bundle::new(
+        "grep -E ' /dev/(pts|shm|mqueue) ' /proc/self/mountinfo | wc -l; ls -ld /dev/shm",
+    );
+    let out = run_ok(&b, "ln-devmounts");
+    assert!(
+        out.starts_with("3\n") && out.contains("drwxrwxrwt"),
+        "{out}"
+    );
+}
