@@ -52,58 +52,93 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// Most symlinks followed while resolving one path (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
 /// Create every missing directory of `path` inside the root and return an
-/// `O_PATH` fd of the final directory.
+/// `O_PATH` fd of the final directory plus its symlink-free path relative
+/// to the root. Symlinks on the way are expanded by hand, as if the root
+/// were `/` (absolute targets restart at the root, `..` stops there), so a
+/// dangling link to a host path creates the directory inside the root.
 pub fn mkdir_all_in_root(root_fd: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
-    let rel = relative(path);
-    let mut prefix = PathBuf::new();
-    let mut current = open_in_root(
+    resolve_creating(root_fd, path, mode).map(|(fd, _)| fd)
+}
+
+fn resolve_creating(root_fd: RawFd, path: &Path, mode: u32) -> Result<(OwnedFd, PathBuf)> {
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = relative(path)
+        .components()
+        .filter_map(component_name)
+        .collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let parent = open_in_root(
+            root_fd,
+            &resolved,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            ResolveFlag::empty(),
+        )
+        .map_err(|e| sys(&format!("resolve {} in rootfs", resolved.display()), e))?;
+        match nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name.as_os_str()) {
+            Ok(target) => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(sys(
+                        &format!("resolve {} in rootfs", path.display()),
+                        Errno::ELOOP,
+                    ));
+                }
+                let target = PathBuf::from(target);
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for c in target
+                    .components()
+                    .filter_map(component_name)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    pending.push_front(c);
+                }
+                continue;
+            }
+            Err(Errno::EINVAL) => {} // exists, not a symlink
+            Err(Errno::ENOENT) => mkdirat(&parent, &name, mode)?,
+            Err(e) => {
+                return Err(sys(
+                    &format!("readlink {}", resolved.join(&name).display()),
+                    e,
+                ));
+            }
+        }
+        resolved.push(&name);
+    }
+    let fd = open_in_root(
         root_fd,
-        Path::new("."),
+        &resolved,
         OFlag::O_PATH | OFlag::O_DIRECTORY,
         ResolveFlag::empty(),
     )
-    .map_err(|e| sys("open rootfs", e))?;
-    for comp in rel.components() {
-        let name = match comp {
-            Component::Normal(n) => n,
-            Component::ParentDir => {
-                // `..` is resolved by the kernel against the root; track it
-                // by re-resolving the whole prefix.
-                prefix.push("..");
-                current = open_in_root(
-                    root_fd,
-                    &prefix,
-                    OFlag::O_PATH | OFlag::O_DIRECTORY,
-                    ResolveFlag::empty(),
-                )
-                .map_err(|e| sys(&format!("resolve {}", prefix.display()), e))?;
-                continue;
-            }
-            _ => continue,
-        };
-        prefix.push(name);
-        match open_in_root(
-            root_fd,
-            &prefix,
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-            ResolveFlag::empty(),
-        ) {
-            Ok(fd) => current = fd,
-            Err(Errno::ENOENT) => {
-                mkdirat(&current, name, mode)?;
-                current = open_in_root(
-                    root_fd,
-                    &prefix,
-                    OFlag::O_PATH | OFlag::O_DIRECTORY,
-                    ResolveFlag::empty(),
-                )
-                .map_err(|e| sys(&format!("open new directory {}", prefix.display()), e))?;
-            }
-            Err(e) => return Err(sys(&format!("resolve {} in rootfs", prefix.display()), e)),
-        }
+    .map_err(|e| {
+        sys(
+            &format!("open directory {} in rootfs", resolved.display()),
+            e,
+        )
+    })?;
+    Ok((fd, resolved))
+}
+
+fn component_name(c: Component) -> Option<std::ffi::OsString> {
+    match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        Component::ParentDir => Some("..".into()),
+        _ => None,
     }
-    Ok(current)
 }
 
 fn mkdirat(parent: &OwnedFd, name: &OsStr, mode: u32) -> Result<()> {
@@ -130,27 +165,40 @@ pub fn ensure_target(root_fd: RawFd, dest: &Path, dir: bool) -> Result<OwnedFd> 
             ));
         }
     }
+    if dir {
+        return mkdir_all_in_root(root_fd, dest, 0o755);
+    }
     let rel = relative(dest);
-    let parent_path = rel.parent().unwrap_or(Path::new("."));
     let name = rel
         .file_name()
         .ok_or_else(|| Error::Container(format!("bad mount target {}", dest.display())))?;
-    let parent = mkdir_all_in_root(root_fd, parent_path, 0o755)?;
-    if dir {
-        mkdirat(&parent, name, 0o755)?;
-    } else {
-        let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let parent_dir = reopen_dir(&parent)?;
-        match nix::fcntl::openat(
-            Some(parent_dir.as_raw_fd()),
-            name,
-            flags,
-            Mode::from_bits_truncate(0o644),
-        ) {
-            Ok(fd) => drop(unsafe_owned(fd)),
-            Err(Errno::EEXIST) => {}
-            Err(e) => return Err(sys(&format!("create mount target {}", dest.display()), e)),
+    let (parent, parent_path) =
+        resolve_creating(root_fd, rel.parent().unwrap_or(Path::new(".")), 0o755)?;
+    let parent_dir = reopen_dir(&parent)?;
+    if let Ok(target) = nix::fcntl::readlinkat(Some(parent_dir.as_raw_fd()), name) {
+        // A dangling symlink as the last component: create its target,
+        // resolved inside the root.
+        let target = PathBuf::from(target);
+        let next = if target.is_absolute() {
+            target
+        } else {
+            Path::new("/").join(&parent_path).join(target)
+        };
+        if next.components().count() > 4096 {
+            return Err(sys(&format!("resolve {}", dest.display()), Errno::ELOOP));
         }
+        return ensure_target(root_fd, &next, false);
+    }
+    let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match nix::fcntl::openat(
+        Some(parent_dir.as_raw_fd()),
+        name,
+        flags,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(fd) => drop(unsafe_owned(fd)),
+        Err(Errno::EEXIST) => {}
+        Err(e) => return Err(sys(&format!("create mount target {}", dest.display()), e)),
     }
     open_in_root(root_fd, dest, OFlag::O_PATH, ResolveFlag::empty())
         .map_err(|e| sys(&format!("open mount target {}", dest.display()), e))
@@ -226,5 +274,14 @@ mod tests {
         assert!(root.path().join("file").is_file());
         ensure_target(rootfd, Path::new("/../../x/y"), true).unwrap();
         assert!(root.path().join("x/y").is_dir());
+        // A dangling absolute symlink as the last component of a file target.
+        symlink("/etc/strata-probe-file", root.path().join("lastlink")).unwrap();
+        ensure_target(rootfd, Path::new("/lastlink"), false).unwrap();
+        assert!(root.path().join("etc/strata-probe-file").is_file());
+        assert!(!Path::new("/etc/strata-probe-file").exists());
+        // Symlink loops end with an error, not a hang.
+        symlink("loop2", root.path().join("loop1")).unwrap();
+        symlink("loop1", root.path().join("loop2")).unwrap();
+        assert!(ensure_target(rootfd, Path::new("/loop1/x"), true).is_err());
     }
 }

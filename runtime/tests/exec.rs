@@ -1,0 +1,154 @@
+//! `exec` into running containers.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn running(script: &str, id: &str) -> Bundle {
+    let b = Bundle::new(script);
+    b.create(id);
+    b.ok(&["start", id]);
+    b.wait_status(id, "running");
+    b
+}
+
+#[test]
+fn exec_joins_namespaces_and_relays_exit_code() {
+    let b = running("sleep 1000", "ex-basic");
+    let init_pid = b.state("ex-basic")["pid"].as_i64().unwrap();
+    let out = b.rt(&[
+        "exec",
+        "ex-basic",
+        "sh",
+        "-c",
+        "hostname; readlink /proc/self/ns/net; echo $$; exit 9",
+    ]);
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "strata");
+    let netns = std::fs::read_link(format!("/proc/{init_pid}/ns/net")).unwrap();
+    assert_eq!(lines[1], netns.to_str().unwrap());
+    assert_ne!(lines[2], "1", "exec'd process is not the init");
+    // It is in the container's cgroup too: inside the cgroup namespace
+    // (rooted at the container's cgroup) that reads "/", where a process
+    // outside it would see a "/.." path.
+    let out = b.ok(&[
+        "exec",
+        "ex-basic",
+        "sh",
+        "-c",
+        "grep :memory: /proc/self/cgroup",
+    ]);
+    assert!(out.trim().ends_with(":memory:/"), "{out}");
+}
+
+#[test]
+fn exec_flags_env_cwd_user() {
+    let b = running("sleep 1000", "ex-flags");
+    let out = b.ok(&[
+        "exec",
+        "--env",
+        "A=1",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "65534:65534",
+        "ex-flags",
+        "sh",
+        "-c",
+        "echo $A; pwd; id -u; id -g",
+    ]);
+    assert_eq!(out, "1\n/tmp\n65534\n65534\n");
+}
+
+#[test]
+fn exec_process_json_and_detach_pid_file() {
+    let b = running("sleep 1000", "ex-pjson");
+    let pj = b.path().join("process.json");
+    std::fs::write(
+        &pj,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", "echo from-json > /tmp/pj; sleep 1000"],
+            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pidf = b.path().join("exec.pid");
+    let out = b
+        .cmd(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pidf.to_str().unwrap(),
+            "-p",
+            pj.to_str().unwrap(),
+            "ex-pjson",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let pid: i32 = std::fs::read_to_string(&pidf)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    b.wait_file("rootfs/tmp/pj", "from-json");
+    let ps: Vec<i32> = serde_json::from_str(&b.ok(&["ps", "-f", "json", "ex-pjson"])).unwrap();
+    assert!(ps.contains(&pid), "{ps:?} lacks {pid}");
+    // kill --all reaches the exec'd process as well.
+    b.ok(&["kill", "--all", "ex-pjson", "KILL"]);
+    b.wait_status("ex-pjson", "stopped");
+}
+
+#[test]
+fn exec_missing_binary_fails_with_runc_wording() {
+    let b = running("sleep 1000", "ex-missing");
+    let out = b.rt(&["exec", "ex-missing", "no-such-thing"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("executable file not found in $PATH"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn exec_into_stopped_container_fails() {
+    let b = Bundle::new("true");
+    b.create("ex-stopped");
+    b.ok(&["start", "ex-stopped"]);
+    b.wait_status("ex-stopped", "stopped");
+    let out = b.rt(&["exec", "ex-stopped", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+}
+
+#[test]
+fn exec_uses_the_containers_seccomp_profile() {
+    let mut b = Bundle::new("sleep 1000");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.save();
+    b.create("ex-seccomp");
+    b.ok(&["start", "ex-seccomp"]);
+    let out = b.rt(&[
+        "exec",
+        "ex-seccomp",
+        "sh",
+        "-c",
+        "mkdir /tmp/d 2>&1; echo rc=$?",
+    ]);
+    assert!(
+        stdout(&out).contains("Operation not permitted") && stdout(&out).contains("rc=1"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -1,0 +1,124 @@
+//! Attacks a hostile image or config can try against the runtime.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+
+use common::*;
+use serde_json::json;
+
+/// A rootfs symlink pointing at a host directory must not redirect a mount
+/// target out of the rootfs (the CVE-2021-30465 class).
+#[test]
+fn mount_target_symlink_cannot_escape_rootfs() {
+    let mut b = Bundle::new("ls /escape/ | head -5; echo done");
+    let host = tempfile::tempdir().unwrap();
+    // /escape -> <host dir>: absolute, and a ../ chain for good measure.
+    symlink(host.path(), b.rootfs().join("escape")).unwrap();
+    symlink("../../../../../../../../../tmp", b.rootfs().join("up")).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("payload"), "x").unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/escape/sub", "type": "bind", "source": src.path(), "options": ["bind"]}));
+    mounts.push(
+        json!({"destination": "/up/strata-escape-probe", "type": "tmpfs", "source": "tmpfs"}),
+    );
+    b.save();
+    run_ok(&b, "sec-symlink");
+    assert!(
+        !host.path().join("sub").exists(),
+        "mount target created outside the rootfs"
+    );
+    assert!(
+        !std::path::Path::new("/tmp/strata-escape-probe").exists(),
+        "../ symlink chain escaped"
+    );
+    // It landed inside the rootfs instead.
+    assert!(
+        b.rootfs()
+            .join(host.path().strip_prefix("/").unwrap())
+            .join("sub")
+            .is_dir()
+    );
+    assert!(b.rootfs().join("tmp/strata-escape-probe").is_dir());
+}
+
+/// proc over a symlink could hide masked paths: refused.
+#[test]
+fn proc_mount_on_symlink_is_refused() {
+    let mut b = Bundle::new("true");
+    std::fs::remove_dir(b.rootfs().join("proc")).unwrap();
+    std::fs::create_dir(b.rootfs().join("elsewhere")).unwrap();
+    symlink("/elsewhere", b.rootfs().join("proc")).unwrap();
+    b.save();
+    let _ = &mut b;
+    let out = b.run("sec-proc");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("must not be a symlink"),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_cgroup("sec-proc");
+}
+
+/// While a container waits for `start`, and while an exec sets up, nothing
+/// inside can open the runtime binary through /proc/<pid>/exe
+/// (CVE-2019-5736): the runtime's processes are non-dumpable.
+#[test]
+fn runtime_binary_is_not_reachable_from_the_container() {
+    let b = Bundle::new("sleep 1000");
+    b.create("sec-exe");
+    let init = b.state("sec-exe")["pid"].as_i64().unwrap();
+    // The created (not yet started) init is still the runtime binary.
+    let exe = std::fs::read_link(format!("/proc/{init}/exe")).unwrap();
+    assert!(exe.to_string_lossy().contains("strata-runtime"), "{exe:?}");
+    let out = b.rt(&[
+        "exec",
+        "sec-exe",
+        "sh",
+        "-c",
+        "readlink /proc/1/exe; cat /proc/1/exe > /dev/null && echo OPENED-RUNTIME; ls /proc/1/fd 2>&1 | head -3; echo end",
+    ]);
+    let text = stdout(&out);
+    assert!(text.ends_with("end\n"), "{text} {}", stderr(&out));
+    assert!(
+        !text.contains("OPENED-RUNTIME"),
+        "container opened the runtime binary: {text}"
+    );
+    assert!(
+        !text.contains("strata-runtime"),
+        "container can see the runtime binary path: {text}"
+    );
+}
+
+/// Host fds the caller leaks to the runtime without CLOEXEC do not reach
+/// the container (the CVE-2024-21626 class); cwd is inside the rootfs.
+#[test]
+fn no_host_fds_and_cwd_inside() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let b = Bundle::new(
+        "for f in /proc/self/fd/*; do readlink $f; done; echo cwd=$(readlink /proc/self/cwd)",
+    );
+    let dir = std::fs::File::open("/sys/fs/cgroup").unwrap();
+    let fd = dir.as_raw_fd();
+    let mut cmd = b.cmd(&["run", "sec-fds"]);
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = stdout(&out);
+    // Only stdin, stdout and stderr (the glob's own fd is gone by then).
+    assert_eq!(
+        text.lines().count(),
+        4,
+        "unexpected fds in the container: {text}"
+    );
+    assert!(!text.contains("cgroup"), "host directory fd leaked: {text}");
+    assert!(text.ends_with("cwd=/\n"), "{text}");
+}
