@@ -1,1 +1,259 @@
+//! Harness for running strata-runtime under real peers: containerd (with
+//! `ctr`) and podman, each started on private sockets and directories.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The built `strata-runtime` (scripts/test.sh builds it first).
+pub fn runtime_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("STRATA_RUNTIME") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/strata-runtime
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("strata-runtime"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+pub fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A busybox rootfs from Debian's busybox-static.
+pub fn busybox_rootfs(dir: &Path) {
+    let st = Command::new("bash")
+        .arg(workspace_dir().join("scripts/make-busybox-rootfs.sh"))
+        .arg(dir)
+        .status()
+        .expect("run make-busybox-rootfs.sh");
+    assert!(st.success(), "make-busybox-rootfs.sh failed");
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A containerd daemon of our own: its own config, root, state and socket.
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub namespace: String,
+    child: std::process::Child,
+}
+
+impl Containerd {
+    pub fn start(namespace: &str) -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-ctd-")
+            .tempdir()
+            .unwrap();
+        let socket = dir.path().join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{1}\"\n\
+             [ttrpc]\n  address = \"{1}.ttrpc\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable = true\n",
+            dir.path().display(),
+            socket.display()
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd (Debian package) must be installed");
+        let c = Containerd {
+            dir,
+            socket,
+            namespace: namespace.to_string(),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.ctr(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.socket)
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_cmd(args).output().unwrap()
+    }
+
+    /// Status of a task as `ctr task ls` shows it.
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let out = text(&self.ctr(&["task", "ls"]).stdout);
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .map(str::to_owned)
+    }
+
+    pub fn wait_task(&self, id: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let st = self.task_status(id);
+            if st.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} is {st:?}, wanted {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let tasks = text(&self.ctr(&["task", "ls", "-q"]).stdout);
+        for t in tasks.lines() {
+            let _ = self.ctr(&["task", "kill", "-s", "KILL", t]);
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = self.ctr(&["task", "rm", "-f", t]);
+        }
+        let containers = text(&self.ctr(&["container", "ls", "-q"]).stdout);
+        for c in containers.lines() {
+            let _ = self.ctr(&["container", "rm", c]);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Shims outlive the daemon; end ours.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg("--")
+            .arg(format!("-namespace {} ", self.namespace))
+            .status();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// podman with its own storage, run root and containers.conf, using
+/// strata-runtime as its OCI runtime.
+pub struct Podman {
+    pub dir: tempfile::TempDir,
+    pub runtime: PathBuf,
+}
+
+impl Podman {
+    pub fn new() -> Podman {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-podman-")
+            .tempdir()
+            .unwrap();
+        // No systemd here: cgroupfs, file events. No CAP_SYS_RESOURCE:
+        // podman's default nofile ulimit would exceed the hard limit.
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        Podman {
+            dir,
+            runtime: runtime_bin(),
+        }
+    }
+
+    /// The full podman command line (program first).
+    pub fn argv(&self, args: &[&str]) -> Vec<String> {
+        let d = self.dir.path();
+        let mut v: Vec<String> = vec!["podman".into()];
+        for (flag, val) in [
+            ("--root", d.join("root")),
+            ("--runroot", d.join("runroot")),
+            ("--tmpdir", d.join("tmp")),
+            ("--storage-driver", "overlay".into()),
+            ("--runtime", self.runtime.clone()),
+        ] {
+            v.push(flag.into());
+            v.push(val.display().to_string());
+        }
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let argv = self.argv(args);
+        let mut c = Command::new(&argv[0]);
+        c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .args(&argv[1..]);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Import a busybox rootfs as `localhost/busybox:test`.
+    pub fn import_busybox(&self) -> &'static str {
+        let rootfs = self.dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let tar = self.dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = self.run(&["import", tar.to_str().unwrap(), "localhost/busybox:test"]);
+        assert!(out.status.success(), "podman import: {}", text(&out.stderr));
+        "localhost/busybox:test"
+    }
+}
+
+impl Default for Podman {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-af", "-t", "0"]);
+        let _ = self.run(&["system", "reset", "-f"]);
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
