@@ -22,7 +22,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
 /// Is /sys/fs/cgroup a pure cgroup v2 mount?
 pub fn is_unified() -> bool {
     nix::sys::statfs::statfs(CGROUP_ROOT)
-        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
 

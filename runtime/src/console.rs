@@ -77,11 +77,11 @@ pub fn recv_fd(socket: RawFd) -> Result<OwnedFd> {
         context: "read control message".into(),
         source: e,
     })? {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this fd for us.
+            return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
         }
     }
     Err(Error::Container(

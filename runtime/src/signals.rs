@@ -181,10 +181,10 @@ fn reap(pid: i32) -> Result<Option<i32>> {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => return Ok(None),
             Ok(st) => {
-                if st.pid().map(|p| p.as_raw()) == Some(pid) {
-                    if let Some(code) = exit_code(st) {
-                        return Ok(Some(code));
-                    }
+                if st.pid().map(|p| p.as_raw()) == Some(pid)
+                    && let Some(code) = exit_code(st)
+                {
+                    return Ok(Some(code));
                 }
             }
             Err(nix::errno::Errno::ECHILD) => {

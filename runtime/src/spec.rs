@@ -67,13 +67,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
                     ns.typ().to_string()
                 )));
             }
-            if let Some(p) = ns.path() {
-                if !p.is_absolute() {
-                    return Err(Error::InvalidSpec(format!(
-                        "namespace path {} must be absolute",
-                        p.display()
-                    )));
-                }
+            if let Some(p) = ns.path()
+                && !p.is_absolute()
+            {
+                return Err(Error::InvalidSpec(format!(
+                    "namespace path {} must be absolute",
+                    p.display()
+                )));
             }
         }
         let has_userns = seen.contains(&LinuxNamespaceType::User);

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 pub fn default_spec(rootless: bool) -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut spec = json!({
-        "ociVersion": crate::OCI_VERSION,
+        // What runc 1.1 writes: crun 1.8 and older peers refuse 1.1+ here.
+        "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": true,
             "user": {"uid": 0, "gid": 0},
@@ -60,10 +61,10 @@ pub fn default_spec(rootless: bool) -> Value {
         if let Some(mounts) = spec["mounts"].as_array_mut() {
             mounts.retain(|m| m["type"] != "cgroup");
             for m in mounts.iter_mut() {
-                if m["type"] == "devpts" {
-                    if let Some(opts) = m["options"].as_array_mut() {
-                        opts.retain(|o| o != "gid=5");
-                    }
+                if m["type"] == "devpts"
+                    && let Some(opts) = m["options"].as_array_mut()
+                {
+                    opts.retain(|o| o != "gid=5");
                 }
                 if m["type"] == "sysfs" {
                     *m = json!({"destination": "/sys", "type": "none", "source": "/sys",

@@ -116,9 +116,7 @@ fn run_forwards_signals() {
 
 #[test]
 fn state_has_runcs_fields() {
-    let b = Bundle::new("sleep 1000");
-    b.config.clone();
-    let mut b = b;
+    let mut b = Bundle::new("sleep 1000");
     b.config["annotations"] = json!({"org.example/a": "b"});
     b.save();
     b.create("lc-state");

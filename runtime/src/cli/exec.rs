@@ -64,7 +64,7 @@ impl ExecArgs {
                 }
                 proc
             }
-            None => self.from_flags(root)?,
+            None => self.process_from_flags(root)?,
         };
         Ok(ExecOptions {
             id: self.id.clone(),
@@ -76,7 +76,7 @@ impl ExecArgs {
         })
     }
 
-    fn from_flags(&self, root: &Root) -> Result<Process> {
+    fn process_from_flags(&self, root: &Root) -> Result<Process> {
         if self.command.is_empty() {
             return Err(Error::InvalidProcess(
                 "exec needs a command or -p process.json".into(),

@@ -52,17 +52,25 @@ impl Drop for Cleanup<'_> {
             // Reap our children; the init may be someone else's by now.
             let _ = nix::sys::wait::waitpid(Pid::from_raw(*pid), None);
         }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cgroups::remove(cg, &self.id) {
-                tracing::warn!("cleanup: {e}");
-            }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cgroups::remove(cg, &self.id)
+        {
+            tracing::warn!("cleanup: {e}");
         }
         let _ = self.root.remove(&self.id);
     }
 }
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<ContainerState> {
-    let bundle = crate::spec::load_bundle(&opts.bundle)?;
+    create_from(root, opts, &crate::spec::load_bundle(&opts.bundle)?)
+}
+
+/// `create` with the bundle already loaded (`run` reads it first).
+pub fn create_from(
+    root: &Root,
+    opts: &CreateOptions,
+    bundle: &crate::spec::Bundle,
+) -> Result<ContainerState> {
     let spec = &bundle.spec;
     let wanted = crate::spec::namespaces(spec);
     if !wanted.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {

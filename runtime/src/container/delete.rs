@@ -25,10 +25,10 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Status::Stopped | Status::Creating => {}
         Status::Created => kill_and_wait(&st)?,
         Status::Running | Status::Paused if force => {
-            if status == Status::Paused {
-                if let Some(cg) = &st.cgroup_path {
-                    let _ = crate::cgroups::freeze(cg, id, false);
-                }
+            if status == Status::Paused
+                && let Some(cg) = &st.cgroup_path
+            {
+                let _ = crate::cgroups::freeze(cg, id, false);
             }
             kill_and_wait(&st)?;
         }

@@ -10,17 +10,15 @@ pub fn kill(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
     if matches!(status, Status::Stopped | Status::Creating) {
         return Err(Error::NotRunning);
     }
-    if all {
-        if let Some(cg) = &st.cgroup_path {
-            for pid in crate::cgroups::pids(cg, id)? {
-                let _ = signals::send(pid, sig);
-            }
-            if status == Status::Paused && (sig == libc::SIGKILL || sig == libc::SIGTERM) {
-                // A frozen task only acts on its signal once thawed.
-                crate::cgroups::freeze(cg, id, false)?;
-            }
-            return Ok(());
+    if all && let Some(cg) = &st.cgroup_path {
+        for pid in crate::cgroups::pids(cg, id)? {
+            let _ = signals::send(pid, sig);
         }
+        if status == Status::Paused && (sig == libc::SIGKILL || sig == libc::SIGTERM) {
+            // A frozen task only acts on its signal once thawed.
+            crate::cgroups::freeze(cg, id, false)?;
+        }
+        return Ok(());
     }
     signals::send(st.pid, sig).map_err(|e| match e {
         nix::errno::Errno::ESRCH => Error::Container("no such process".into()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 
-use super::create::{CreateOptions, create};
+use super::create::{CreateOptions, create_from};
 use super::delete::delete;
 use super::start::start;
 use crate::error::{Context, Error, Result};
@@ -16,10 +16,10 @@ use crate::state::Root;
 pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     let mut opts = opts.clone();
     let mut proxy_end: Option<OwnedFd> = None;
+    let bundle = crate::spec::load_bundle(&opts.bundle)?;
     if !detach {
         crate::process::become_subreaper()?;
         signals::block_all()?;
-        let bundle = crate::spec::load_bundle(&opts.bundle)?;
         let tty = bundle.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
         if tty && opts.console_socket.is_none() {
             let (a, b) = socketpair(
@@ -33,7 +33,7 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
             proxy_end = Some(b);
         }
     }
-    let st = create(root, &opts)?;
+    let st = create_from(root, &opts, &bundle)?;
     opts.console_fd = None;
     let pty = match proxy_end {
         Some(end) => Some(crate::console::recv_fd(end.as_raw_fd())?),
@@ -47,10 +47,8 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
         return Ok(0);
     }
     let code = signals::wait_forwarding(st.pid, pty);
-    if !keep {
-        if let Err(e) = delete(root, &opts.id, true) {
-            tracing::warn!("delete after run: {e}");
-        }
+    if !keep && let Err(e) = delete(root, &opts.id, true) {
+        tracing::warn!("delete after run: {e}");
     }
     code.map_err(|e| Error::Container(format!("waiting for container: {e}")))
 }

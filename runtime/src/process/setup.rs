@@ -241,12 +241,11 @@ pub fn exec_program(
         return Error::InvalidProcess("executable path contains a NUL byte".into());
     };
     reset_signals();
-    if process.no_new_privileges().unwrap_or(false) {
-        if let Some(sc) = seccomp {
-            if let Err(e) = security::seccomp::load(sc) {
-                return e;
-            }
-        }
+    if process.no_new_privileges().unwrap_or(false)
+        && let Some(sc) = seccomp
+        && let Err(e) = security::seccomp::load(sc)
+    {
+        return e;
     }
     match nix::unistd::execve(&cpath, &args, &env) {
         Ok(never) => match never {},
@@ -275,7 +274,11 @@ mod tests {
         );
         let e = find_executable("/no/such", &env).unwrap_err().to_string();
         assert!(e.contains("no such file or directory"), "{e}");
-        let e = find_executable("/etc/hostname", &env)
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("not-executable");
+        std::fs::write(&plain, "x").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = find_executable(plain.to_str().unwrap(), &env)
             .unwrap_err()
             .to_string();
         assert!(e.contains("permission denied"), "{e}");

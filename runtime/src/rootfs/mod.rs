@@ -143,11 +143,11 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
 /// read-only if asked.
 pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    if let Some(name) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        if let Some(p) = options::propagation(name) {
-            mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
-                .map_err(|e| sys("set rootfs propagation", e))?;
-        }
+    if let Some(name) = linux.and_then(|l| l.rootfs_propagation().as_deref())
+        && let Some(p) = options::propagation(name)
+    {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .map_err(|e| sys("set rootfs propagation", e))?;
     }
     if spec
         .root()

@@ -205,7 +205,7 @@ fn mount_cgroup(
         .map_err(|e| sys("mount cgroup2", e))?;
         return apply_propagation(root_fd, dest, opts);
     }
-    let Some(cgroup_path) = ctx.cgroup_path.as_deref() else {
+    let Some(cgroup_path) = ctx.cgroup_path else {
         // No cgroup of its own: an empty tmpfs, like a container without cgroups.
         mount(
             Some("tmpfs"),
@@ -309,12 +309,13 @@ pub fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
