@@ -5,4 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The conformance tests drive the built binaries.
 cargo build --workspace --bins
-cargo test --workspace -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace -- --test-threads=2 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo ends on a doc-test summary).
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' \
+  <(sed 's/;//g' "$log")
+exit "$status"
