@@ -284,23 +284,33 @@ fn cgroup_resources_applied() {
     let v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let script = if v1 {
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
-         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus"
+         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus \
+         /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device"
     } else {
         "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpuset.cpus"
     };
     b.config["process"]["args"] = json!(["sh", "-c", script]);
+    // The disk under / (a whole disk on these machines) for blkio throttling.
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
     b.config["linux"]["resources"] = json!({
         "devices": [{"allow": true, "access": "rwm"}],
         "memory": {"limit": 67108864},
         "pids": {"limit": 77},
         "cpu": {"quota": 50000, "period": 100000, "shares": 512, "cpus": "0"},
-        "blockIO": {"weight": 500}
+        "blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}]}
     });
     b.save();
     let out = run_ok(&b, "ln-cgroup");
     let lines: Vec<&str> = out.lines().collect();
     if v1 {
-        assert_eq!(lines, ["67108864", "77", "50000", "512", "0"], "{out}");
+        assert_eq!(lines[..5], ["67108864", "77", "50000", "512", "0"], "{out}");
+        assert_eq!(
+            lines.get(5).copied(),
+            Some(format!("{major}:{minor} 1048576").as_str()),
+            "{out}"
+        );
     } else {
         assert_eq!(lines[0], "67108864");
         assert_eq!(lines[1], "77");

@@ -274,3 +274,52 @@ fn failing_prestart_hook_aborts_create() {
     assert!(!b.root.join("pr-hookfail").exists());
     assert_no_cgroup("pr-hookfail");
 }
+
+/// Quote for sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Foreground `run` and `exec -t` without a console socket proxy the pty
+/// themselves (the caller's terminal comes from script(1)).
+#[test]
+fn foreground_terminal_is_proxied() {
+    let mut b = Bundle::new("tty; echo run-tty-ok; sleep 1000");
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let run_line = format!(
+        "{} --root {} run --bundle {} pr-fgtty",
+        sh_quote(BIN),
+        sh_quote(b.root.to_str().unwrap()),
+        sh_quote(b.path().to_str().unwrap())
+    );
+    let child = std::process::Command::new("script")
+        .args(["-qefc", &run_line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    b.wait_status("pr-fgtty", "running");
+    let exec_line = format!(
+        "{} --root {} exec -t pr-fgtty sh -c 'tty; echo exec-tty-ok'",
+        sh_quote(BIN),
+        sh_quote(b.root.to_str().unwrap())
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &exec_line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let o = stdout(&out);
+    assert!(
+        o.contains("/dev/pts/1") && o.contains("exec-tty-ok"),
+        "exec -t: {o}"
+    );
+    b.ok(&["kill", "pr-fgtty", "KILL"]);
+    let out = child.wait_with_output().unwrap();
+    let o = stdout(&out);
+    assert!(
+        o.contains("/dev/pts/0") && o.contains("run-tty-ok"),
+        "run: {o}"
+    );
+}

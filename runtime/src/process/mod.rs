@@ -38,9 +38,13 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
 }
 
 /// Stage 1 of a create: namespaces, then fork the init.
+///
+/// Namespace creation (a network namespace is the slow one) overlaps with
+/// the parent's cgroup setup: only the cgroup namespace, and the fork of
+/// the init, wait for the parent's Go, so the init starts inside the
+/// container's cgroup and a new cgroup namespace is rooted there.
 pub fn stage1(cfg: &init::InitConfig, sync: &SyncSocket) -> i32 {
     let result = (|| -> Result<()> {
-        sync.expect(Msg::Go)?;
         let wanted = crate::spec::namespaces(cfg.spec);
         let joins: Vec<(LinuxNamespaceType, PathBuf)> = wanted
             .iter()
@@ -49,18 +53,22 @@ pub fn stage1(cfg: &init::InitConfig, sync: &SyncSocket) -> i32 {
         let fds = namespaces::open_joins(&joins)?;
         namespaces::join_all(&fds)?;
         drop(fds);
+        let mut go_seen = false;
         let mut flags = CloneFlags::empty();
+        let mut late = CloneFlags::empty();
         for (t, p) in &wanted {
-            if p.is_some() {
-                continue;
-            }
-            if *t == LinuxNamespaceType::User {
-                namespaces::unshare_user(sync)?;
-            } else {
-                flags |= namespaces::clone_flag(*t);
+            match (t, p) {
+                (_, Some(_)) => {}
+                (LinuxNamespaceType::User, None) => go_seen |= namespaces::unshare_user(sync)?,
+                (LinuxNamespaceType::Cgroup, None) => late |= namespaces::clone_flag(*t),
+                (_, None) => flags |= namespaces::clone_flag(*t),
             }
         }
         namespaces::unshare_rest(flags)?;
+        if !go_seen {
+            sync.expect(Msg::Go)?;
+        }
+        namespaces::unshare_rest(late)?;
         let pid = fork_child(|| init::run(cfg, sync))?;
         sync.send(&Msg::Pid(pid.as_raw()))
     })();

@@ -85,16 +85,30 @@ pub fn is_current(t: LinuxNamespaceType, path: &Path) -> bool {
 }
 
 /// Unshare a new user namespace and have the parent write its id maps.
-pub fn unshare_user(sync: &SyncSocket) -> Result<()> {
+/// Returns whether the parent's Go arrived meanwhile (it may be sent while
+/// we wait for the maps).
+pub fn unshare_user(sync: &SyncSocket) -> Result<bool> {
     unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare user namespace".into())?;
     sync.send(&Msg::UsernsReady)?;
-    sync.expect(Msg::MapsWritten)?;
+    let mut go_seen = false;
+    loop {
+        match sync.recv()? {
+            Some(Msg::MapsWritten) => break,
+            Some(Msg::Go) => go_seen = true,
+            Some(Msg::Error(e)) => return Err(crate::error::Error::Container(e)),
+            other => {
+                return Err(crate::error::Error::Container(format!(
+                    "sync: expected MapsWritten, got {other:?}"
+                )));
+            }
+        }
+    }
     // Become root of the new namespace (mapped by the parent).
     nix::unistd::setresgid(0.into(), 0.into(), 0.into())
         .ctx(|| "setgid 0 in user namespace".into())?;
     nix::unistd::setresuid(0.into(), 0.into(), 0.into())
         .ctx(|| "setuid 0 in user namespace".into())?;
-    Ok(())
+    Ok(go_seen)
 }
 
 pub fn unshare_rest(flags: CloneFlags) -> Result<()> {
