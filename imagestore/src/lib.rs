@@ -1,1 +1,12 @@
-//! strata-imagestore: content store, metadata, unpack, snapshots (issue 3; not built yet).
+//! strata-imagestore: content-addressed blobs, image metadata, safe layer
+//! unpacking into snapshots, and image import/export. Knows nothing of
+//! processes (see DESIGN.md).
+
+pub mod content;
+pub mod digest;
+pub mod error;
+pub mod reference;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use error::{Error, Result};

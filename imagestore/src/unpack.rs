@@ -1,0 +1,604 @@
+//! Layer unpacking: one pass over the bytes does the compressed digest,
+//! decompression (gzip or zstd, detected by magic), the uncompressed
+//! digest (diff_id) and the extraction into a snapshot directory.
+//!
+//! Safety: every entry is created relative to an fd of the snapshot root,
+//! its parent resolved with `openat2(RESOLVE_IN_ROOT)`, so `..`, absolute
+//! paths and symlinks (same layer or chained) cannot reach outside. `..`
+//! that would climb above the root is refused outright; hardlink targets
+//! must be inside the layer; whiteouts become overlayfs whiteouts (0/0 char
+//! devices, `trusted.overlay.opaque`), and overlay xattrs in a layer are
+//! dropped so a layer cannot forge them.
+
+use std::cell::RefCell;
+use std::ffi::{CString, OsStr};
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{Mode, SFlag};
+use sha2::{Digest as _, Sha256};
+use tar::EntryType;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+pub fn detect(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// What one pass over a layer found.
+#[derive(Clone, Debug)]
+pub struct Unpacked {
+    /// Digest and size of the bytes as given (compressed).
+    pub digest: Digest,
+    pub size: u64,
+    /// Digest and size of the uncompressed tar (the diff_id).
+    pub diff_id: Digest,
+    pub uncompressed_size: u64,
+    pub compression: Compression,
+}
+
+#[derive(Default)]
+struct HashState {
+    hasher: Sha256,
+    count: u64,
+}
+
+/// A reader hashing into shared state, so the digest can be read after the
+/// reader has been moved into decoders.
+struct SharedHash<R> {
+    inner: R,
+    state: Rc<RefCell<HashState>>,
+}
+
+impl<R: Read> Read for SharedHash<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut st = self.state.borrow_mut();
+        st.hasher.update(&buf[..n]);
+        st.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn finish(state: &Rc<RefCell<HashState>>) -> (Digest, u64) {
+    let st = std::mem::take(&mut *state.borrow_mut());
+    (Digest::from_sha256(st.hasher), st.count)
+}
+
+/// Unpack `reader` (a layer, compressed or not) into `dest` (an existing
+/// empty directory). `name` is used in errors.
+pub fn unpack(reader: impl Read, dest: &Path, name: &str) -> Result<Unpacked> {
+    let outer = Rc::new(RefCell::new(HashState::default()));
+    let inner = Rc::new(RefCell::new(HashState::default()));
+    let mut buffered = BufReader::with_capacity(
+        1 << 20,
+        SharedHash {
+            inner: reader,
+            state: outer.clone(),
+        },
+    );
+    let magic = buffered.fill_buf().map_err(|e| io(name, "read layer", e))?;
+    let compression = detect(magic);
+    let decoded: Box<dyn Read> = match compression {
+        Compression::None => Box::new(buffered),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| io(name, "zstd", e))?,
+        ),
+    };
+    let tarstream = SharedHash {
+        inner: decoded,
+        state: inner.clone(),
+    };
+    let mut archive = tar::Archive::new(tarstream);
+    let root =
+        open_dir(dest).map_err(|e| sys(name, &format!("open snapshot {}", dest.display()), e))?;
+    let mut ex = Extractor {
+        root,
+        name: name.to_string(),
+        dirs: Vec::new(),
+    };
+    for entry in archive
+        .entries()
+        .map_err(|e| bad(name, &format!("not a tar archive: {e}")))?
+    {
+        let entry = entry.map_err(|e| bad(name, &format!("corrupt tar: {e}")))?;
+        ex.entry(entry)?;
+    }
+    ex.finish_dirs()?;
+    // Hash what the tar reader did not consume (end-of-archive padding) and
+    // the rest of the compressed stream, so the digests cover every byte.
+    let mut rest = archive.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| bad(name, &format!("corrupt stream: {e}")))?;
+    drop(rest);
+    let (diff_id, uncompressed_size) = finish(&inner);
+    let (digest, size) = finish(&outer);
+    Ok(Unpacked {
+        digest,
+        size,
+        diff_id,
+        uncompressed_size,
+        compression,
+    })
+}
+
+fn io(layer: &str, what: &str, e: std::io::Error) -> Error {
+    Error::Io {
+        context: format!("{what} ({layer})"),
+        source: e,
+    }
+}
+fn sys(layer: &str, what: &str, e: Errno) -> Error {
+    Error::Sys {
+        context: format!("{what} ({layer})"),
+        source: e,
+    }
+}
+fn bad(layer: &str, msg: &str) -> Error {
+    Error::BadLayer {
+        layer: layer.to_string(),
+        msg: msg.to_string(),
+    }
+}
+
+fn open_dir(p: &Path) -> nix::Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        p,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: fresh fd from open.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Clean an entry path into components below the root. Leading `/` and
+/// `.` are dropped; `..` is applied, and refused if it climbs above root.
+pub fn clean_path(raw: &Path) -> std::result::Result<PathBuf, &'static str> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err("climbs above the layer root with ..");
+                }
+            }
+            Component::Prefix(_) => return Err("has a path prefix"),
+        }
+    }
+    Ok(out)
+}
+
+struct DirMeta {
+    path: PathBuf,
+    mode: u32,
+    mtime: i64,
+}
+
+struct Extractor {
+    root: OwnedFd,
+    name: String,
+    dirs: Vec<DirMeta>,
+}
+
+impl Extractor {
+    fn unsafe_path(&self, path: &Path, why: &str) -> Error {
+        Error::UnsafePath {
+            layer: self.name.clone(),
+            path: path.display().to_string(),
+            why: why.to_string(),
+        }
+    }
+
+    /// Resolve (creating as needed) a directory inside the root.
+    fn dir(&self, rel: &Path) -> Result<OwnedFd> {
+        match self.open_in_root(rel, OFlag::O_DIRECTORY) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::ENOENT) => {}
+            Err(Errno::ENOTDIR) => return Err(self.unsafe_path(rel, "a parent is not a directory")),
+            Err(e) => return Err(sys(&self.name, &format!("resolve {}", rel.display()), e)),
+        }
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let name = rel
+            .file_name()
+            .ok_or_else(|| self.unsafe_path(rel, "empty name"))?;
+        let pfd = self.dir(parent)?;
+        let pdir = reopen(&pfd).map_err(|e| sys(&self.name, "reopen dir", e))?;
+        match nix::sys::stat::mkdirat(
+            Some(pdir.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) => {}
+            // A dangling symlink in the way: do not create through it.
+            Err(Errno::EEXIST) => {
+                return Err(
+                    self.unsafe_path(rel, "a symlink on the way points nowhere in the layer")
+                );
+            }
+            Err(e) => return Err(sys(&self.name, &format!("mkdir {}", rel.display()), e)),
+        }
+        self.open_in_root(rel, OFlag::O_DIRECTORY)
+            .map_err(|e| sys(&self.name, &format!("open {}", rel.display()), e))
+    }
+
+    fn open_in_root(&self, rel: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
+        let p: &Path = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let fd = openat2(self.root.as_raw_fd(), p, how)?;
+        // SAFETY: fresh fd from openat2.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<R>) -> Result<()> {
+        let raw = e
+            .path()
+            .map_err(|err| bad(&self.name, &format!("bad entry name: {err}")))?
+            .into_owned();
+        let rel = clean_path(&raw).map_err(|why| self.unsafe_path(&raw, why))?;
+        let Some(base) = rel.file_name().map(|b| b.to_os_string()) else {
+            return Ok(()); // the root itself ("./"): nothing to create
+        };
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let base_str = base.to_string_lossy();
+        let hdr = e.header().clone();
+        let kind = hdr.entry_type();
+
+        if base_str == OPAQUE_MARKER {
+            let pfd = self.dir(&parent_rel)?;
+            return setxattr_fd(&pfd, "trusted.overlay.opaque", b"y").map_err(|err| {
+                sys(
+                    &self.name,
+                    &format!("mark {} opaque", parent_rel.display()),
+                    err,
+                )
+            });
+        }
+        if let Some(hidden) = base_str.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(self.unsafe_path(&raw, "whiteout of nothing"));
+            }
+            let pfd = self.dir(&parent_rel)?;
+            let pdir = reopen(&pfd).map_err(|err| sys(&self.name, "reopen dir", err))?;
+            remove_existing(&pdir, OsStr::new(hidden));
+            return nix::sys::stat::mknodat(
+                Some(pdir.as_raw_fd()),
+                hidden,
+                SFlag::S_IFCHR,
+                Mode::empty(),
+                0,
+            )
+            .map_err(|err| sys(&self.name, &format!("whiteout {}", rel.display()), err));
+        }
+
+        let pfd = self.dir(&parent_rel)?;
+        let pdir = reopen(&pfd).map_err(|err| sys(&self.name, "reopen dir", err))?;
+        let name = base.as_os_str();
+        // Links carry no meaningful mode; some writers leave it blank.
+        let mode = match kind {
+            EntryType::Symlink | EntryType::Link => hdr.mode().unwrap_or(0o777),
+            _ => hdr
+                .mode()
+                .map_err(|err| bad(&self.name, &err.to_string()))?,
+        } & 0o7777;
+        let uid = hdr.uid().map_err(|err| bad(&self.name, &err.to_string()))? as u32;
+        let gid = hdr.gid().map_err(|err| bad(&self.name, &err.to_string()))? as u32;
+        let mtime = hdr.mtime().unwrap_or(0) as i64;
+        let xattrs = pax_xattrs(&mut e);
+        let d = pdir.as_raw_fd();
+        let ctx = |what: &str| format!("{what} {}", rel.display());
+
+        match kind {
+            EntryType::Directory => {
+                match nix::sys::stat::mkdirat(Some(d), name, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) => {}
+                    Err(Errno::EEXIST) if is_dir_at(d, name) => {}
+                    Err(Errno::EEXIST) => {
+                        remove_existing(&pdir, name);
+                        nix::sys::stat::mkdirat(Some(d), name, Mode::from_bits_truncate(0o700))
+                            .map_err(|err| sys(&self.name, &ctx("mkdir"), err))?;
+                    }
+                    Err(err) => return Err(sys(&self.name, &ctx("mkdir"), err)),
+                }
+                chown_at(d, name, uid, gid).map_err(|err| sys(&self.name, &ctx("chown"), err))?;
+                let fd = self
+                    .open_in_root(&rel, OFlag::O_DIRECTORY)
+                    .map_err(|err| sys(&self.name, &ctx("open"), err))?;
+                for (k, v) in &xattrs {
+                    setxattr_fd(&fd, k, v).map_err(|err| sys(&self.name, &ctx("xattr"), err))?;
+                }
+                // Mode and mtime last: children change the mtime, and a
+                // read-only mode would stop us creating them.
+                self.dirs.push(DirMeta {
+                    path: rel.clone(),
+                    mode,
+                    mtime,
+                });
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                remove_existing(&pdir, name);
+                let flags = OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC;
+                let fd = nix::fcntl::openat(Some(d), name, flags, Mode::from_bits_truncate(0o600))
+                    .map_err(|err| sys(&self.name, &ctx("create"), err))?;
+                // SAFETY: fresh fd from openat.
+                let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                std::io::copy(&mut e, &mut f).map_err(|err| io(&self.name, &ctx("write"), err))?;
+                nix::unistd::fchown(f.as_raw_fd(), Some(uid.into()), Some(gid.into()))
+                    .map_err(|err| sys(&self.name, &ctx("chown"), err))?;
+                for (k, v) in &xattrs {
+                    setxattr_raw(f.as_raw_fd(), k, v)
+                        .map_err(|err| sys(&self.name, &ctx("xattr"), err))?;
+                }
+                // After chown, which clears setuid/setgid bits.
+                nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode))
+                    .map_err(|err| sys(&self.name, &ctx("chmod"), err))?;
+                set_times(f.as_raw_fd(), None, mtime, false)
+                    .map_err(|err| sys(&self.name, &ctx("utimes"), err))?;
+            }
+            EntryType::Symlink => {
+                let target = e
+                    .link_name()
+                    .map_err(|err| bad(&self.name, &err.to_string()))?
+                    .ok_or_else(|| {
+                        bad(
+                            &self.name,
+                            &format!("symlink {} without target", rel.display()),
+                        )
+                    })?
+                    .into_owned();
+                remove_existing(&pdir, name);
+                nix::unistd::symlinkat(target.as_os_str(), Some(d), name)
+                    .map_err(|err| sys(&self.name, &ctx("symlink"), err))?;
+                chown_at(d, name, uid, gid).map_err(|err| sys(&self.name, &ctx("lchown"), err))?;
+                set_times(d, Some(name), mtime, true)
+                    .map_err(|err| sys(&self.name, &ctx("utimes"), err))?;
+            }
+            EntryType::Link => {
+                let target_raw = e
+                    .link_name()
+                    .map_err(|err| bad(&self.name, &err.to_string()))?
+                    .ok_or_else(|| {
+                        bad(
+                            &self.name,
+                            &format!("hardlink {} without target", rel.display()),
+                        )
+                    })?
+                    .into_owned();
+                let target =
+                    clean_path(&target_raw).map_err(|why| self.unsafe_path(&target_raw, why))?;
+                // The target must be an existing non-directory of this
+                // layer; O_NOFOLLOW links a symlink itself, never its target.
+                let tfd = self.open_in_root(&target, OFlag::O_NOFOLLOW).map_err(|_| {
+                    self.unsafe_path(&target_raw, "hardlink target is not in this layer")
+                })?;
+                if is_dir_fd(tfd.as_raw_fd()) {
+                    return Err(self.unsafe_path(&target_raw, "hardlink to a directory"));
+                }
+                remove_existing(&pdir, name);
+                nix::unistd::linkat(
+                    Some(tfd.as_raw_fd()),
+                    Path::new(""),
+                    Some(d),
+                    Path::new(name),
+                    AtFlags::AT_EMPTY_PATH,
+                )
+                .map_err(|err| sys(&self.name, &ctx("link"), err))?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let kind_flag = match kind {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let major = hdr.device_major().ok().flatten().unwrap_or(0) as u64;
+                let minor = hdr.device_minor().ok().flatten().unwrap_or(0) as u64;
+                remove_existing(&pdir, name);
+                nix::sys::stat::mknodat(
+                    Some(d),
+                    name,
+                    kind_flag,
+                    Mode::from_bits_truncate(mode),
+                    nix::sys::stat::makedev(major, minor),
+                )
+                .map_err(|err| sys(&self.name, &ctx("mknod"), err))?;
+                chown_at(d, name, uid, gid).map_err(|err| sys(&self.name, &ctx("chown"), err))?;
+                nix::sys::stat::fchmodat(
+                    Some(d),
+                    name,
+                    Mode::from_bits_truncate(mode),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+                .map_err(|err| sys(&self.name, &ctx("chmod"), err))?;
+            }
+            other => {
+                tracing::warn!(
+                    "layer {}: skipping {} of unsupported type {other:?}",
+                    self.name,
+                    rel.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<()> {
+        // Deepest first, so setting a parent's mtime is the last change to it.
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.path.components().count()));
+        for d in std::mem::take(&mut self.dirs) {
+            let fd = self
+                .open_in_root(&d.path, OFlag::O_DIRECTORY)
+                .map_err(|e| sys(&self.name, "reopen dir", e))?;
+            let rfd = reopen(&fd).map_err(|e| sys(&self.name, "reopen dir", e))?;
+            nix::sys::stat::fchmod(rfd.as_raw_fd(), Mode::from_bits_truncate(d.mode))
+                .map_err(|e| sys(&self.name, &format!("chmod {}", d.path.display()), e))?;
+            set_times(rfd.as_raw_fd(), None, d.mtime, false)
+                .map_err(|e| sys(&self.name, &format!("utimes {}", d.path.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// PAX `SCHILY.xattr.*` records, minus overlay's own attributes.
+fn pax_xattrs<R: Read>(e: &mut tar::Entry<R>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(Some(exts)) = e.pax_extensions() {
+        for ext in exts.flatten() {
+            let Ok(key) = ext.key() else { continue };
+            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                if name.starts_with("trusted.overlay.") {
+                    tracing::warn!("dropping forged overlay xattr {name}");
+                    continue;
+                }
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    out
+}
+
+fn reopen(fd: &OwnedFd) -> nix::Result<OwnedFd> {
+    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let raw = nix::fcntl::open(
+        p.as_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: fresh fd from open.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn is_dir_at(dir: RawFd, name: &OsStr) -> bool {
+    nix::sys::stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+fn is_dir_fd(fd: RawFd) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// Remove whatever is at `name` (an empty directory, or a non-directory).
+fn remove_existing(dir: &OwnedFd, name: &OsStr) {
+    let d = dir.as_raw_fd();
+    if nix::unistd::unlinkat(Some(d), name, nix::unistd::UnlinkatFlags::NoRemoveDir).is_err() {
+        let _ = nix::unistd::unlinkat(Some(d), name, nix::unistd::UnlinkatFlags::RemoveDir);
+    }
+}
+
+fn chown_at(dir: RawFd, name: &OsStr, uid: u32, gid: u32) -> nix::Result<()> {
+    nix::unistd::fchownat(
+        Some(dir),
+        name,
+        Some(uid.into()),
+        Some(gid.into()),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+}
+
+fn set_times(fd: RawFd, name: Option<&OsStr>, mtime: i64, nofollow: bool) -> nix::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    let times = [ts, ts];
+    let rc = match name {
+        Some(n) => {
+            let c = CString::new(n.as_bytes()).map_err(|_| Errno::EINVAL)?;
+            let flags = if nofollow {
+                libc::AT_SYMLINK_NOFOLLOW
+            } else {
+                0
+            };
+            // SAFETY: valid dirfd, NUL-terminated name, two timespecs.
+            unsafe { libc::utimensat(fd, c.as_ptr(), times.as_ptr(), flags) }
+        }
+        // SAFETY: valid fd and two timespecs.
+        None => unsafe { libc::futimens(fd, times.as_ptr()) },
+    };
+    Errno::result(rc).map(drop)
+}
+
+fn setxattr_raw(fd: RawFd, name: &str, value: &[u8]) -> nix::Result<()> {
+    let c = CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: valid fd, NUL-terminated name, value pointer and length.
+    let rc = unsafe { libc::fsetxattr(fd, c.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    Errno::result(rc).map(drop)
+}
+
+/// Set an xattr on an O_PATH fd (through /proc/self/fd, not followed
+/// further than the object itself).
+fn setxattr_fd(fd: &OwnedFd, name: &str, value: &[u8]) -> nix::Result<()> {
+    let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| Errno::EINVAL)?;
+    let c = CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: NUL-terminated path and name, value pointer and length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            c.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(
+            clean_path(Path::new("/a/./b/")).unwrap(),
+            PathBuf::from("a/b")
+        );
+        assert_eq!(
+            clean_path(Path::new("a/b/../c")).unwrap(),
+            PathBuf::from("a/c")
+        );
+        assert!(clean_path(Path::new("../etc/passwd")).is_err());
+        assert!(clean_path(Path::new("a/../../x")).is_err());
+    }
+
+    #[test]
+    fn compression_magic() {
+        assert_eq!(detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(detect(b"usta"), Compression::None);
+    }
+}
