@@ -1,1 +1,6 @@
-//! strata: the engine library behind the `strata` CLI (issue 5; not built yet).
+//! strata: the engine behind the `strata` CLI. Image verbs are here now
+//! (issue 3); containers, build, network and the registry come with
+//! issues 4 and 5.
+
+pub mod images;
+pub mod paths;

@@ -5,8 +5,11 @@
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod metadata;
 pub mod reference;
+pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use store::Store;

@@ -1,0 +1,217 @@
+//! `strata`: a Docker-style CLI. Exit codes as Docker: 125 when strata
+//! itself fails.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use strata::images;
+use strata_imagestore::Store;
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Build, ship and run containers")]
+struct Cli {
+    /// Storage root (default /var/lib/strata, or $XDG_DATA_HOME/strata).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create an image from a rootfs tarball ("-" for stdin).
+    Import {
+        tarball: String,
+        name: Option<String>,
+    },
+    /// Load images from an OCI layout dir, oci-archive or docker-archive.
+    Load {
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List images.
+    Images(ImagesArgs),
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove images.
+    Rmi {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Image commands.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Storage-wide commands.
+    #[command(subcommand)]
+    System(SystemCmd),
+}
+
+#[derive(clap::Args)]
+struct ImagesArgs {
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Show image details as JSON.
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    Tag {
+        source: String,
+        target: String,
+    },
+    /// Remove unused blobs and snapshots.
+    Prune,
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Disk usage.
+    Df,
+    /// Re-verify every blob and snapshot; clean debris of interrupted loads.
+    Check,
+}
+
+fn main() {
+    // Die quietly on a closed pipe (`strata images | head`), like other CLIs.
+    // SAFETY: restoring the default disposition installs no handler.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+    let cli = Cli::parse();
+    if cli.debug {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    if let Err(e) = run(cli) {
+        eprintln!("Error: {e:#}");
+        std::process::exit(125);
+    }
+}
+
+fn rmi(store: &mut Store, names: &[String], force: bool, out: &mut impl Write) -> Result<()> {
+    let mut failed = None;
+    for n in names {
+        match store.remove(n, force, &|_| false) {
+            Ok(lines) => {
+                for l in lines {
+                    writeln!(out, "{l}")?;
+                }
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = cli.root.clone().unwrap_or_else(strata::paths::default_root);
+    let mut store =
+        Store::open(&root).with_context(|| format!("open store at {}", root.display()))?;
+    let mut out = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Import { tarball, name } => {
+            let id = if tarball == "-" {
+                store.import(std::io::stdin().lock(), name.as_deref())?
+            } else {
+                let f = std::fs::File::open(&tarball).with_context(|| format!("open {tarball}"))?;
+                store.import(f, name.as_deref())?
+            };
+            writeln!(out, "{id}")?;
+        }
+        Cmd::Load { input, quiet } => {
+            let loaded = match input {
+                Some(p) => store.load(&p)?,
+                None => {
+                    // From stdin: spool to the store's tmp, then load.
+                    let tmp = store
+                        .root()
+                        .join("tmp")
+                        .join(format!("stdin-{}.tar", std::process::id()));
+                    let mut f = std::fs::File::create(&tmp).context("spool stdin")?;
+                    std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read stdin")?;
+                    let r = store.load(&tmp);
+                    let _ = std::fs::remove_file(&tmp);
+                    r?
+                }
+            };
+            for (id, names) in loaded {
+                if quiet {
+                    writeln!(out, "{id}")?;
+                } else if names.is_empty() {
+                    writeln!(out, "Loaded image ID: {id}")?;
+                } else {
+                    for n in names {
+                        writeln!(out, "Loaded image: {n}")?;
+                    }
+                }
+            }
+        }
+        Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => {
+            images::list(&store, a.quiet, &a.format, &mut out)?
+        }
+        Cmd::Tag { source, target } | Cmd::Image(ImageCmd::Tag { source, target }) => {
+            store.tag(&source, &target)?;
+        }
+        Cmd::Rmi { force, images } | Cmd::Image(ImageCmd::Rm { force, images }) => {
+            rmi(&mut store, &images, force, &mut out)?
+        }
+        Cmd::Image(ImageCmd::Inspect { images: names }) => {
+            images::inspect(&store, &names, &mut out)?
+        }
+        Cmd::Image(ImageCmd::Prune) => {
+            let (b, s) = store.gc()?;
+            writeln!(out, "Removed {b} blobs and {s} snapshots")?;
+        }
+        Cmd::System(SystemCmd::Df) => {
+            let (n, size, blobs, snaps) = store.df()?;
+            writeln!(out, "TYPE        TOTAL   SIZE")?;
+            writeln!(out, "Images      {n:<7} {}", images::human_size(size))?;
+            writeln!(out, "Blobs       -       {}", images::human_size(blobs))?;
+            writeln!(out, "Snapshots   {snaps:<7} -")?;
+        }
+        Cmd::System(SystemCmd::Check) => {
+            let problems = store.check()?;
+            if problems.is_empty() {
+                writeln!(out, "store is consistent")?;
+            } else {
+                for p in &problems {
+                    writeln!(out, "{p}")?;
+                }
+                anyhow::bail!("{} problem(s) found", problems.len());
+            }
+        }
+    }
+    Ok(())
+}
