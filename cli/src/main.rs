@@ -35,6 +35,15 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Save images to a tar archive.
+    Save {
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value = "docker-archive")]
+        format: String,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// List images.
     Images(ImagesArgs),
     /// Give an image another name.
@@ -81,8 +90,16 @@ enum ImageCmd {
         source: String,
         target: String,
     },
-    /// Remove unused blobs and snapshots.
+    /// Remove dangling (unnamed, unused) images and unused blobs and snapshots.
     Prune,
+    /// Mount an image read-only and print the path.
+    Mount {
+        image: String,
+    },
+    /// Unmount an image mounted with `image mount`.
+    Unmount {
+        image: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,8 +208,25 @@ fn run(cli: Cli) -> Result<()> {
             images::inspect(&store, &names, &mut out)?
         }
         Cmd::Image(ImageCmd::Prune) => {
-            let (b, s) = store.gc()?;
-            writeln!(out, "Removed {b} blobs and {s} snapshots")?;
+            for id in store.prune(&|_| false)? {
+                writeln!(out, "Deleted: {id}")?;
+            }
+        }
+        Cmd::Image(ImageCmd::Mount { image }) => {
+            let id = store.resolve(&image)?;
+            writeln!(out, "{}", store.mount_image(&id)?.display())?;
+        }
+        Cmd::Image(ImageCmd::Unmount { image }) => {
+            let id = store.resolve(&image)?;
+            writeln!(out, "{}", store.unmount_image(&id)?.display())?;
+        }
+        Cmd::Save {
+            output,
+            format,
+            images: names,
+        } => {
+            let format: strata_imagestore::archive::Format = format.parse()?;
+            strata_imagestore::archive::save(&store, &names, format, &output)?;
         }
         Cmd::System(SystemCmd::Df) => {
             let (n, size, blobs, snaps) = store.df()?;

@@ -455,3 +455,172 @@ fn load_killed_midway_leaves_a_consistent_store() {
     );
     assert_eq!(std::fs::read_dir(e.root().join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn save_oci_archive_read_by_umoci_and_skopeo() {
+    let e = Env::new();
+    let tar = e.rootfs_tar();
+    e.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    let out = e.dir.path().join("saved-oci.tar");
+    e.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        out.to_str().unwrap(),
+        "busybox",
+    ]);
+    // skopeo reads the archive by name.
+    let o = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!(
+            "oci-archive:{}:localhost/busybox:latest",
+            out.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo inspect: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+    // umoci unpacks the layout into a runnable bundle.
+    let lay = e.dir.path().join("saved-layout");
+    std::fs::create_dir_all(&lay).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&lay)
+            .arg("-xf")
+            .arg(&out)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bundle = e.dir.path().join("umoci-out");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:localhost/busybox:latest", lay.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+    // And it loads back (round trip) as the same image.
+    let e2 = Env::new();
+    e2.ok(&["load", "-i", out.to_str().unwrap()]);
+    assert_eq!(e2.images()[0]["Id"], e.images()[0]["Id"]);
+}
+
+#[test]
+fn docker_archive_round_trips_with_podman() {
+    let e = Env::new();
+    let tar = e.rootfs_tar();
+    e.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    let out = e.dir.path().join("saved-docker.tar");
+    e.ok(&["save", "-o", out.to_str().unwrap(), "busybox"]);
+    let pm = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(e.dir.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(e.dir.path().join("podman-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = pm(&["load", "-i", out.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "podman load: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = pm(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("localhost/busybox:latest"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // podman saves it back; strata loads podman's docker-archive.
+    let back = e.dir.path().join("from-podman.tar");
+    let o = pm(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        back.to_str().unwrap(),
+        "localhost/busybox:latest",
+    ]);
+    assert!(
+        o.status.success(),
+        "podman save: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let e2 = Env::new();
+    let loaded = e2.ok(&["load", "-i", back.to_str().unwrap()]);
+    assert!(loaded.contains("busybox"), "{loaded}");
+    let insp: Value =
+        serde_json::from_str(&e2.ok(&["image", "inspect", "localhost/busybox"])).unwrap();
+    assert_eq!(
+        insp[0]["RootFS"]["Layers"],
+        serde_json::from_str::<Value>(&e.ok(&["image", "inspect", "busybox"])).unwrap()[0]["RootFS"]
+            ["Layers"]
+    );
+    let _ = pm(&["system", "reset", "-f"]);
+}
+
+#[test]
+fn image_mount_is_readonly_and_pins_the_image() {
+    let e = Env::new();
+    let lay = e.umoci_layout();
+    e.ok(&["load", "-i", lay.to_str().unwrap()]);
+    let id = e.images()[0]["Id"].as_str().unwrap().to_string();
+    let tar = e.rootfs_tar();
+    e.ok(&["import", tar.to_str().unwrap(), "flat"]);
+    for img in [&id[..12], "flat"] {
+        let path = e.ok(&["image", "mount", img]).trim().to_string();
+        assert!(Path::new(&path).join("bin/busybox").is_file(), "{path}");
+        assert!(
+            std::fs::write(Path::new(&path).join("new"), "x").is_err(),
+            "mount must be read-only"
+        );
+        let o = e.run(&["rmi", "-f", img]);
+        assert!(!o.status.success(), "rmi of a mounted image must fail");
+        assert_eq!(e.ok(&["image", "unmount", img]).trim(), path);
+        assert!(!Path::new(&path).exists());
+    }
+    e.ok(&["rmi", "flat"]);
+}
+
+#[test]
+fn prune_removes_dangling_images_only() {
+    let e = Env::new();
+    let tar = e.rootfs_tar();
+    let o = e
+        .cmd(&["import", "-"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    let dangling = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let lay = e.umoci_layout();
+    e.ok(&["load", "-i", lay.to_str().unwrap()]);
+    let loaded = e
+        .images()
+        .iter()
+        .map(|i| i["Id"].as_str().unwrap().to_string())
+        .find(|i| !dangling.ends_with(i.as_str()))
+        .unwrap();
+    e.ok(&["tag", &loaded[..12], "keep"]);
+    let out = e.ok(&["image", "prune"]);
+    assert_eq!(out.trim(), format!("Deleted: {dangling}"));
+    assert_eq!(e.images().len(), 1);
+    assert!(e.ok(&["system", "check"]).contains("consistent"));
+}

@@ -2,10 +2,12 @@
 //! unpacking into snapshots, and image import/export. Knows nothing of
 //! processes (see DESIGN.md).
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 pub mod error;
 pub mod metadata;
+pub mod mounts;
 pub mod reference;
 pub mod store;
 pub mod unpack;

@@ -170,6 +170,47 @@ impl Store {
         self.db.images()
     }
 
+    pub fn mounted(&self) -> Result<Vec<(String, Digest)>> {
+        self.db.mounted_images()
+    }
+
+    pub(crate) fn record_mount(&mut self, path: &Path, id: &Digest) -> Result<()> {
+        let tx = self.db.tx()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO mounts (path, image) VALUES (?1, ?2)",
+            [path.display().to_string(), id.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn forget_mount(&mut self, path: &str) -> Result<()> {
+        let tx = self.db.tx()?;
+        tx.execute("DELETE FROM mounts WHERE path = ?1", [path])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `image prune`: remove images without a name that are not in use,
+    /// then unreferenced blobs and snapshots. Returns the deleted ids.
+    pub fn prune(&mut self, in_use: &dyn Fn(&Digest) -> bool) -> Result<Vec<Digest>> {
+        let mounted: Vec<Digest> = self.mounted()?.into_iter().map(|(_, i)| i).collect();
+        let dangling: Vec<Digest> = self
+            .db
+            .images()?
+            .into_iter()
+            .filter(|i| i.names.is_empty() && !mounted.contains(&i.id) && !in_use(&i.id))
+            .map(|i| i.id)
+            .collect();
+        let tx = self.db.tx()?;
+        for id in &dangling {
+            tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+        }
+        tx.commit()?;
+        self.gc()?;
+        Ok(dangling)
+    }
+
     pub fn image(&self, id: &Digest) -> Result<ImageRow> {
         self.db
             .image(id)?
