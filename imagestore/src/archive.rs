@@ -50,6 +50,24 @@ fn dir_header() -> tar::Header {
     h
 }
 
+/// A stored layer blob, decompressed.
+fn layer_reader(store: &Store, blob: &Digest) -> Result<Box<dyn Read>> {
+    let mut magic = [0u8; 4];
+    let n = store
+        .content
+        .open_blob(blob)?
+        .read(&mut magic)
+        .ctx(|| format!("read layer {blob}"))?;
+    let f = store.content.open_blob(blob)?;
+    Ok(match detect(&magic[..n]) {
+        Compression::None => Box::new(f),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            f,
+        ))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(f).ctx(|| "zstd".into())?),
+    })
+}
+
 /// Save `images` (as the user named them) to `out`.
 pub fn save(store: &Store, images: &[String], format: Format, out: &Path) -> Result<()> {
     let mut resolved = Vec::new();
@@ -206,25 +224,9 @@ fn write_docker<W: Write>(
                 std::io::empty(),
             )
             .ctx(|| "write dir".into())?;
-            let mut magic = [0u8; 4];
-            let n = store
-                .content
-                .open_blob(&l.blob)?
-                .read(&mut magic)
-                .ctx(|| "read layer".into())?;
-            let blob = store.content.open_blob(&l.blob)?;
-            let reader: Box<dyn Read> = match detect(&magic[..n]) {
-                Compression::None => Box::new(blob),
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                    std::io::BufReader::new(blob),
-                )),
-                Compression::Zstd => {
-                    Box::new(zstd::stream::read::Decoder::new(blob).ctx(|| "zstd".into())?)
-                }
-            };
             // The uncompressed size must be known for the tar header: hash
             // and count once, then write.
-            let mut h = crate::digest::HashingReader::new(reader);
+            let mut h = crate::digest::HashingReader::new(layer_reader(store, &l.blob)?);
             h.drain().ctx(|| format!("read layer {}", l.blob))?;
             let (diff, size) = h.finish();
             if diff != l.diff_id {
@@ -234,16 +236,7 @@ fn write_docker<W: Write>(
                     actual: diff.to_string(),
                 });
             }
-            let blob = store.content.open_blob(&l.blob)?;
-            let reader: Box<dyn Read> = match detect(&magic[..n]) {
-                Compression::None => Box::new(blob),
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                    std::io::BufReader::new(blob),
-                )),
-                Compression::Zstd => {
-                    Box::new(zstd::stream::read::Decoder::new(blob).ctx(|| "zstd".into())?)
-                }
-            };
+            let reader = layer_reader(store, &l.blob)?;
             b.append_data(&mut header(size, 0o644), &lname, reader)
                 .ctx(|| "write layer".into())?;
             done.push(lname);

@@ -162,7 +162,8 @@ impl ContentStore {
     }
 }
 
-fn unique() -> String {
+/// A name no other writer (process or thread) of this store will pick.
+pub(crate) fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now()

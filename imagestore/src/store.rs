@@ -13,7 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use serde_json::json;
 
-use crate::content::{BlobWriter, ContentStore, Expected};
+use crate::content::{BlobWriter, ContentStore, Expected, unique};
 use crate::digest::{Digest, chain_ids};
 use crate::error::{Context, Error, Result};
 use crate::metadata::{Db, ImageRow, LayerRow, write};
@@ -84,20 +84,6 @@ impl<R: Read> Read for Tee<R> {
         }
         Ok(n)
     }
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{t:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Store-wide lock: writers that add content (import, load) hold it shared

@@ -20,6 +20,18 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
     Ok(OwnedFd::from(s))
 }
 
+/// A connected pair for a foreground `run`/`exec` that proxies the
+/// terminal itself: one end goes to the container as its console socket.
+pub fn proxy_pair() -> Result<(OwnedFd, OwnedFd)> {
+    nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(|| "console socketpair".into())
+}
+
 /// Send `fd` over `socket`, with the pty name as payload.
 pub fn send_fd(socket: RawFd, fd: RawFd, name: &str) -> Result<()> {
     let iov = [IoSlice::new(name.as_bytes())];

@@ -4,7 +4,6 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use crate::error::{Context, Error, Result};
@@ -46,13 +45,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     {
         (Some(p), true) => (Some(crate::console::connect(p)?), None),
         (None, true) if !opts.detach => {
-            let (a, b) = socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "console socketpair".into())?;
+            let (a, b) = crate::console::proxy_pair()?;
             (Some(a), Some(b))
         }
         (None, true) => {
@@ -174,15 +167,7 @@ fn exec_child(
         }
         nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;
         setup::set_rlimits(p)?;
-        let env = setup::with_home(p.env().as_deref().unwrap_or(&[]), p.user().uid());
-        let arg0 = p
-            .args()
-            .as_ref()
-            .and_then(|a| a.first())
-            .cloned()
-            .unwrap_or_default();
-        let exe = setup::find_executable(&arg0, &env)
-            .map_err(|e| Error::Container(format!("unable to start container process: {e}")))?;
+        let (exe, env) = setup::resolve_program(p, &[])?;
         let seccomp = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         setup::drop_privileges(p, seccomp)?;
         setup::cloexec_from(3 + opts.preserve_fds)?;

@@ -4,12 +4,10 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-
 use super::create::{CreateOptions, create_from};
 use super::delete::delete;
 use super::start::start;
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::signals;
 use crate::state::Root;
 
@@ -22,13 +20,7 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
         signals::block_all()?;
         let tty = bundle.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
         if tty && opts.console_socket.is_none() {
-            let (a, b) = socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "console socketpair".into())?;
+            let (a, b) = crate::console::proxy_pair()?;
             opts.console_fd = Some(Arc::new(a));
             proxy_end = Some(b);
         }

@@ -125,19 +125,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
         .ctx(|| format!("chdir to cwd {:?} set in config.json", process.cwd()))?;
     setup::set_rlimits(process)?;
 
-    let mut env = setup::with_home(
-        process.env().as_deref().unwrap_or(&[]),
-        process.user().uid(),
-    );
-    env.extend(cfg.extra_env.iter().cloned());
-    let arg0 = process
-        .args()
-        .as_ref()
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_default();
-    let exe = setup::find_executable(&arg0, &env)
-        .map_err(|e| Error::Container(format!("unable to start container process: {e}")))?;
+    let (exe, env) = setup::resolve_program(process, &cfg.extra_env)?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     setup::drop_privileges(process, seccomp)?;
     setup::cloexec_from(3 + cfg.preserve_fds)?;

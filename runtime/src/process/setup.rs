@@ -137,6 +137,25 @@ pub fn with_home(env: &[String], uid: u32) -> Vec<String> {
     env
 }
 
+/// The environment (HOME filled in, `extra` appended) and the executable
+/// of `process`, resolved in the current root; errors in runc's wording.
+pub fn resolve_program(process: &Process, extra: &[String]) -> Result<(PathBuf, Vec<String>)> {
+    let mut env = with_home(
+        process.env().as_deref().unwrap_or(&[]),
+        process.user().uid(),
+    );
+    env.extend(extra.iter().cloned());
+    let arg0 = process
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_default();
+    let exe = find_executable(&arg0, &env)
+        .map_err(|e| Error::Container(format!("unable to start container process: {e}")))?;
+    Ok((exe, env))
+}
+
 /// Switch to the process user, keeping the capabilities the spec gives.
 pub fn switch_user(process: &Process) -> Result<()> {
     let user = process.user();
