@@ -19,16 +19,19 @@ if [ ! -f "$CACHE/layout/index.json" ]; then
   umoci new --image "$CACHE/layout.tmp:debian"
   umoci unpack --image "$CACHE/layout.tmp:debian" "$CACHE/bundle" >/dev/null
   cp -a "$CACHE/base/." "$CACHE/bundle/rootfs/"
-  umoci repack --image "$CACHE/layout.tmp:debian" "$CACHE/bundle"
-  mount --bind /dev "$CACHE/bundle/rootfs/dev"
+  # --refresh-bundle: the next repack diffs against this layer, not the empty image.
+  umoci repack --refresh-bundle --image "$CACHE/layout.tmp:debian" "$CACHE/bundle"
+  mount --rbind /dev "$CACHE/bundle/rootfs/dev"
   mount -t proc proc "$CACHE/bundle/rootfs/proc"
-  chroot "$CACHE/bundle/rootfs" sh -c 'apt-get install -y -qq python3 >/dev/null' || { umount "$CACHE/bundle/rootfs/dev" "$CACHE/bundle/rootfs/proc"; exit 1; }
-  umount "$CACHE/bundle/rootfs/dev" "$CACHE/bundle/rootfs/proc"
+  chroot "$CACHE/bundle/rootfs" sh -c 'apt-get install -y -qq python3 >/dev/null' || { umount -R "$CACHE/bundle/rootfs/dev"; umount "$CACHE/bundle/rootfs/proc"; exit 1; }
+  umount -R "$CACHE/bundle/rootfs/dev"
+  umount "$CACHE/bundle/rootfs/proc"
   umoci repack --image "$CACHE/layout.tmp:debian" "$CACHE/bundle"
   rm -rf "$CACHE/bundle" "$CACHE/base"
   mv "$CACHE/layout.tmp" "$CACHE/layout"
 fi
-du -sh "$CACHE/layout/blobs" | sed 's/^/compressed layout: /'
+m=$(jq -r '.manifests[0].digest' "$CACHE/layout/index.json" | cut -d: -f2)
+echo "layers (compressed bytes): $(jq -c '[.layers[].size]' "$CACHE/layout/blobs/sha256/$m")"
 
 work=$(mktemp -d /tmp/strata-bench-img.XXXXXX)
 trap 'rm -rf "$work"' EXIT

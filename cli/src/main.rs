@@ -160,7 +160,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Import { tarball, name } => {
             let id = if tarball == "-" {
-                store.import(std::io::stdin().lock(), name.as_deref())?
+                store.import(std::io::stdin(), name.as_deref())?
             } else {
                 let f = std::fs::File::open(&tarball).with_context(|| format!("open {tarball}"))?;
                 store.import(f, name.as_deref())?

@@ -73,6 +73,20 @@ fn digest(s: String) -> rusqlite::Result<Digest> {
 
 impl Db {
     pub fn open(path: &Path) -> Result<Db> {
+        // Switching a new database to WAL and creating the schema can fail
+        // with SQLITE_BUSY without waiting when two processes do it at
+        // once: serialise opening across processes.
+        let lock_path = path.with_extension("db-init.lock");
+        let lockf = std::fs::File::create(&lock_path).map_err(|e| Error::Io {
+            context: format!("create {}", lock_path.display()),
+            source: e,
+        })?;
+        let _lock = nix::fcntl::Flock::lock(lockf, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, e)| Error::Sys {
+                context: "lock database init".into(),
+                source: e,
+            },
+        )?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -229,7 +229,7 @@ impl Store {
 
     /// `strata import`: a rootfs tarball (plain, gzip or zstd) becomes a
     /// one-layer image.
-    pub fn import(&mut self, reader: impl Read, name: Option<&str>) -> Result<Digest> {
+    pub fn import(&mut self, reader: impl Read + Send, name: Option<&str>) -> Result<Digest> {
         let _lock = store_lock(&self.root, false)?;
         let tmp = self
             .root

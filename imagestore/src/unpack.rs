@@ -10,13 +10,11 @@
 //! devices, `trusted.overlay.opaque`), and overlay xattrs in a layer are
 //! dropped so a layer cannot forge them.
 
-use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
@@ -59,89 +57,134 @@ pub struct Unpacked {
     pub compression: Compression,
 }
 
-#[derive(Default)]
-struct HashState {
-    hasher: Sha256,
-    count: u64,
+/// Bytes handed from the decoding thread to the extracting one.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the two threads.
+const DEPTH: usize = 16;
+
+/// A reader over chunks sent by the decoding thread.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
 }
 
-/// A reader hashing into shared state, so the digest can be read after the
-/// reader has been moved into decoders.
-struct SharedHash<R> {
-    inner: R,
-    state: Rc<RefCell<HashState>>,
-}
-
-impl<R: Read> Read for SharedHash<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut st = self.state.borrow_mut();
-        st.hasher.update(&buf[..n]);
-        st.count += n as u64;
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the decoder is done
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
 
-fn finish(state: &Rc<RefCell<HashState>>) -> (Digest, u64) {
-    let st = std::mem::take(&mut *state.borrow_mut());
-    (Digest::from_sha256(st.hasher), st.count)
+/// The decoding half: hash the bytes as given, decompress, hash the tar,
+/// and send it on in chunks. Returns both digests once the input ends.
+fn decode(
+    reader: impl Read,
+    tx: std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
+) -> std::io::Result<(Digest, u64, Digest, u64, Compression)> {
+    let mut outer = crate::digest::HashingReader::new(reader);
+    let mut buffered = BufReader::with_capacity(1 << 20, &mut outer);
+    let compression = detect(buffered.fill_buf()?);
+    let mut decoded: Box<dyn Read + '_> = match compression {
+        Compression::None => Box::new(buffered),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+    };
+    let mut inner = Sha256::new();
+    let mut count = 0u64;
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match decoded.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        inner.update(&chunk);
+        count += filled as u64;
+        if tx.send(Ok(chunk)).is_err() {
+            // The extractor stopped (it failed): stop too.
+            return Err(std::io::Error::other("extraction stopped"));
+        }
+    }
+    drop(decoded);
+    drop(tx);
+    let (digest, size) = outer.finish();
+    Ok((digest, size, Digest::from_sha256(inner), count, compression))
 }
 
 /// Unpack `reader` (a layer, compressed or not) into `dest` (an existing
-/// empty directory). `name` is used in errors.
-pub fn unpack(reader: impl Read, dest: &Path, name: &str) -> Result<Unpacked> {
-    let outer = Rc::new(RefCell::new(HashState::default()));
-    let inner = Rc::new(RefCell::new(HashState::default()));
-    let mut buffered = BufReader::with_capacity(
-        1 << 20,
-        SharedHash {
-            inner: reader,
-            state: outer.clone(),
-        },
-    );
-    let magic = buffered.fill_buf().map_err(|e| io(name, "read layer", e))?;
-    let compression = detect(magic);
-    let decoded: Box<dyn Read> = match compression {
-        Compression::None => Box::new(buffered),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| io(name, "zstd", e))?,
-        ),
-    };
-    let tarstream = SharedHash {
-        inner: decoded,
-        state: inner.clone(),
-    };
-    let mut archive = tar::Archive::new(tarstream);
+/// empty directory). `name` is used in errors. Decoding (read, hash,
+/// decompress, hash) runs on its own thread, extraction on this one, so
+/// the CPU work and the filesystem syscalls overlap.
+pub fn unpack(reader: impl Read + Send, dest: &Path, name: &str) -> Result<Unpacked> {
     let root =
         open_dir(dest).map_err(|e| sys(name, &format!("open snapshot {}", dest.display()), e))?;
-    let mut ex = Extractor {
-        root,
-        name: name.to_string(),
-        dirs: Vec::new(),
-    };
-    for entry in archive
-        .entries()
-        .map_err(|e| bad(name, &format!("not a tar archive: {e}")))?
-    {
-        let entry = entry.map_err(|e| bad(name, &format!("corrupt tar: {e}")))?;
-        ex.entry(entry)?;
-    }
-    ex.finish_dirs()?;
-    // Hash what the tar reader did not consume (end-of-archive padding) and
-    // the rest of the compressed stream, so the digests cover every byte.
-    let mut rest = archive.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink())
-        .map_err(|e| bad(name, &format!("corrupt stream: {e}")))?;
-    drop(rest);
-    let (diff_id, uncompressed_size) = finish(&inner);
-    let (digest, size) = finish(&outer);
-    Ok(Unpacked {
-        digest,
-        size,
-        diff_id,
-        uncompressed_size,
-        compression,
+    let (tx, rx) = std::sync::mpsc::sync_channel(DEPTH);
+    std::thread::scope(|s| {
+        let decoder = s.spawn(move || decode(reader, tx));
+        let mut archive = tar::Archive::new(ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        });
+        let extracted = (|| {
+            let mut ex = Extractor {
+                root,
+                name: name.to_string(),
+                dirs: Vec::new(),
+            };
+            for entry in archive
+                .entries()
+                .map_err(|e| bad(name, &format!("not a tar archive: {e}")))?
+            {
+                let entry = entry.map_err(|e| bad(name, &format!("corrupt tar: {e}")))?;
+                ex.entry(entry)?;
+            }
+            ex.finish_dirs()?;
+            // Let the decoder hash what tar did not need (end padding).
+            std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+                .map_err(|e| bad(name, &format!("corrupt stream: {e}")))?;
+            Ok(())
+        })();
+        let decoded = decoder
+            .join()
+            .map_err(|_| bad(name, "decoder thread panicked"))?;
+        // A decoding error explains an extraction error ("corrupt tar").
+        let (digest, size, diff_id, uncompressed_size, compression) = match (decoded, extracted) {
+            (Err(e), _) => return Err(bad(name, &format!("corrupt stream: {e}"))),
+            (Ok(_), Err(e)) => return Err(e),
+            (Ok(d), Ok(())) => d,
+        };
+        Ok(Unpacked {
+            digest,
+            size,
+            diff_id,
+            uncompressed_size,
+            compression,
+        })
     })
 }
 
