@@ -624,3 +624,50 @@ fn prune_removes_dangling_images_only() {
     assert_eq!(e.images().len(), 1);
     assert!(e.ok(&["system", "check"]).contains("consistent"));
 }
+
+#[test]
+fn index_picks_the_host_platform() {
+    let e = Env::new();
+    let layer = small_layer();
+    let lay = hand_layout(e.dir.path(), &layer, None, "multi");
+    // Wrap the manifest in an image index next to a manifest for another
+    // platform that is not even in the layout (it must not be read).
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(lay.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0].clone();
+    let other = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha(b"not here"), "size": 8, "platform": {"os": "linux", "architecture": "arm64"}});
+    let mut amd = m.clone();
+    amd.as_object_mut().unwrap().remove("annotations");
+    amd["platform"] = json!({"os": "linux", "architecture": "amd64"});
+    let nested = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [other, amd]}),
+    )
+    .unwrap();
+    let nd = sha(&nested);
+    std::fs::write(lay.join("blobs/sha256").join(&nd[7..]), &nested).unwrap();
+    let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": nd, "size": nested.len(), "annotations": {"org.opencontainers.image.ref.name": "localhost/multi:2"}}]});
+    std::fs::write(lay.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    let out = e.ok(&["load", "-i", lay.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: localhost/multi:2");
+    let insp: Value = serde_json::from_str(&e.ok(&["image", "inspect", "multi:2"])).unwrap();
+    assert_eq!(insp[0]["Digest"], m["digest"]);
+    assert_eq!(insp[0]["Architecture"], "amd64");
+}
+
+#[test]
+fn system_df_counts_images_and_snapshots() {
+    let e = Env::new();
+    let tar = e.rootfs_tar();
+    e.ok(&["import", tar.to_str().unwrap(), "a"]);
+    let df = e.ok(&["system", "df"]);
+    let images = df.lines().find(|l| l.starts_with("Images")).unwrap();
+    assert!(
+        images.split_whitespace().nth(1) == Some("1") && images.contains("MB"),
+        "{df}"
+    );
+    let snaps = df.lines().find(|l| l.starts_with("Snapshots")).unwrap();
+    assert_eq!(snaps.split_whitespace().nth(1), Some("1"), "{df}");
+}
