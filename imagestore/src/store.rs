@@ -40,7 +40,20 @@ struct LayerJob {
     media_type: String,
     diff_id: Digest,
     chain_id: Digest,
-    source: PathBuf,
+}
+
+/// Where the blobs of an image being stored come from: files of a layout
+/// or archive, or a registry's streams. Called from worker threads.
+pub type BlobSource<'a> = dyn Fn(&Digest) -> Result<Box<dyn Read + Send>> + Sync + 'a;
+
+fn file_source(
+    locate: impl Fn(&Digest) -> PathBuf + Sync,
+) -> impl Fn(&Digest) -> Result<Box<dyn Read + Send>> + Sync {
+    move |d: &Digest| {
+        let p = locate(d);
+        let f = File::open(&p).ctx(|| format!("open blob {d} at {}", p.display()))?;
+        Ok(Box::new(f) as Box<dyn Read + Send>)
+    }
 }
 
 /// A snapshot unpacked into a temp dir, waiting to be published.
@@ -355,12 +368,12 @@ impl Store {
     /// Bring layers in: for each, stream the source into the content store
     /// (if missing) while unpacking (if no snapshot has the chain yet), all
     /// layers in parallel; verify blob digest/size and diff_id.
-    fn ingest_layers(&self, jobs: &[LayerJob]) -> Result<Vec<Unpacked>> {
+    fn ingest_layers(&self, jobs: &[LayerJob], source: &BlobSource) -> Result<Vec<Unpacked>> {
         let results: Vec<Result<Unpacked>> = std::thread::scope(|s| {
             let (root, content) = (&self.root, &self.content);
             let handles: Vec<_> = jobs
                 .iter()
-                .map(|job| s.spawn(move || ingest_layer(root, content, job)))
+                .map(|job| s.spawn(move || ingest_layer(root, content, job, source)))
                 .collect();
             handles
                 .into_iter()
@@ -495,28 +508,32 @@ impl Store {
                 Some(Ok(r)) => vec![r.to_string()],
                 _ => Vec::new(),
             };
-            let id = self.load_manifest(&data, &mdigest, names.clone(), |d| {
-                dir.join("blobs/sha256").join(d.hex())
-            })?;
+            let source = file_source(|d: &Digest| dir.join("blobs/sha256").join(d.hex()));
+            let id = self.store_manifest(&data, &mdigest, names.clone(), &source)?;
             out.push((id, names));
         }
         Ok(out)
     }
 
-    /// Store one manifest whose blobs are files (`locate(digest)`).
-    fn load_manifest(
+    /// Store one image manifest (already verified against `mdigest`) whose
+    /// config and layers come from `source`; layers the store has are not
+    /// fetched. Returns the image id.
+    pub fn store_manifest(
         &mut self,
         data: &[u8],
         mdigest: &Digest,
         names: Vec<String>,
-        locate: impl Fn(&Digest) -> PathBuf,
+        source: &BlobSource,
     ) -> Result<Digest> {
         let manifest: ImageManifest =
             serde_json::from_slice(data).map_err(|e| Error::BadImage(format!("manifest: {e}")))?;
         let cdesc = manifest.config();
         let cdigest: Digest = cdesc.digest().to_string().parse()?;
-        let cpath = locate(&cdigest);
-        let cbytes = std::fs::read(&cpath).ctx(|| format!("read config {cdigest}"))?;
+        let mut cbytes = Vec::new();
+        source(&cdigest)?
+            .take(16 << 20)
+            .read_to_end(&mut cbytes)
+            .ctx(|| format!("read config {cdigest}"))?;
         let config: ImageConfiguration = serde_json::from_slice(&cbytes)
             .map_err(|e| Error::BadImage(format!("config {cdigest}: {e}")))?;
         let diff_ids: Vec<Digest> = config
@@ -545,10 +562,9 @@ impl Store {
                 media_type: l.media_type().to_string(),
                 diff_id: diff_ids[i].clone(),
                 chain_id: chains[i].clone(),
-                source: locate(&d),
             });
         }
-        let unpacked = self.ingest_layers(&jobs)?;
+        let unpacked = self.ingest_layers(&jobs, source)?;
         // Config and manifest last, verified like the layers.
         self.content.ingest(
             &cbytes[..],
@@ -686,7 +702,7 @@ impl Store {
                 .iter()
                 .map(|t| Reference::parse(t).map(|r| r.to_string()))
                 .collect::<Result<_>>()?;
-            let id = self.load_manifest(&mbytes, &mdigest, names.clone(), |d| {
+            let source = file_source(|d: &Digest| {
                 if d == &cdigest {
                     return cfg_path.clone();
                 }
@@ -695,7 +711,8 @@ impl Store {
                     .find(|(pd, _)| pd == d)
                     .map(|(_, p)| p.clone())
                     .unwrap_or_default()
-            })?;
+            });
+            let id = self.store_manifest(&mbytes, &mdigest, names.clone(), &source)?;
             out.push((id, names));
         }
         Ok(out)
@@ -929,7 +946,12 @@ impl Store {
 }
 
 /// One layer of `ingest_layers` (runs on a worker thread).
-fn ingest_layer(root: &Path, content: &ContentStore, job: &LayerJob) -> Result<Unpacked> {
+fn ingest_layer(
+    root: &Path,
+    content: &ContentStore,
+    job: &LayerJob,
+    source: &BlobSource,
+) -> Result<Unpacked> {
     if !is_supported_layer(&job.media_type) {
         return Err(Error::UnsupportedMediaType(job.media_type.clone()));
     }
@@ -947,7 +969,7 @@ fn ingest_layer(root: &Path, content: &ContentStore, job: &LayerJob) -> Result<U
     if have_snapshot && have_blob {
         return Ok(Unpacked { tmp: None, size: 0 });
     }
-    let src = File::open(&job.source).ctx(|| format!("open {}", job.source.display()))?;
+    let src = source(&job.blob.digest)?;
     if have_snapshot {
         content.ingest(src, Some(&job.blob))?;
         return Ok(Unpacked { tmp: None, size: 0 });

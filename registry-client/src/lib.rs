@@ -1,1 +1,1 @@
-//! strata-registry: OCI distribution client (issue 4; not built yet).
+//! strata-registry (issue 4, in progress).
