@@ -35,6 +35,38 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Pull an image from a registry.
+    Pull {
+        #[arg(short, long)]
+        quiet: bool,
+        /// os/arch[/variant] to pick from a multi-platform image.
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        tls_verify: bool,
+        reference: String,
+    },
+    /// Push an image to a registry.
+    Push {
+        #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        tls_verify: bool,
+        image: String,
+        destination: Option<String>,
+    },
+    /// Log in to a registry (credentials in $DOCKER_CONFIG/config.json).
+    Login {
+        #[arg(short, long)]
+        username: Option<String>,
+        #[arg(short, long)]
+        password: Option<String>,
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+        #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        tls_verify: bool,
+        host: String,
+    },
+    /// Remove stored credentials for a registry.
+    Logout { host: String },
     /// Save images to a tar archive.
     Save {
         #[arg(short, long)]
@@ -219,6 +251,78 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Image(ImageCmd::Unmount { image }) => {
             let id = store.resolve(&image)?;
             writeln!(out, "{}", store.unmount_image(&id)?.display())?;
+        }
+        Cmd::Pull {
+            quiet,
+            platform,
+            tls_verify,
+            reference,
+        } => {
+            let r = strata_imagestore::reference::Reference::parse(&reference)?;
+            let opts = strata_registry::Options {
+                insecure: !tls_verify,
+                platform,
+                ..Default::default()
+            };
+            let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
+            if !quiet {
+                writeln!(out, "Trying to pull {r}...")?;
+            }
+            let id = reg.pull(&mut store, &reference)?;
+            writeln!(out, "{id}")?;
+        }
+        Cmd::Push {
+            tls_verify,
+            image,
+            destination,
+        } => {
+            let dest = destination.as_deref().unwrap_or(&image);
+            let r = strata_imagestore::reference::Reference::parse(dest)?;
+            let opts = strata_registry::Options {
+                insecure: !tls_verify,
+                ..Default::default()
+            };
+            let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
+            let digest = reg.push(&store, &image, destination.as_deref())?;
+            writeln!(out, "Pushed {r}: {digest}")?;
+        }
+        Cmd::Login {
+            username,
+            password,
+            password_stdin,
+            tls_verify,
+            host,
+        } => {
+            let user = username.context("--username is required (non-interactive)")?;
+            let pass = match (password, password_stdin) {
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut p = String::new();
+                    std::io::stdin()
+                        .read_line(&mut p)
+                        .context("read password from stdin")?;
+                    p.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (Some(_), true) => {
+                    anyhow::bail!("--password and --password-stdin are mutually exclusive")
+                }
+                (None, false) => anyhow::bail!("give --password or --password-stdin"),
+            };
+            let opts = strata_registry::Options {
+                insecure: !tls_verify,
+                ..Default::default()
+            };
+            let reg = strata_registry::Registry::new(opts, &[host.as_str()])?;
+            reg.check_login(&host, &user, &pass)?;
+            strata_registry::credentials::store(&host, &user, &pass)?;
+            writeln!(out, "Login Succeeded!")?;
+        }
+        Cmd::Logout { host } => {
+            if strata_registry::credentials::erase(&host)? {
+                writeln!(out, "Removed login credentials for {host}")?;
+            } else {
+                anyhow::bail!("not logged in to {host}");
+            }
         }
         Cmd::Save {
             output,

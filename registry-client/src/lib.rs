@@ -1,1 +1,287 @@
-//! strata-registry (issue 4, in progress).
+//! strata-registry: pull images from OCI/Docker registries into the image
+//! store (layers streamed, several at once, verified, unpacked as they
+//! arrive) and push them back; credentials the Docker way.
+//!
+//! Built on oci-client for the protocol and auth challenges (anonymous,
+//! basic, bearer tokens from `WWW-Authenticate`, cached per scope). The
+//! store's verified ingest path does the rest.
+
+pub mod credentials;
+pub mod error;
+mod stream;
+
+use std::io::Read;
+use std::net::IpAddr;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference as OciRef, RegistryOperation};
+use strata_imagestore::reference::Reference;
+use strata_imagestore::{Digest, Store};
+
+use error::from_oci;
+pub use error::{Error, Result};
+
+const ACCEPT: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+const MAX_MANIFEST: usize = 4 << 20;
+
+/// How to talk to registries.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--tls-verify=false`: plain HTTP allowed and certificates unchecked.
+    pub insecure: bool,
+    /// Hosts configured insecure (plain HTTP).
+    pub insecure_hosts: Vec<String>,
+    /// `os/arch[/variant]`, default the host's.
+    pub platform: Option<String>,
+}
+
+/// Docker's rule: localhost and 127.0.0.0/8 speak plain HTTP.
+pub fn is_local(host: &str) -> bool {
+    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+pub struct Registry {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    opts: Options,
+}
+
+fn oci_ref(r: &Reference) -> Result<OciRef> {
+    // docker.io is spelled the way oci-client resolves it.
+    r.to_string()
+        .parse()
+        .map_err(|e| Error::Other(format!("reference {r}: {e}")))
+}
+
+fn auth_for(host: &str) -> Result<RegistryAuth> {
+    Ok(match credentials::lookup(host)? {
+        Some((u, p)) => RegistryAuth::Basic(u, p),
+        None => RegistryAuth::Anonymous,
+    })
+}
+
+impl Registry {
+    pub fn new(opts: Options, hosts: &[&str]) -> Result<Registry> {
+        let plain: Vec<String> = hosts
+            .iter()
+            .filter(|h| opts.insecure || is_local(h) || opts.insecure_hosts.iter().any(|i| i == *h))
+            .map(|h| h.to_string())
+            .collect();
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain),
+            accept_invalid_certificates: opts.insecure,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("start async runtime: {e}")))?;
+        Ok(Registry {
+            rt,
+            client: Client::new(config),
+            opts,
+        })
+    }
+
+    /// Check credentials against `host` (for `login`).
+    pub fn check_login(&self, host: &str, user: &str, password: &str) -> Result<()> {
+        let r: OciRef = format!("{host}/strata/login-check:latest")
+            .parse()
+            .map_err(|e| Error::Other(format!("{e}")))?;
+        let auth = RegistryAuth::Basic(user.to_string(), password.to_string());
+        // A real authenticated request: a manifest that does not exist
+        // answers 404 to good credentials and 401 to bad ones (auth()
+        // alone only fetches tokens for bearer challenges).
+        match self
+            .rt
+            .block_on(self.client.pull_manifest_raw(&r, &auth, ACCEPT))
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match from_oci(host, "login", e) {
+                Error::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn manifest(&self, r: &OciRef, auth: &RegistryAuth, what: &str) -> Result<(Vec<u8>, Digest)> {
+        let host = r.resolve_registry().to_string();
+        let (bytes, digest) = self
+            .rt
+            .block_on(self.client.pull_manifest_raw(r, auth, ACCEPT))
+            .map_err(|e| from_oci(&host, what, e))?;
+        if bytes.len() > MAX_MANIFEST {
+            return Err(Error::Registry {
+                host,
+                msg: format!("manifest of {what} is larger than 4 MiB"),
+            });
+        }
+        let actual = Digest::of(&bytes);
+        let claimed = if let Some(d) = r.digest() {
+            d.to_string()
+        } else {
+            digest
+        };
+        if !claimed.is_empty() && claimed != actual.to_string() {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {what}"),
+                expected: claimed,
+                actual: actual.to_string(),
+            });
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    /// `pull`: returns the image id.
+    pub fn pull(&self, store: &mut Store, reference: &str) -> Result<Digest> {
+        let r = Reference::parse(reference)?;
+        let oref = oci_ref(&r)?;
+        let host = oref.resolve_registry().to_string();
+        let auth = auth_for(&r.domain)?;
+        let (mut bytes, mut digest) = self.manifest(&oref, &auth, reference)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Registry {
+            host: host.clone(),
+            msg: format!("bad manifest: {e}"),
+        })?;
+        let mt = v["mediaType"].as_str().unwrap_or_default().to_string();
+        if mt.ends_with("index.v1+json")
+            || mt.ends_with("list.v2+json")
+            || v["manifests"].is_array()
+        {
+            let (os, arch) = self.platform();
+            let pick = v["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| {
+                    m["platform"]["os"] == os.as_str()
+                        && m["platform"]["architecture"] == arch.as_str()
+                })
+                .and_then(|m| m["digest"].as_str())
+                .ok_or_else(|| Error::NotFound(format!("{reference}: no image for {os}/{arch}")))?
+                .to_string();
+            let by_digest: OciRef = format!("{}@{pick}", r.repository())
+                .parse()
+                .map_err(|e| Error::Other(format!("{e}")))?;
+            (bytes, digest) = self.manifest(&by_digest, &auth, reference)?;
+        } else if !mt.is_empty()
+            && !mt.ends_with("manifest.v1+json")
+            && !mt.ends_with("manifest.v2+json")
+        {
+            return Err(Error::UnsupportedMediaType(mt));
+        }
+        let names = if r.tag.is_some() {
+            vec![r.to_string()]
+        } else {
+            Vec::new()
+        };
+        let handle = self.rt.handle().clone();
+        let client = &self.client;
+        let source = move |d: &Digest| -> strata_imagestore::Result<Box<dyn Read + Send>> {
+            let desc = oci_client::manifest::OciDescriptor {
+                digest: d.to_string(),
+                ..Default::default()
+            };
+            let s = handle
+                .block_on(client.pull_blob_stream(&oref, &desc))
+                .map_err(|e| {
+                    strata_imagestore::Error::BadImage(
+                        from_oci(&host, &format!("blob {d}"), e).to_string(),
+                    )
+                })?;
+            Ok(
+                Box::new(stream::StreamReader::new(handle.clone(), s.stream))
+                    as Box<dyn Read + Send>,
+            )
+        };
+        // The first request authenticates; layers then go in parallel.
+        Ok(store.store_manifest(&bytes, &digest, names, &source)?)
+    }
+
+    fn platform(&self) -> (String, String) {
+        match self
+            .opts
+            .platform
+            .as_deref()
+            .map(|p| p.split('/').collect::<Vec<_>>())
+        {
+            Some(parts) if parts.len() >= 2 => (parts[0].to_string(), parts[1].to_string()),
+            _ => ("linux".into(), strata_imagestore::store::host_arch().into()),
+        }
+    }
+
+    /// `push IMAGE [DEST]`: blobs the registry lacks (HEAD check), config,
+    /// manifest last. Returns the manifest digest.
+    pub fn push(&self, store: &Store, image: &str, dest: Option<&str>) -> Result<Digest> {
+        let id = store.resolve(image)?;
+        let target = match dest {
+            Some(d) => Reference::parse(d)?,
+            None => Reference::parse(image)?,
+        };
+        let oref = oci_ref(&target)?;
+        let host = oref.resolve_registry().to_string();
+        let auth = auth_for(&target.domain)?;
+        self.rt
+            .block_on(self.client.auth(&oref, &auth, RegistryOperation::Push))
+            .map_err(|e| from_oci(&host, "push", e))?;
+        let img = store.image(&id)?;
+        let mut blobs: Vec<Digest> = store.layers(&id)?.into_iter().map(|l| l.blob).collect();
+        blobs.push(id.clone());
+        for d in &blobs {
+            let exists = self
+                .rt
+                .block_on(self.client.blob_exists(&oref, &d.to_string()))
+                .map_err(|e| from_oci(&host, &format!("blob {d}"), e))?;
+            if exists {
+                tracing::info!("{}: already exists", d.short());
+                continue;
+            }
+            let size = store.content.size(d)?;
+            let file = store.content.open_blob(d)?;
+            let body = stream::file_stream(file);
+            self.rt
+                .block_on(
+                    self.client
+                        .push_blob_stream(&oref, body, &d.to_string(), Some(size)),
+                )
+                .map_err(|e| from_oci(&host, &format!("blob {d}"), e))?;
+        }
+        let manifest = store.content.read(&img.manifest)?;
+        let ct = if img.media_type.is_empty() {
+            ACCEPT[0].to_string()
+        } else {
+            img.media_type.clone()
+        };
+        let header = ct
+            .parse()
+            .map_err(|_| Error::UnsupportedMediaType(ct.clone()))?;
+        self.rt
+            .block_on(self.client.push_manifest_raw(&oref, manifest, header))
+            .map_err(|e| from_oci(&host, "manifest", e))?;
+        Ok(img.manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts_are_plain_http() {
+        assert!(is_local("localhost:5000"));
+        assert!(is_local("127.0.0.1:5000"));
+        assert!(is_local("127.8.9.1"));
+        assert!(is_local("[::1]:5000"));
+        assert!(!is_local("registry.example.com"));
+        assert!(!is_local("10.0.0.1:5000"));
+    }
+}
