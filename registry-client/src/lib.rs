@@ -78,6 +78,9 @@ impl Registry {
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain),
             accept_invalid_certificates: opts.insecure,
+            // One streamed PUT per blob; chunked PATCHes of the stream's
+            // 1 MiB items cost a round trip each.
+            use_monolithic_push: true,
             ..Default::default()
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -236,6 +239,8 @@ impl Registry {
         let img = store.image(&id)?;
         let mut blobs: Vec<Digest> = store.layers(&id)?.into_iter().map(|l| l.blob).collect();
         blobs.push(id.clone());
+        // HEAD-check every blob, then upload the missing ones at once.
+        let mut uploads = Vec::new();
         for d in &blobs {
             let exists = self
                 .rt
@@ -246,14 +251,17 @@ impl Registry {
                 continue;
             }
             let size = store.content.size(d)?;
-            let file = store.content.open_blob(d)?;
-            let body = stream::file_stream(file);
-            self.rt
-                .block_on(
-                    self.client
-                        .push_blob_stream(&oref, body, &d.to_string(), Some(size)),
-                )
-                .map_err(|e| from_oci(&host, &format!("blob {d}"), e))?;
+            let body = stream::file_stream(store.content.open_blob(d)?);
+            let (client, oref, digest) = (&self.client, &oref, d.to_string());
+            uploads.push(async move {
+                client
+                    .push_blob_stream(oref, body, &digest, Some(size))
+                    .await
+                    .map_err(|e| (digest, e))
+            });
+        }
+        for r in self.rt.block_on(futures_util::future::join_all(uploads)) {
+            r.map_err(|(d, e)| from_oci(&host, &format!("blob {d}"), e))?;
         }
         let manifest = store.content.read(&img.manifest)?;
         let ct = if img.media_type.is_empty() {
