@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(
   runc crun containerd podman skopeo umoci docker-registry busybox-static
   containernetworking-plugins slirp4netns passt uidmap fuse-overlayfs libseccomp-dev
-  hyperfine bats pkg-config iptables jq time procps apache2-utils debootstrap
+  hyperfine bats pkg-config iptables jq time procps apache2-utils debootstrap openssl curl
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -37,6 +37,9 @@ enum Cmd {
     },
     /// Pull an image from a registry.
     Pull {
+        /// Directory with HOST/*.crt CA files (default /etc/strata/certs.d).
+        #[arg(long = "cert-dir")]
+        cert_dir: Option<PathBuf>,
         #[arg(short, long)]
         quiet: bool,
         /// os/arch[/variant] to pick from a multi-platform image.
@@ -48,6 +51,9 @@ enum Cmd {
     },
     /// Push an image to a registry.
     Push {
+        /// Directory with HOST/*.crt CA files (default /etc/strata/certs.d).
+        #[arg(long = "cert-dir")]
+        cert_dir: Option<PathBuf>,
         #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
         tls_verify: bool,
         image: String,
@@ -55,6 +61,9 @@ enum Cmd {
     },
     /// Log in to a registry (credentials in $DOCKER_CONFIG/config.json).
     Login {
+        /// Directory with HOST/*.crt CA files (default /etc/strata/certs.d).
+        #[arg(long = "cert-dir")]
+        cert_dir: Option<PathBuf>,
         #[arg(short, long)]
         username: Option<String>,
         #[arg(short, long)]
@@ -257,11 +266,13 @@ fn run(cli: Cli) -> Result<()> {
             platform,
             tls_verify,
             reference,
+            cert_dir,
         } => {
             let r = strata_imagestore::reference::Reference::parse(&reference)?;
             let opts = strata_registry::Options {
                 insecure: !tls_verify,
                 platform,
+                certs_dir: cert_dir,
                 ..Default::default()
             };
             let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
@@ -275,11 +286,13 @@ fn run(cli: Cli) -> Result<()> {
             tls_verify,
             image,
             destination,
+            cert_dir,
         } => {
             let dest = destination.as_deref().unwrap_or(&image);
             let r = strata_imagestore::reference::Reference::parse(dest)?;
             let opts = strata_registry::Options {
                 insecure: !tls_verify,
+                certs_dir: cert_dir,
                 ..Default::default()
             };
             let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
@@ -292,6 +305,7 @@ fn run(cli: Cli) -> Result<()> {
             password_stdin,
             tls_verify,
             host,
+            cert_dir,
         } => {
             let user = username.context("--username is required (non-interactive)")?;
             let pass = match (password, password_stdin) {
@@ -310,6 +324,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let opts = strata_registry::Options {
                 insecure: !tls_verify,
+                certs_dir: cert_dir,
                 ..Default::default()
             };
             let reg = strata_registry::Registry::new(opts, &[host.as_str()])?;

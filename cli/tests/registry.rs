@@ -3,6 +3,7 @@
 //! htpasswd basic auth; interop with skopeo both ways.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,11 @@ struct Registry {
 
 impl Registry {
     fn start(htpasswd: Option<(&str, &str)>) -> Registry {
+        Self::start_with(htpasswd, None)
+    }
+
+    /// With `tls`: (cert, key) PEM paths for the registry's HTTPS.
+    fn start_with(htpasswd: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("strata-reg-")
             .tempdir()
@@ -41,8 +47,16 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             );
         }
+        let tls = match tls {
+            Some((c, k)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                c.display(),
+                k.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{tls}{auth}",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
@@ -268,4 +282,105 @@ fn basic_auth_login_push_pull_logout() {
     );
     let o = fresh.run(&["pull", &dest]);
     assert!(stderr(&o).contains("unauthorized"), "{}", stderr(&o));
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=strata test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[test]
+fn tls_registry_with_a_ca_from_certs_d() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let reg = Registry::start_with(
+        None,
+        Some((
+            &certs.path().join("server.crt"),
+            &certs.path().join("server.key"),
+        )),
+    );
+    let s = Strata::new();
+    s.busybox();
+    let dest = format!("{}/tls/busybox:1", reg.addr);
+    // Without the CA: a clear TLS error, not a fallback to plain HTTP.
+    let o = s.run(&["push", "busybox", &dest]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("TLS failure") && stderr(&o).contains("certs.d"),
+        "{}",
+        stderr(&o)
+    );
+    // The CA in certs.d/HOST/ca.crt (Docker's layout): verified HTTPS.
+    let certs_d = s.dir.path().join("certs.d");
+    std::fs::create_dir_all(certs_d.join(&reg.addr)).unwrap();
+    std::fs::copy(
+        certs.path().join("ca.crt"),
+        certs_d.join(&reg.addr).join("ca.crt"),
+    )
+    .unwrap();
+    s.ok(&[
+        "push",
+        "--cert-dir",
+        certs_d.to_str().unwrap(),
+        "busybox",
+        &dest,
+    ]);
+    let b = Strata::new();
+    b.ok(&["pull", "--cert-dir", certs_d.to_str().unwrap(), "-q", &dest]);
+    // --tls-verify=false: no CA needed.
+    let c = Strata::new();
+    c.ok(&["pull", "--tls-verify=false", "-q", &dest]);
 }

@@ -30,9 +30,14 @@ const ACCEPT: &[&str] = &[
 ];
 const MAX_MANIFEST: usize = 4 << 20;
 
+/// Docker's certs.d convention: extra CAs per registry host.
+pub const CERTS_D: &str = "/etc/strata/certs.d";
+
 /// How to talk to registries.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
+    /// Directory with `HOST/*.crt` CA files (default /etc/strata/certs.d).
+    pub certs_dir: Option<std::path::PathBuf>,
     /// `--tls-verify=false`: plain HTTP allowed and certificates unchecked.
     pub insecure: bool,
     /// Hosts configured insecure (plain HTTP).
@@ -68,15 +73,83 @@ fn auth_for(host: &str) -> Result<RegistryAuth> {
     })
 }
 
+/// PEM CA files for `host` under the certs.d directory.
+fn host_cas(dir: &std::path::Path, host: &str) -> Vec<Vec<u8>> {
+    let Ok(rd) = std::fs::read_dir(dir.join(host)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        if e.path().extension().is_some_and(|x| x == "crt")
+            && let Ok(d) = std::fs::read(e.path())
+        {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Does `host` answer TLS on /v2/? Ok(true) if it does (verified with
+/// `cas` unless `insecure`), Ok(false) if nothing speaks TLS there, Err
+/// for a TLS failure a user must fix.
+fn speaks_tls(host: &str, cas: &[Vec<u8>], insecure: bool) -> Result<bool> {
+    let mut b = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(5));
+    for pem in cas {
+        if let Ok(c) = reqwest::Certificate::from_pem(pem) {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if insecure {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    let client = b
+        .build()
+        .map_err(|e| Error::Other(format!("TLS client: {e}")))?;
+    match client.get(format!("https://{host}/v2/")).send() {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let chain = format!("{e:?}");
+            if chain.contains("certificate")
+                || chain.contains("Certificate")
+                || chain.contains("UnknownIssuer")
+            {
+                Err(Error::Registry {
+                    host: host.to_string(),
+                    msg: format!(
+                        "TLS failure: certificate not trusted (put its CA in {CERTS_D}/{host}/ca.crt, or use --tls-verify=false)"
+                    ),
+                })
+            } else {
+                Ok(false)
+            }
+        }
+    }
+}
+
 impl Registry {
     pub fn new(opts: Options, hosts: &[&str]) -> Result<Registry> {
-        let plain: Vec<String> = hosts
-            .iter()
-            .filter(|h| opts.insecure || is_local(h) || opts.insecure_hosts.iter().any(|i| i == *h))
-            .map(|h| h.to_string())
-            .collect();
+        let certs_dir = opts.certs_dir.clone().unwrap_or_else(|| CERTS_D.into());
+        let mut plain = Vec::new();
+        let mut extra = Vec::new();
+        for h in hosts {
+            let cas = host_cas(&certs_dir, h);
+            if opts.insecure_hosts.iter().any(|i| i == *h) {
+                plain.push(h.to_string());
+            } else if is_local(h) || opts.insecure {
+                // Docker's rule for local and insecure registries: HTTPS
+                // if something speaks it there, plain HTTP otherwise.
+                if !speaks_tls(h, &cas, opts.insecure)? {
+                    plain.push(h.to_string());
+                }
+            }
+            extra.extend(cas.into_iter().map(|data| oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data,
+            }));
+        }
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain),
+            extra_root_certificates: extra,
             accept_invalid_certificates: opts.insecure,
             // One streamed PUT per blob; chunked PATCHes of the stream's
             // 1 MiB items cost a round trip each.
