@@ -384,3 +384,198 @@ fn tls_registry_with_a_ca_from_certs_d() {
     let c = Strata::new();
     c.ok(&["pull", "--tls-verify=false", "-q", &dest]);
 }
+
+/// Faults the proxy injects into blob GETs.
+#[derive(Default)]
+struct Faults {
+    /// Answer this many blob GETs with 500 first.
+    fail_500: usize,
+    /// Cut the first blob GET's body after this many bytes.
+    drop_after: Option<usize>,
+    /// Flip a byte in every blob body.
+    corrupt: bool,
+    /// Request heads seen, for assertions.
+    seen: Vec<String>,
+}
+
+/// A reverse proxy in front of a registry that injects faults. One
+/// request per connection (it forces `Connection: close`).
+struct FaultProxy {
+    addr: String,
+    faults: std::sync::Arc<std::sync::Mutex<Faults>>,
+}
+
+impl FaultProxy {
+    fn start(upstream: &str, faults: Faults) -> FaultProxy {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let faults = std::sync::Arc::new(std::sync::Mutex::new(faults));
+        let (f, up) = (faults.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let (f, up) = (f.clone(), up.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut b).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let is_blob_get = head.starts_with("GET ")
+                        && head.lines().next().unwrap_or("").contains("/blobs/");
+                    let (fail, drop_after, corrupt) = {
+                        let mut g = f.lock().unwrap();
+                        g.seen.push(head.clone());
+                        let fail = is_blob_get && g.fail_500 > 0;
+                        if fail {
+                            g.fail_500 -= 1;
+                        }
+                        let drop_after = if is_blob_get && !fail {
+                            g.drop_after
+                        } else {
+                            None
+                        };
+                        (fail, drop_after, is_blob_get && g.corrupt)
+                    };
+                    if fail {
+                        let _ = client.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        return;
+                    }
+                    let mut req: String = head
+                        .lines()
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                        .filter(|l| !l.is_empty())
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    req.push_str("Connection: close\r\n\r\n");
+                    let Ok(mut server) = std::net::TcpStream::connect(&up) else {
+                        return;
+                    };
+                    let _ = server.write_all(req.as_bytes());
+                    // Forward any request body (uploads) as it comes.
+                    let mut resp = Vec::new();
+                    let _ = server.read_to_end(&mut resp);
+                    let split = resp
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|p| p + 4)
+                        .unwrap_or(resp.len());
+                    let (h, body) = resp.split_at(split);
+                    let mut body = body.to_vec();
+                    if corrupt && body.len() > 100 {
+                        body[100] ^= 0xff;
+                    }
+                    let _ = client.write_all(h);
+                    // Cut only a body longer than the cut, once.
+                    let cut = drop_after
+                        .filter(|n| *n < body.len())
+                        .filter(|_| f.lock().unwrap().drop_after.take().is_some());
+                    match cut {
+                        Some(n) => {
+                            let _ = client.write_all(&body[..n]);
+                            let _ = client.shutdown(std::net::Shutdown::Both);
+                        }
+                        _ => {
+                            let _ = client.write_all(&body);
+                        }
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, faults }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.faults.lock().unwrap().seen.clone()
+    }
+}
+
+/// Push busybox straight to the registry; return (repo path, image id).
+fn pushed_busybox(reg: &Registry) -> (Strata, String) {
+    let s = Strata::new();
+    let id = s.busybox();
+    s.ok(&["push", "busybox", &format!("{}/fault/busybox:1", reg.addr)]);
+    (s, id)
+}
+
+#[test]
+fn pull_retries_server_errors() {
+    let reg = Registry::start(None);
+    let (_s, id) = pushed_busybox(&reg);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            fail_500: 2,
+            ..Default::default()
+        },
+    );
+    let p = Strata::new();
+    let out = p.ok(&["pull", "-q", &format!("{}/fault/busybox:1", proxy.addr)]);
+    assert_eq!(out.trim(), id);
+    let blob_gets = proxy
+        .seen()
+        .iter()
+        .filter(|h| h.starts_with("GET ") && h.contains("/blobs/"))
+        .count();
+    assert!(
+        blob_gets >= 3,
+        "expected retried blob requests, saw {blob_gets}"
+    );
+}
+
+#[test]
+fn broken_download_resumes_with_range() {
+    let reg = Registry::start(None);
+    let (_s, id) = pushed_busybox(&reg);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            drop_after: Some(300_000),
+            ..Default::default()
+        },
+    );
+    let p = Strata::new();
+    let out = p.ok(&["pull", "-q", &format!("{}/fault/busybox:1", proxy.addr)]);
+    assert_eq!(out.trim(), id);
+    let resumed = proxy
+        .seen()
+        .iter()
+        .any(|h| h.to_ascii_lowercase().contains("\r\nrange: bytes=300000-"));
+    assert!(
+        resumed,
+        "no request resuming at byte 300000: {:?}",
+        proxy.seen()
+    );
+    assert!(p.ok(&["system", "check"]).contains("consistent"));
+}
+
+#[test]
+fn corrupted_bytes_fail_cleanly_and_a_rerun_completes() {
+    let reg = Registry::start(None);
+    let (_s, id) = pushed_busybox(&reg);
+    let bad = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            corrupt: true,
+            ..Default::default()
+        },
+    );
+    let p = Strata::new();
+    let o = p.run(&["pull", &format!("{}/fault/busybox:1", bad.addr)]);
+    assert_eq!(o.status.code(), Some(125));
+    let e = stderr(&o);
+    assert!(e.contains("digest") || e.contains("corrupt"), "{e}");
+    assert!(
+        p.ok(&["images", "-q"]).trim().is_empty(),
+        "an image was registered from corrupt bytes"
+    );
+    assert!(p.ok(&["system", "check"]).contains("consistent"));
+    // Nothing half-written stands in the way of a clean pull.
+    let out = p.ok(&["pull", "-q", &format!("{}/fault/busybox:1", reg.addr)]);
+    assert_eq!(out.trim(), id);
+}

@@ -534,6 +534,16 @@ impl Store {
             .take(16 << 20)
             .read_to_end(&mut cbytes)
             .ctx(|| format!("read config {cdigest}"))?;
+        // Verify before parsing: corrupt bytes are a digest mismatch, not
+        // a JSON error.
+        let actual = Digest::of(&cbytes);
+        if actual != cdigest {
+            return Err(Error::DigestMismatch {
+                what: "config".into(),
+                expected: cdigest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
         let config: ImageConfiguration = serde_json::from_slice(&cbytes)
             .map_err(|e| Error::BadImage(format!("config {cdigest}: {e}")))?;
         let diff_ids: Vec<Digest> = config

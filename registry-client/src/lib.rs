@@ -29,6 +29,34 @@ const ACCEPT: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 const MAX_MANIFEST: usize = 4 << 20;
+/// Attempts for one request on connection errors and 5xx.
+const ATTEMPTS: u32 = 4;
+
+/// 200 ms, 400 ms, 800 ms, ...
+pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(200 << attempt.saturating_sub(1).min(5))
+}
+
+/// Worth trying again: the connection failed or the server had a 5xx.
+fn transient(e: &oci_client::errors::OciDistributionError) -> bool {
+    let t = format!("{e:?} {e}");
+    [
+        "error sending request",
+        "connection",
+        "Connection",
+        "timed out",
+        "TimedOut",
+        "code: 50",
+        "status 50",
+        " 500",
+        " 502",
+        " 503",
+        " 504",
+        "ServerError",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
+}
 
 /// Docker's certs.d convention: extra CAs per registry host.
 pub const CERTS_D: &str = "/etc/strata/certs.d";
@@ -151,6 +179,8 @@ impl Registry {
             protocol: ClientProtocol::HttpsExcept(plain),
             extra_root_certificates: extra,
             accept_invalid_certificates: opts.insecure,
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
             // One streamed PUT per blob; chunked PATCHes of the stream's
             // 1 MiB items cost a round trip each.
             use_monolithic_push: true,
@@ -191,10 +221,21 @@ impl Registry {
 
     fn manifest(&self, r: &OciRef, auth: &RegistryAuth, what: &str) -> Result<(Vec<u8>, Digest)> {
         let host = r.resolve_registry().to_string();
-        let (bytes, digest) = self
-            .rt
-            .block_on(self.client.pull_manifest_raw(r, auth, ACCEPT))
-            .map_err(|e| from_oci(&host, what, e))?;
+        let mut attempt = 0;
+        let (bytes, digest) = loop {
+            attempt += 1;
+            match self
+                .rt
+                .block_on(self.client.pull_manifest_raw(r, auth, ACCEPT))
+            {
+                Ok(v) => break v,
+                Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                    tracing::warn!("manifest of {what}: {e}; retrying");
+                    std::thread::sleep(backoff(attempt));
+                }
+                Err(e) => return Err(from_oci(&host, what, e)),
+            }
+        };
         if bytes.len() > MAX_MANIFEST {
             return Err(Error::Registry {
                 host,
@@ -267,17 +308,46 @@ impl Registry {
                 digest: d.to_string(),
                 ..Default::default()
             };
-            let s = handle
-                .block_on(client.pull_blob_stream(&oref, &desc))
-                .map_err(|e| {
-                    strata_imagestore::Error::BadImage(
-                        from_oci(&host, &format!("blob {d}"), e).to_string(),
-                    )
-                })?;
-            Ok(
-                Box::new(stream::StreamReader::new(handle.clone(), s.stream))
-                    as Box<dyn Read + Send>,
-            )
+            let (h, client, oref, host, d) = (
+                handle.clone(),
+                client.clone(),
+                oref.clone(),
+                host.clone(),
+                d.clone(),
+            );
+            // (Re)open the blob from an offset, retrying transient failures.
+            let reopen = move |offset: u64| -> std::io::Result<(stream::ByteStream, u64)> {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    // Always a ranged request: a 206 stream is not verified by
+                    // oci-client, so a bad byte is reported by the store as a
+                    // digest mismatch rather than as a body decoding error.
+                    let res = h
+                        .block_on(client.pull_blob_stream_partial(&oref, &desc, offset, None))
+                        .map(|r| match r {
+                            oci_client::client::BlobResponse::Partial(s) => (s.stream, 0),
+                            // No Range support: skip what we have.
+                            oci_client::client::BlobResponse::Full(s) => (s.stream, offset),
+                        });
+                    match res {
+                        Ok(v) => return Ok(v),
+                        Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                            tracing::warn!("blob {d}: {e}; retrying");
+                            std::thread::sleep(backoff(attempt));
+                        }
+                        Err(e) => {
+                            return Err(std::io::Error::other(
+                                from_oci(&host, &format!("blob {d}"), e).to_string(),
+                            ));
+                        }
+                    }
+                }
+            };
+            Ok(Box::new(stream::ResumingReader::new(
+                handle.clone(),
+                Box::new(reopen),
+            )) as Box<dyn Read + Send>)
         };
         // The first request authenticates; layers then go in parallel.
         Ok(store.store_manifest(&bytes, &digest, names, &source)?)

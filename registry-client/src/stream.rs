@@ -7,39 +7,93 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-/// A blocking reader over an async stream (called from worker threads,
-/// never from inside the runtime).
-pub struct StreamReader {
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Opens the blob again from a byte offset: the stream, and how many bytes
+/// at its start to skip (a registry that ignores Range sends it all).
+pub type Reopen = Box<dyn FnMut(u64) -> std::io::Result<(ByteStream, u64)> + Send>;
+
+/// How often a broken download is resumed before giving up.
+pub const MAX_RESUMES: u32 = 5;
+
+/// A blocking reader over an async blob stream that resumes from where it
+/// broke (called from worker threads, never inside the runtime). The
+/// caller verifies the digest over all the bytes.
+pub struct ResumingReader {
     handle: tokio::runtime::Handle,
-    stream: BoxStream<'static, std::io::Result<Bytes>>,
+    stream: Option<ByteStream>,
+    reopen: Reopen,
     buf: Bytes,
+    offset: u64,
+    skip: u64,
+    resumes: u32,
 }
 
-impl StreamReader {
-    pub fn new(
-        handle: tokio::runtime::Handle,
-        stream: BoxStream<'static, std::io::Result<Bytes>>,
-    ) -> Self {
-        StreamReader {
+impl ResumingReader {
+    pub fn new(handle: tokio::runtime::Handle, reopen: Reopen) -> Self {
+        ResumingReader {
             handle,
-            stream,
+            stream: None,
+            reopen,
             buf: Bytes::new(),
+            offset: 0,
+            skip: 0,
+            resumes: 0,
+        }
+    }
+
+    fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        loop {
+            let stream = match self.stream.as_mut() {
+                Some(s) => s,
+                None => {
+                    let (s, skip) = (self.reopen)(self.offset)?;
+                    self.skip = skip;
+                    self.stream.insert(s)
+                }
+            };
+            match self.handle.block_on(stream.next()) {
+                Some(Ok(mut b)) => {
+                    if self.skip > 0 {
+                        let n = (self.skip as usize).min(b.len());
+                        let _ = b.split_to(n);
+                        self.skip -= n as u64;
+                        if b.is_empty() {
+                            continue;
+                        }
+                    }
+                    return Ok(Some(b));
+                }
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    self.resumes += 1;
+                    if self.resumes > MAX_RESUMES {
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("{e} (gave up after {MAX_RESUMES} resumes)"),
+                        ));
+                    }
+                    tracing::warn!("download broke at byte {}: {e}; resuming", self.offset);
+                    std::thread::sleep(crate::backoff(self.resumes));
+                    self.stream = None;
+                }
+            }
         }
     }
 }
 
-impl Read for StreamReader {
+impl Read for ResumingReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.buf.is_empty() {
-            match self.handle.block_on(self.stream.next()) {
-                Some(Ok(b)) => self.buf = b,
-                Some(Err(e)) => return Err(e),
+            match self.next_chunk()? {
+                Some(b) => self.buf = b,
                 None => return Ok(0),
             }
         }
         let n = out.len().min(self.buf.len());
         out[..n].copy_from_slice(&self.buf[..n]);
         let _ = self.buf.split_to(n);
+        self.offset += n as u64;
         Ok(n)
     }
 }
