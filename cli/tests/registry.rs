@@ -23,8 +23,22 @@ impl Registry {
         Self::start_with(htpasswd, None)
     }
 
+    /// A registry that wants bearer tokens from `realm`, signed by the
+    /// key of `cert` (PEM).
+    fn start_token(realm: &str, cert: &Path) -> Registry {
+        Self::start_full(None, None, Some((realm, cert)))
+    }
+
     /// With `tls`: (cert, key) PEM paths for the registry's HTTPS.
     fn start_with(htpasswd: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Registry {
+        Self::start_full(htpasswd, tls, None)
+    }
+
+    fn start_full(
+        htpasswd: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path)>,
+        token: Option<(&str, &Path)>,
+    ) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("strata-reg-")
             .tempdir()
@@ -45,6 +59,12 @@ impl Registry {
             auth = format!(
                 "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
                 dir.path().join("htpasswd").display()
+            );
+        }
+        if let Some((realm, cert)) = token {
+            auth = format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: strata-test-registry\n    issuer: strata-test-issuer\n    rootcertbundle: {}\n",
+                cert.display()
             );
         }
         let tls = match tls {
@@ -578,4 +598,143 @@ fn corrupted_bytes_fail_cleanly_and_a_rerun_completes() {
     // Nothing half-written stands in the way of a clean pull.
     let out = p.ok(&["pull", "-q", &format!("{}/fault/busybox:1", reg.addr)]);
     assert_eq!(out.trim(), id);
+}
+
+/// base64url without padding, as JWT wants.
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// A token server: checks basic credentials and issues RS256 JWTs (signed
+/// with openssl) granting what was asked in `scope`. Counts requests.
+struct TokenServer {
+    url: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenServer {
+    fn start(certs: &Path, user: &'static str, pass: &'static str) -> TokenServer {
+        use base64::Engine;
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, certs) = (requests.clone(), certs.to_path_buf());
+        // DER of the signing certificate for the x5c header.
+        let der = Command::new("openssl")
+            .args(["x509", "-in"])
+            .arg(certs.join("ca.crt"))
+            .args(["-outform", "DER"])
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(&der);
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { continue };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let authorized = head.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:") && l.ends_with(&want)
+                });
+                if !authorized {
+                    let _ = c.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let target = head.split_whitespace().nth(1).unwrap_or("");
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(v) = kv.strip_prefix("scope=") {
+                        let v = v
+                            .replace("%3A", ":")
+                            .replace("%2C", ",")
+                            .replace("%2F", "/");
+                        let parts: Vec<&str> = v.split(':').collect();
+                        if parts.len() == 3 {
+                            access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+                let claims = serde_json::json!({"iss": "strata-test-issuer", "sub": user, "aud": "strata-test-registry",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", count.load(std::sync::atomic::Ordering::SeqCst)),
+                    "access": access});
+                let input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(certs.join("ca.key"))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.as_bytes())
+                    .unwrap();
+                let sig = sign.wait_with_output().unwrap().stdout;
+                let body = serde_json::json!({"token": format!("{input}.{}", b64url(&sig)), "expires_in": 300}).to_string();
+                let _ = c.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                        .as_bytes(),
+                );
+            }
+        });
+        TokenServer { url, requests }
+    }
+}
+
+#[test]
+fn bearer_token_auth_through_a_token_server() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let tokens = TokenServer::start(certs.path(), "bob", "hunter2");
+    let reg = Registry::start_token(&tokens.url, &certs.path().join("ca.crt"));
+    let s = Strata::new();
+    s.busybox();
+    let dest = format!("{}/bob/busybox:1", reg.addr);
+    // Anonymous: the token server refuses, the registry says unauthorized.
+    let o = s.run(&["push", "busybox", &dest]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("unauthorized"), "{}", stderr(&o));
+    s.ok(&["login", "-u", "bob", "-p", "hunter2", &reg.addr]);
+    s.ok(&["push", "busybox", &dest]);
+    let before = tokens.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let fresh = Strata::new();
+    let mut c = fresh.cmd(&["pull", "-q", &dest]);
+    c.env("DOCKER_CONFIG", s.dir.path().join("docker"));
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "pull with a bearer token: {}",
+        stderr(&o)
+    );
+    // One token for the pull's scope, reused for every blob.
+    let used = tokens.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        (1..=2).contains(&used),
+        "tokens fetched for one pull: {used}"
+    );
 }
