@@ -2,5 +2,6 @@
 //! (issue 3); containers, build, network and the registry come with
 //! issues 4 and 5.
 
+pub mod config;
 pub mod images;
 pub mod paths;

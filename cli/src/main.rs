@@ -17,6 +17,9 @@ struct Cli {
     root: Option<PathBuf>,
     #[arg(long, global = true)]
     debug: bool,
+    /// Config file (default /etc/strata/strata.toml, or $STRATA_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -195,6 +198,7 @@ fn rmi(store: &mut Store, names: &[String], force: bool, out: &mut impl Write) -
 
 fn run(cli: Cli) -> Result<()> {
     let root = cli.root.clone().unwrap_or_else(strata::paths::default_root);
+    let config = strata::config::load(cli.config.as_deref())?;
     let mut store =
         Store::open(&root).with_context(|| format!("open store at {}", root.display()))?;
     let mut out = std::io::stdout().lock();
@@ -269,13 +273,12 @@ fn run(cli: Cli) -> Result<()> {
             cert_dir,
         } => {
             let r = strata_imagestore::reference::Reference::parse(&reference)?;
-            let opts = strata_registry::Options {
-                insecure: !tls_verify,
-                platform,
-                certs_dir: cert_dir,
-                ..Default::default()
-            };
-            let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
+            let mut opts = config.registry_options(tls_verify, &r.domain);
+            opts.platform = platform;
+            opts.certs_dir = cert_dir;
+            let hosts = strata_registry::Registry::hosts_for(&opts, &r.domain);
+            let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let reg = strata_registry::Registry::new(opts, &hosts)?;
             if !quiet {
                 writeln!(out, "Trying to pull {r}...")?;
             }
@@ -290,11 +293,9 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let dest = destination.as_deref().unwrap_or(&image);
             let r = strata_imagestore::reference::Reference::parse(dest)?;
-            let opts = strata_registry::Options {
-                insecure: !tls_verify,
-                certs_dir: cert_dir,
-                ..Default::default()
-            };
+            let mut opts = config.registry_options(tls_verify, &r.domain);
+            opts.mirrors.clear(); // pushes go to the registry itself
+            opts.certs_dir = cert_dir;
             let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
             let digest = reg.push(&store, &image, destination.as_deref())?;
             writeln!(out, "Pushed {r}: {digest}")?;
@@ -322,11 +323,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (None, false) => anyhow::bail!("give --password or --password-stdin"),
             };
-            let opts = strata_registry::Options {
-                insecure: !tls_verify,
-                certs_dir: cert_dir,
-                ..Default::default()
-            };
+            let mut opts = config.registry_options(tls_verify, &host);
+            opts.mirrors.clear();
+            opts.certs_dir = cert_dir;
             let reg = strata_registry::Registry::new(opts, &[host.as_str()])?;
             reg.check_login(&host, &user, &pass)?;
             strata_registry::credentials::store(&host, &user, &pass)?;

@@ -738,3 +738,43 @@ fn bearer_token_auth_through_a_token_server() {
         "tokens fetched for one pull: {used}"
     );
 }
+
+#[test]
+fn mirrors_from_strata_toml_serve_docker_io_names() {
+    // The mirror holds library/busybox; docker.io itself is unreachable here.
+    let mirror = Registry::start(None);
+    let s = Strata::new();
+    let id = s.busybox();
+    s.ok(&[
+        "push",
+        "busybox",
+        &format!("{}/library/busybox:latest", mirror.addr),
+    ]);
+    // A dead mirror first: it is skipped.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let cfg = s.dir.path().join("strata.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[mirrors]\n\"docker.io\" = [\"{dead}\", \"{}\"]\n",
+            mirror.addr
+        ),
+    )
+    .unwrap();
+    let p = Strata::new();
+    let out = p.ok(&["--config", cfg.to_str().unwrap(), "pull", "-q", "busybox"]);
+    assert_eq!(out.trim(), id);
+    assert_eq!(
+        p.inspect("busybox")["RepoTags"][0],
+        "docker.io/library/busybox:latest"
+    );
+    // A config with unknown keys is refused clearly.
+    std::fs::write(&cfg, "mirror = 1\n").unwrap();
+    let o = p.run(&["--config", cfg.to_str().unwrap(), "images"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("bad config"), "{}", stderr(&o));
+}

@@ -72,6 +72,8 @@ pub struct Options {
     pub insecure_hosts: Vec<String>,
     /// `os/arch[/variant]`, default the host's.
     pub platform: Option<String>,
+    /// Mirrors of the pulled reference's registry, tried in order before it.
+    pub mirrors: Vec<String>,
 }
 
 /// Docker's rule: localhost and 127.0.0.0/8 speak plain HTTP.
@@ -259,11 +261,43 @@ impl Registry {
     }
 
     /// `pull`: returns the image id.
+    /// Hosts every client of these options may talk to (for `new`).
+    pub fn hosts_for(opts: &Options, domain: &str) -> Vec<String> {
+        let mut v = opts.mirrors.clone();
+        v.push(domain.to_string());
+        v
+    }
+
+    /// `pull` through the configured mirrors first (in order), then the
+    /// registry itself; the image keeps the name the user asked for.
     pub fn pull(&self, store: &mut Store, reference: &str) -> Result<Digest> {
         let r = Reference::parse(reference)?;
-        let oref = oci_ref(&r)?;
+        let mut last = None;
+        for m in &self.opts.mirrors {
+            let mut via = r.clone();
+            via.domain = m.clone();
+            match self.pull_from(store, &r, &via) {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    tracing::warn!("mirror {m} for {reference}: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        match self.pull_from(store, &r, &r) {
+            Ok(id) => Ok(id),
+            Err(e) => Err(match last {
+                Some(m) => Error::Other(format!("{e} (mirrors failed too: {m})")),
+                None => e,
+            }),
+        }
+    }
+
+    fn pull_from(&self, store: &mut Store, r: &Reference, via: &Reference) -> Result<Digest> {
+        let reference = &r.to_string();
+        let oref = oci_ref(via)?;
         let host = oref.resolve_registry().to_string();
-        let auth = auth_for(&r.domain)?;
+        let auth = auth_for(&via.domain)?;
         let (mut bytes, mut digest) = self.manifest(&oref, &auth, reference)?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Registry {
             host: host.clone(),

@@ -1,0 +1,80 @@
+//! `strata.toml`: `/etc/strata/strata.toml` for root, else
+//! `$XDG_CONFIG_HOME/strata/strata.toml` (`~/.config/...`); `--config` or
+//! `$STRATA_CONFIG` override. A missing file means defaults.
+//!
+//! ```toml
+//! insecure_registries = ["registry.lan:5000"]   # plain HTTP
+//! [mirrors]
+//! "docker.io" = ["mirror.lan:5000"]             # tried in order, then the origin
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    #[serde(default)]
+    pub mirrors: HashMap<String, Vec<String>>,
+}
+
+pub fn default_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("STRATA_CONFIG") {
+        return PathBuf::from(p);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/etc/strata/strata.toml");
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp"))
+                .join(".config")
+        });
+    base.join("strata/strata.toml")
+}
+
+pub fn load(path: Option<&std::path::Path>) -> Result<Config> {
+    let path = path.map(PathBuf::from).unwrap_or_else(default_path);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => toml::from_str(&s).with_context(|| format!("bad config {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+impl Config {
+    pub fn registry_options(&self, tls_verify: bool, domain: &str) -> strata_registry::Options {
+        strata_registry::Options {
+            insecure: !tls_verify,
+            insecure_hosts: self.insecure_registries.clone(),
+            mirrors: self.mirrors.get(domain).cloned().unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_unknown_keys() {
+        let c: Config = toml::from_str(
+            "insecure_registries = [\"a:5000\"]\n[mirrors]\n\"docker.io\" = [\"m:1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.mirrors["docker.io"], vec!["m:1".to_string()]);
+        assert!(toml::from_str::<Config>("mirror = 1").is_err());
+        let o = c.registry_options(true, "docker.io");
+        assert_eq!(o.mirrors, vec!["m:1".to_string()]);
+        assert_eq!(o.insecure_hosts, vec!["a:5000".to_string()]);
+    }
+}
