@@ -275,6 +275,9 @@ fn run(cli: Cli) -> Result<()> {
             let r = strata_imagestore::reference::Reference::parse(&reference)?;
             let mut opts = config.registry_options(tls_verify, &r.domain);
             opts.platform = platform;
+            if quiet {
+                opts.progress = strata_registry::progress::Mode::Quiet;
+            }
             opts.certs_dir = cert_dir;
             let hosts = strata_registry::Registry::hosts_for(&opts, &r.domain);
             let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();

@@ -778,3 +778,46 @@ fn mirrors_from_strata_toml_serve_docker_io_names() {
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("bad config"), "{}", stderr(&o));
 }
+
+#[test]
+fn pull_progress_plain_in_logs_and_bars_on_a_terminal() {
+    let reg = Registry::start(None);
+    let s = Strata::new();
+    s.busybox();
+    let dest = format!("{}/progress/busybox:1", reg.addr);
+    s.ok(&["push", "busybox", &dest]);
+    // Not a terminal: one line per event.
+    let p = Strata::new();
+    let o = p.run(&["pull", &dest]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("Copying config") && e.contains("Copying blob "),
+        "{e}"
+    );
+    assert!(
+        e.lines()
+            .any(|l| l.starts_with("Copying blob ") && l.contains(" done (")),
+        "{e}"
+    );
+    assert!(e.contains("Writing manifest"), "{e}");
+    // A terminal (script(1)): bars, and the same result.
+    let t = Strata::new();
+    let line = format!(
+        "DOCKER_CONFIG={} {BIN} --root {} pull {dest}",
+        t.dir.path().join("docker").display(),
+        t.dir.path().join("store").display()
+    );
+    let o = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("blob ") && out.contains('='),
+        "no progress bar drawn: {out}"
+    );
+    assert!(t.ok(&["images", "-q"]).trim().len() == 12);
+}

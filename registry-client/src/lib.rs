@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod error;
+pub mod progress;
 mod stream;
 
 use std::io::Read;
@@ -74,6 +75,7 @@ pub struct Options {
     pub platform: Option<String>,
     /// Mirrors of the pulled reference's registry, tried in order before it.
     pub mirrors: Vec<String>,
+    pub progress: progress::Mode,
 }
 
 /// Docker's rule: localhost and 127.0.0.0/8 speak plain HTTP.
@@ -335,9 +337,27 @@ impl Registry {
         } else {
             Vec::new()
         };
+        // Sizes and roles for progress reporting.
+        let picked: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let mut sizes = std::collections::HashMap::new();
+        if let Some(c) = picked["config"]["digest"].as_str() {
+            sizes.insert(
+                c.to_string(),
+                ("config".to_string(), picked["config"]["size"].as_u64()),
+            );
+        }
+        for l in picked["layers"].as_array().into_iter().flatten() {
+            if let Some(d) = l["digest"].as_str() {
+                let short = d.get(7..19).unwrap_or(d);
+                sizes.insert(d.to_string(), (format!("blob {short}"), l["size"].as_u64()));
+            }
+        }
+        let progress = progress::Progress::new(self.opts.progress);
+        let (progress, sizes) = (&progress, &sizes);
         let handle = self.rt.handle().clone();
         let client = &self.client;
         let source = move |d: &Digest| -> strata_imagestore::Result<Box<dyn Read + Send>> {
+            let key = d.to_string();
             let desc = oci_client::manifest::OciDescriptor {
                 digest: d.to_string(),
                 ..Default::default()
@@ -378,13 +398,20 @@ impl Registry {
                     }
                 }
             };
-            Ok(Box::new(stream::ResumingReader::new(
+            let reader = Box::new(stream::ResumingReader::new(
                 handle.clone(),
                 Box::new(reopen),
-            )) as Box<dyn Read + Send>)
+            )) as Box<dyn Read + Send>;
+            let (what, size) = sizes
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| (format!("blob {key}"), None));
+            Ok(progress.wrap(what, size, reader))
         };
         // The first request authenticates; layers then go in parallel.
-        Ok(store.store_manifest(&bytes, &digest, names, &source)?)
+        let id = store.store_manifest(&bytes, &digest, names, &source)?;
+        progress.event("Writing manifest to image destination");
+        Ok(id)
     }
 
     fn platform(&self) -> (String, String) {
