@@ -300,7 +300,7 @@ fn run(cli: Cli) -> Result<()> {
             opts.mirrors.clear(); // pushes go to the registry itself
             opts.certs_dir = cert_dir;
             let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
-            let digest = reg.push(&store, &image, destination.as_deref())?;
+            let digest = reg.push(&mut store, &image, destination.as_deref())?;
             writeln!(out, "Pushed {r}: {digest}")?;
         }
         Cmd::Login {

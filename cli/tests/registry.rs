@@ -76,7 +76,7 @@ impl Registry {
             None => String::new(),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{tls}{auth}",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{tls}{auth}",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
@@ -820,4 +820,42 @@ fn pull_progress_plain_in_logs_and_bars_on_a_terminal() {
         "no progress bar drawn: {out}"
     );
     assert!(t.ok(&["images", "-q"]).trim().len() == 12);
+}
+
+#[test]
+fn push_to_another_repository_mounts_blobs() {
+    let reg = Registry::start(None);
+    let s = Strata::new();
+    s.busybox();
+    s.ok(&["push", "busybox", &format!("{}/team-a/busybox:1", reg.addr)]);
+    let log = || std::fs::read_to_string(reg._dir.path().join("log")).unwrap();
+    let puts = |l: &str| {
+        l.lines()
+            .filter(|x| x.contains("http.request.method=PUT") && x.contains("/blobs/uploads/"))
+            .count()
+    };
+    let before = puts(&log());
+    assert!(
+        before >= 2,
+        "first push uploads layer and config: {}",
+        log()
+    );
+    s.ok(&["push", "busybox", &format!("{}/team-b/busybox:1", reg.addr)]);
+    let l = log();
+    let mounts = l
+        .lines()
+        .filter(|x| {
+            x.contains("\"POST /v2/team-b/busybox/blobs/uploads/?mount=")
+                && x.contains("from=team-a%2Fbusybox")
+        })
+        .filter(|x| x.contains("\" 201 "))
+        .count();
+    assert_eq!(mounts, 2, "layer and config mounted from team-a");
+    assert_eq!(puts(&l), before, "the second push uploaded blob data");
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{}/team-b/busybox:1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -36,6 +36,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     diff_id TEXT NOT NULL,
     size INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS blob_sources (
+    blob TEXT NOT NULL,
+    host TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    PRIMARY KEY (blob, host, repository)
+);
 CREATE TABLE IF NOT EXISTS mounts (
     path TEXT PRIMARY KEY,
     image TEXT NOT NULL REFERENCES images(id)
@@ -234,6 +240,17 @@ impl Db {
             out.insert(r?);
         }
         Ok(out)
+    }
+
+    /// Repositories of `host` a blob is known to exist in.
+    pub fn blob_sources(&self, blob: &Digest, host: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT repository FROM blob_sources WHERE blob = ?1 AND host = ?2")?;
+        let rows = stmt
+            .query_map([blob.to_string(), host.to_string()], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
     }
 
     pub fn mounted_images(&self) -> Result<Vec<(String, Digest)>> {

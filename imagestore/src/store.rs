@@ -169,6 +169,29 @@ impl Store {
         self.db.images()
     }
 
+    /// Remember that `blobs` exist in `host/repository` (for cross-repo
+    /// mounts when pushing elsewhere on the same registry).
+    pub fn record_blob_sources(
+        &mut self,
+        blobs: &[Digest],
+        host: &str,
+        repository: &str,
+    ) -> Result<()> {
+        let tx = self.db.tx()?;
+        for b in blobs {
+            tx.execute(
+                "INSERT OR IGNORE INTO blob_sources (blob, host, repository) VALUES (?1, ?2, ?3)",
+                [b.to_string(), host.to_string(), repository.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn blob_sources(&self, blob: &Digest, host: &str) -> Result<Vec<String>> {
+        self.db.blob_sources(blob, host)
+    }
+
     pub fn mounted(&self) -> Result<Vec<(String, Digest)>> {
         self.db.mounted_images()
     }

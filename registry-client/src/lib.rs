@@ -411,6 +411,9 @@ impl Registry {
         // The first request authenticates; layers then go in parallel.
         let id = store.store_manifest(&bytes, &digest, names, &source)?;
         progress.event("Writing manifest to image destination");
+        let mut blobs: Vec<Digest> = store.layers(&id)?.into_iter().map(|l| l.blob).collect();
+        blobs.push(id.clone());
+        store.record_blob_sources(&blobs, &via.domain, &via.path)?;
         Ok(id)
     }
 
@@ -428,7 +431,7 @@ impl Registry {
 
     /// `push IMAGE [DEST]`: blobs the registry lacks (HEAD check), config,
     /// manifest last. Returns the manifest digest.
-    pub fn push(&self, store: &Store, image: &str, dest: Option<&str>) -> Result<Digest> {
+    pub fn push(&self, store: &mut Store, image: &str, dest: Option<&str>) -> Result<Digest> {
         let id = store.resolve(image)?;
         let target = match dest {
             Some(d) => Reference::parse(d)?,
@@ -452,6 +455,31 @@ impl Registry {
                 .map_err(|e| from_oci(&host, &format!("blob {d}"), e))?;
             if exists {
                 tracing::info!("{}: already exists", d.short());
+                continue;
+            }
+            // Another repository of this registry has it: mount, don't upload.
+            let mut mounted = false;
+            for repo in store
+                .blob_sources(d, &target.domain)?
+                .into_iter()
+                .filter(|r| *r != target.path)
+            {
+                let Ok(from) = format!("{}/{repo}:latest", target.domain).parse::<OciRef>() else {
+                    continue;
+                };
+                match self
+                    .rt
+                    .block_on(self.client.mount_blob(&oref, &from, &d.to_string()))
+                {
+                    Ok(()) => {
+                        tracing::info!("{}: mounted from {repo}", d.short());
+                        mounted = true;
+                        break;
+                    }
+                    Err(e) => tracing::debug!("mount of {} from {repo} refused: {e}", d.short()),
+                }
+            }
+            if mounted {
                 continue;
             }
             let size = store.content.size(d)?;
@@ -479,6 +507,7 @@ impl Registry {
         self.rt
             .block_on(self.client.push_manifest_raw(&oref, manifest, header))
             .map_err(|e| from_oci(&host, "manifest", e))?;
+        store.record_blob_sources(&blobs, &target.domain, &target.path)?;
         Ok(img.manifest)
     }
 }
