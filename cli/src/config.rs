@@ -6,6 +6,7 @@
 //! insecure_registries = ["registry.lan:5000"]   # plain HTTP
 //! [mirrors]
 //! "docker.io" = ["mirror.lan:5000"]             # tried in order, then the origin
+//! chunked_upload_above = 268435456              # bytes; larger blobs are pushed in chunks
 //! ```
 
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     #[serde(default)]
     pub mirrors: HashMap<String, Vec<String>>,
+    /// Push blobs larger than this many bytes in chunks (default 256 MiB).
+    pub chunked_upload_above: Option<u64>,
 }
 
 pub fn default_path() -> PathBuf {
@@ -56,6 +59,7 @@ impl Config {
             insecure: !tls_verify,
             insecure_hosts: self.insecure_registries.clone(),
             mirrors: self.mirrors.get(domain).cloned().unwrap_or_default(),
+            chunked_above: self.chunked_upload_above,
             ..Default::default()
         }
     }

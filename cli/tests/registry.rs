@@ -859,3 +859,102 @@ fn push_to_another_repository_mounts_blobs() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn large_blobs_go_up_in_chunks_and_podman_pulls_the_result() {
+    let reg = Registry::start(None);
+    let s = Strata::new();
+    s.busybox();
+    let cfg = s.dir.path().join("strata.toml");
+    std::fs::write(&cfg, "chunked_upload_above = 100000\n").unwrap();
+    let dest = format!("{}/chunked/busybox:1", reg.addr);
+    s.ok(&["--config", cfg.to_str().unwrap(), "push", "busybox", &dest]);
+    let log = std::fs::read_to_string(reg._dir.path().join("log")).unwrap();
+    assert!(
+        log.contains("\"PATCH /v2/chunked/busybox/blobs/uploads/"),
+        "no chunked upload: {log}"
+    );
+    // podman reads what strata pushed.
+    let pm = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(s.dir.path().join("podman"))
+            .arg("--runroot")
+            .arg(s.dir.path().join("podman-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = pm(&["pull", "--tls-verify=false", &dest]);
+    assert!(o.status.success(), "podman pull: {}", stderr(&o));
+    let _ = pm(&["system", "reset", "-f"]);
+}
+
+#[test]
+fn credentials_from_a_docker_credential_helper() {
+    let reg = Registry::start(Some(("carol", "pw-from-helper")));
+    let s = Strata::new();
+    s.busybox();
+    // A helper on PATH, named in credHelpers for this registry.
+    let bin = s.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-strata-test");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread host\n[ \"$1\" = get ] && [ \"$host\" = \"{}\" ] && echo '{{\"ServerURL\":\"'$host'\",\"Username\":\"carol\",\"Secret\":\"pw-from-helper\"}}' && exit 0\necho 'credentials not found in native keychain'; exit 1\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(s.dir.path().join("docker")).unwrap();
+    std::fs::write(
+        s.dir.path().join("docker/config.json"),
+        format!("{{\"credHelpers\": {{\"{}\": \"strata-test\"}}}}", reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = s
+        .cmd(&["push", "busybox", &format!("{}/carol/busybox:1", reg.addr)])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "push with helper credentials: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn second_pull_fetches_no_blobs() {
+    let reg = Registry::start(None);
+    let s = Strata::new();
+    s.busybox();
+    let dest = format!("{}/again/busybox:1", reg.addr);
+    s.ok(&["push", "busybox", &dest]);
+    let p = Strata::new();
+    p.ok(&["pull", "-q", &dest]);
+    let log = || std::fs::read_to_string(reg._dir.path().join("log")).unwrap();
+    let blob_gets = |l: &str| {
+        l.lines()
+            .filter(|x| x.contains("\"GET /v2/again/busybox/blobs/"))
+            .count()
+    };
+    let before = blob_gets(&log());
+    assert!(before >= 2, "first pull fetched layer and config");
+    p.ok(&["pull", "-q", &dest]);
+    assert_eq!(
+        blob_gets(&log()),
+        before,
+        "layers already present were fetched again"
+    );
+}

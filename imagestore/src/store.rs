@@ -552,8 +552,14 @@ impl Store {
             serde_json::from_slice(data).map_err(|e| Error::BadImage(format!("manifest: {e}")))?;
         let cdesc = manifest.config();
         let cdigest: Digest = cdesc.digest().to_string().parse()?;
+        // The config is small: from the store if we have it, else fetched.
         let mut cbytes = Vec::new();
-        source(&cdigest)?
+        let reader: Box<dyn Read + Send> = if self.content.exists(&cdigest) {
+            Box::new(self.content.open_blob(&cdigest)?)
+        } else {
+            source(&cdigest)?
+        };
+        reader
             .take(16 << 20)
             .read_to_end(&mut cbytes)
             .ctx(|| format!("read config {cdigest}"))?;

@@ -30,6 +30,8 @@ const ACCEPT: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 const MAX_MANIFEST: usize = 4 << 20;
+const CHUNKED_ABOVE: u64 = 256 << 20;
+const UPLOAD_CHUNK: usize = 16 << 20;
 /// Attempts for one request on connection errors and 5xx.
 const ATTEMPTS: u32 = 4;
 
@@ -76,6 +78,9 @@ pub struct Options {
     /// Mirrors of the pulled reference's registry, tried in order before it.
     pub mirrors: Vec<String>,
     pub progress: progress::Mode,
+    /// Blobs larger than this go up in chunks (PATCH per piece); smaller
+    /// ones in one streamed request. Default 256 MiB.
+    pub chunked_above: Option<u64>,
 }
 
 /// Docker's rule: localhost and 127.0.0.0/8 speak plain HTTP.
@@ -483,13 +488,32 @@ impl Registry {
                 continue;
             }
             let size = store.content.size(d)?;
-            let body = stream::file_stream(store.content.open_blob(d)?);
+            let chunked = size > self.opts.chunked_above.unwrap_or(CHUNKED_ABOVE);
+            let piece = if chunked { UPLOAD_CHUNK } else { 1 << 20 };
+            let body = stream::file_stream(store.content.open_blob(d)?, piece);
             let (client, oref, digest) = (&self.client, &oref, d.to_string());
             uploads.push(async move {
-                client
-                    .push_blob_stream(oref, body, &digest, Some(size))
-                    .await
-                    .map_err(|e| (digest, e))
+                if chunked {
+                    // oci-client computes the digest while sending; the
+                    // registry checks it against what it received.
+                    let r = client
+                        .push_blob_stream_chunked(oref, body)
+                        .await
+                        .map_err(|e| (digest.clone(), e))?;
+                    if r.blob_digest != digest {
+                        let msg = format!("registry stored {} for blob {digest}", r.blob_digest);
+                        return Err((
+                            digest,
+                            oci_client::errors::OciDistributionError::GenericError(Some(msg)),
+                        ));
+                    }
+                    Ok(r.blob_url)
+                } else {
+                    client
+                        .push_blob_stream(oref, body, &digest, Some(size))
+                        .await
+                        .map_err(|e| (digest, e))
+                }
             });
         }
         for r in self.rt.block_on(futures_util::future::join_all(uploads)) {

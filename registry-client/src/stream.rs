@@ -98,14 +98,25 @@ impl Read for ResumingReader {
     }
 }
 
-/// A file as a stream of 1 MiB chunks, for uploads.
+/// A file as a stream of `chunk`-byte pieces, for uploads (a chunked
+/// upload sends one PATCH per piece).
 pub fn file_stream(
     file: std::fs::File,
+    chunk: usize,
 ) -> impl futures_util::Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static {
-    futures_util::stream::unfold(Some(file), |state| async move {
+    futures_util::stream::unfold(Some(file), move |state| async move {
         let mut file = state?;
-        let mut buf = vec![0u8; 1 << 20];
-        match file.read(&mut buf) {
+        let mut buf = vec![0u8; chunk];
+        // Fill the piece (a file read may return less).
+        let mut filled = 0;
+        while filled < chunk {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => return Some((Err(e.into()), None)),
+            }
+        }
+        match Ok::<usize, std::io::Error>(filled) {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
