@@ -7,6 +7,7 @@
 //! [mirrors]
 //! "docker.io" = ["mirror.lan:5000"]             # tried in order, then the origin
 //! chunked_upload_above = 268435456              # bytes; larger blobs are pushed in chunks
+//! read_timeout = 60                             # seconds without bytes before a download resumes
 //! ```
 
 use std::collections::HashMap;
@@ -24,6 +25,9 @@ pub struct Config {
     pub mirrors: HashMap<String, Vec<String>>,
     /// Push blobs larger than this many bytes in chunks (default 256 MiB).
     pub chunked_upload_above: Option<u64>,
+    /// Seconds a registry may stall a read before the download is resumed
+    /// on a new connection (default 60).
+    pub read_timeout: Option<u64>,
 }
 
 pub fn default_path() -> PathBuf {
@@ -60,6 +64,7 @@ impl Config {
             insecure_hosts: self.insecure_registries.clone(),
             mirrors: self.mirrors.get(domain).cloned().unwrap_or_default(),
             chunked_above: self.chunked_upload_above,
+            read_timeout: self.read_timeout.map(std::time::Duration::from_secs),
             ..Default::default()
         }
     }

@@ -59,6 +59,9 @@ enum Cmd {
         cert_dir: Option<PathBuf>,
         #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
         tls_verify: bool,
+        /// No progress output.
+        #[arg(short, long)]
+        quiet: bool,
         image: String,
         destination: Option<String>,
     },
@@ -293,12 +296,16 @@ fn run(cli: Cli) -> Result<()> {
             image,
             destination,
             cert_dir,
+            quiet,
         } => {
             let dest = destination.as_deref().unwrap_or(&image);
             let r = strata_imagestore::reference::Reference::parse(dest)?;
             let mut opts = config.registry_options(tls_verify, &r.domain);
             opts.mirrors.clear(); // pushes go to the registry itself
             opts.certs_dir = cert_dir;
+            if quiet {
+                opts.progress = strata_registry::progress::Mode::Quiet;
+            }
             let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
             let digest = reg.push(&mut store, &image, destination.as_deref())?;
             writeln!(out, "Pushed {r}: {digest}")?;

@@ -414,6 +414,9 @@ struct Faults {
     drop_after: Option<usize>,
     /// Flip a byte in every blob body.
     corrupt: bool,
+    /// Send this many bytes of the first blob GET's body, then stall
+    /// (keep the connection open, send nothing) for a minute.
+    stall_after: Option<usize>,
     /// Request heads seen, for assertions.
     seen: Vec<String>,
 }
@@ -441,6 +444,11 @@ impl FaultProxy {
                     let mut b = [0u8; 1];
                     while !head.ends_with(b"\r\n\r\n") {
                         if client.read(&mut b).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        // A TLS ClientHello (the client's HTTPS probe):
+                        // hang up, as a plain-HTTP registry would.
+                        if head.is_empty() && b[0] == 0x16 {
                             return;
                         }
                         head.push(b[0]);
@@ -495,10 +503,23 @@ impl FaultProxy {
                     let cut = drop_after
                         .filter(|n| *n < body.len())
                         .filter(|_| f.lock().unwrap().drop_after.take().is_some());
-                    match cut {
-                        Some(n) => {
+                    let stall = if is_blob_get {
+                        let mut g = f.lock().unwrap();
+                        g.stall_after
+                            .filter(|n| *n < body.len())
+                            .and_then(|_| g.stall_after.take())
+                    } else {
+                        None
+                    };
+                    match (cut, stall) {
+                        (Some(n), _) => {
                             let _ = client.write_all(&body[..n]);
                             let _ = client.shutdown(std::net::Shutdown::Both);
+                        }
+                        (None, Some(n)) => {
+                            let _ = client.write_all(&body[..n]);
+                            let _ = client.flush();
+                            std::thread::sleep(std::time::Duration::from_secs(60));
                         }
                         _ => {
                             let _ = client.write_all(&body);
@@ -575,6 +596,47 @@ fn broken_download_resumes_with_range() {
 }
 
 #[test]
+fn stalled_download_times_out_and_resumes() {
+    let reg = Registry::start(None);
+    let (s, id) = pushed_busybox(&reg);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            stall_after: Some(200_000),
+            ..Default::default()
+        },
+    );
+    let cfg = s.dir.path().join("strata.toml");
+    std::fs::write(&cfg, "read_timeout = 2\n").unwrap();
+    let p = Strata::new();
+    let started = std::time::Instant::now();
+    let out = p.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "pull",
+        "-q",
+        &format!("{}/fault/busybox:1", proxy.addr),
+    ]);
+    assert_eq!(out.trim(), id);
+    // The stall lasts a minute; only a timeout and a resume get past it.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "pull waited out the stall: {:?}",
+        started.elapsed()
+    );
+    let resumed = proxy
+        .seen()
+        .iter()
+        .any(|h| h.to_ascii_lowercase().contains("\r\nrange: bytes=200000-"));
+    assert!(
+        resumed,
+        "no request resuming at byte 200000: {:?}",
+        proxy.seen()
+    );
+    assert!(p.ok(&["system", "check"]).contains("consistent"));
+}
+
+#[test]
 fn corrupted_bytes_fail_cleanly_and_a_rerun_completes() {
     let reg = Registry::start(None);
     let (_s, id) = pushed_busybox(&reg);
@@ -611,16 +673,24 @@ fn b64url(data: &[u8]) -> String {
 struct TokenServer {
     url: String,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// When each token was issued.
+    issued: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
 }
 
 impl TokenServer {
     fn start(certs: &Path, user: &'static str, pass: &'static str) -> TokenServer {
+        Self::start_ttl(certs, user, pass, 300)
+    }
+
+    /// Tokens that expire `ttl` seconds after they are issued.
+    fn start_ttl(certs: &Path, user: &'static str, pass: &'static str, ttl: u64) -> TokenServer {
         use base64::Engine;
         use std::io::{Read, Write};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/token", listener.local_addr().unwrap());
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (count, certs) = (requests.clone(), certs.to_path_buf());
+        let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, certs, times) = (requests.clone(), certs.to_path_buf(), issued.clone());
         // DER of the signing certificate for the x5c header.
         let der = Command::new("openssl")
             .args(["x509", "-in"])
@@ -675,7 +745,7 @@ impl TokenServer {
                     .as_secs();
                 let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
                 let claims = serde_json::json!({"iss": "strata-test-issuer", "sub": user, "aud": "strata-test-registry",
-                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", count.load(std::sync::atomic::Ordering::SeqCst)),
+                    "exp": now + ttl, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", count.load(std::sync::atomic::Ordering::SeqCst)),
                     "access": access});
                 let input = format!(
                     "{}.{}",
@@ -695,14 +765,19 @@ impl TokenServer {
                     .write_all(input.as_bytes())
                     .unwrap();
                 let sig = sign.wait_with_output().unwrap().stdout;
-                let body = serde_json::json!({"token": format!("{input}.{}", b64url(&sig)), "expires_in": 300}).to_string();
+                let body = serde_json::json!({"token": format!("{input}.{}", b64url(&sig)), "expires_in": ttl}).to_string();
+                times.lock().unwrap().push(Instant::now());
                 let _ = c.write_all(
                     format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
                         .as_bytes(),
                 );
             }
         });
-        TokenServer { url, requests }
+        TokenServer {
+            url,
+            requests,
+            issued,
+        }
     }
 }
 
@@ -737,6 +812,69 @@ fn bearer_token_auth_through_a_token_server() {
         (1..=2).contains(&used),
         "tokens fetched for one pull: {used}"
     );
+}
+
+#[test]
+fn expired_token_is_renewed_during_a_pull() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    // Tokens live one second; the registry allows its usual clock-skew
+    // leeway, the client drops them from its cache on time.
+    let tokens = TokenServer::start_ttl(certs.path(), "bob", "hunter2", 1);
+    let reg = Registry::start_token(&tokens.url, &certs.path().join("ca.crt"));
+    let s = Strata::new();
+    let id = s.busybox();
+    s.ok(&["login", "-u", "bob", "-p", "hunter2", &reg.addr]);
+    s.ok(&[
+        "push",
+        "-q",
+        "busybox",
+        &format!("{}/bob/busybox:1", reg.addr),
+    ]);
+    // The first blob download stalls past the read timeout (3 s), so the
+    // resumed request comes after the token expired.
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            stall_after: Some(200_000),
+            ..Default::default()
+        },
+    );
+    s.ok(&["login", "-u", "bob", "-p", "hunter2", &proxy.addr]);
+    let cfg = s.dir.path().join("strata.toml");
+    std::fs::write(&cfg, "read_timeout = 3\n").unwrap();
+    let fresh = Strata::new();
+    let mut c = fresh.cmd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "pull",
+        "-q",
+        &format!("{}/bob/busybox:1", proxy.addr),
+    ]);
+    c.env("DOCKER_CONFIG", s.dir.path().join("docker"));
+    let started = Instant::now();
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "pull across token expiry: {}",
+        stderr(&o)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+    // A token was issued again after the stall, for the resumed request
+    // (with tokens that do not expire, one serves the whole pull).
+    let during: Vec<Instant> = tokens
+        .issued
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t > started)
+        .cloned()
+        .collect();
+    let renewed = during
+        .iter()
+        .any(|t| t.duration_since(during[0]) >= Duration::from_millis(2900));
+    assert!(renewed, "no token renewed after the stall: {during:?}");
+    assert!(fresh.ok(&["system", "check"]).contains("consistent"));
 }
 
 #[test]
@@ -827,7 +965,15 @@ fn push_to_another_repository_mounts_blobs() {
     let reg = Registry::start(None);
     let s = Strata::new();
     s.busybox();
-    s.ok(&["push", "busybox", &format!("{}/team-a/busybox:1", reg.addr)]);
+    // Progress goes to stderr as plain lines when it is not a terminal.
+    let o = s.run(&["push", "busybox", &format!("{}/team-a/busybox:1", reg.addr)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("Copying blob ") && e.contains(" done ("), "{e}");
+    assert!(
+        e.contains("Copying config ") && e.contains("Writing manifest"),
+        "{e}"
+    );
     let log = || std::fs::read_to_string(reg._dir.path().join("log")).unwrap();
     let puts = |l: &str| {
         l.lines()
@@ -840,7 +986,20 @@ fn push_to_another_repository_mounts_blobs() {
         "first push uploads layer and config: {}",
         log()
     );
-    s.ok(&["push", "busybox", &format!("{}/team-b/busybox:1", reg.addr)]);
+    let o = s.run(&["push", "busybox", &format!("{}/team-b/busybox:1", reg.addr)]);
+    assert!(
+        stderr(&o).contains("skipped: mounted from team-a/busybox"),
+        "{}",
+        stderr(&o)
+    );
+    // -q: nothing on stderr but the result on stdout.
+    let o = s.run(&[
+        "push",
+        "-q",
+        "busybox",
+        &format!("{}/team-b/busybox:1", reg.addr),
+    ]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
     let l = log();
     let mounts = l
         .lines()
@@ -957,4 +1116,121 @@ fn second_pull_fetches_no_blobs() {
         before,
         "layers already present were fetched again"
     );
+}
+
+/// A network namespace of the test's own, with a non-loopback address on
+/// its `lo`, so a registry there is "remote" by Docker's rule.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(addr: &str) -> Netns {
+        let name = format!("strata-reg-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().expect("iproute2");
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns.name, "addr", "add", addr, "dev", "lo"]);
+        ns
+    }
+    fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, prog]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn insecure_registries_from_strata_toml_speak_plain_http() {
+    let ns = Netns::new("10.254.77.1/32");
+    let reg_addr = "10.254.77.1:5000";
+    let dir = tempfile::Builder::new()
+        .prefix("strata-insecure-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("config.yml"),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {reg_addr}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = ns
+        .cmd("docker-registry")
+        .arg("serve")
+        .arg(dir.path().join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ns
+        .cmd("bash")
+        .args([
+            "-c",
+            &format!("exec 3<>/dev/tcp/{}", reg_addr.replace(':', "/")),
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = Strata::new();
+    let id = s.busybox();
+    let strata = |cfg: Option<&Path>, args: &[&str]| {
+        let mut c = ns.cmd(BIN);
+        c.arg("--root").arg(s.dir.path().join("store"));
+        if let Some(cfg) = cfg {
+            c.arg("--config").arg(cfg);
+        } else {
+            c.arg("--config").arg(s.dir.path().join("none.toml"));
+        }
+        c.args(args)
+            .env("DOCKER_CONFIG", s.dir.path().join("docker"));
+        c.stdin(Stdio::null()).output().unwrap()
+    };
+    let dest = format!("{reg_addr}/lan/busybox:1");
+    // Not local by Docker's rule: HTTPS is required and fails.
+    let o = strata(None, &["push", "-q", "busybox", &dest]);
+    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(125));
+    let e = stderr(&o);
+    assert!(
+        e.contains(reg_addr) && e.contains("insecure_registries"),
+        "{e}"
+    );
+    // Listed as insecure: plain HTTP both ways.
+    let cfg = s.dir.path().join("strata.toml");
+    std::fs::write(&cfg, format!("insecure_registries = [\"{reg_addr}\"]\n")).unwrap();
+    let o = strata(Some(&cfg), &["push", "-q", "busybox", &dest]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = strata(Some(&cfg), &["rmi", "busybox"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = strata(Some(&cfg), &["pull", "-q", &dest]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
 }

@@ -61,6 +61,15 @@ pub fn from_oci(host: &str, what: &str, e: oci_client::errors::OciDistributionEr
             Error::Unauthorized(format!("authentication required for {host}"))
         }
         _ if text.contains("404") => Error::NotFound(what.to_string()),
+        // HTTPS to a host that does not answer it: say how to allow HTTP.
+        _ if text.contains("error sending request") && text.contains("https://") => {
+            Error::Registry {
+                host: host.to_string(),
+                msg: format!(
+                    "{text}: no HTTPS there (a plain-HTTP registry must be listed in insecure_registries in strata.toml, or use --tls-verify=false)"
+                ),
+            }
+        }
         _ => Error::Registry {
             host: host.to_string(),
             msg: text,

@@ -81,6 +81,9 @@ pub struct Options {
     /// Blobs larger than this go up in chunks (PATCH per piece); smaller
     /// ones in one streamed request. Default 256 MiB.
     pub chunked_above: Option<u64>,
+    /// A read that waits longer than this for bytes fails, and the blob
+    /// download resumes on a new connection (default 60 s).
+    pub read_timeout: Option<std::time::Duration>,
 }
 
 /// Docker's rule: localhost and 127.0.0.0/8 speak plain HTTP.
@@ -189,7 +192,10 @@ impl Registry {
             extra_root_certificates: extra,
             accept_invalid_certificates: opts.insecure,
             connect_timeout: Some(std::time::Duration::from_secs(10)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
+            read_timeout: Some(
+                opts.read_timeout
+                    .unwrap_or(std::time::Duration::from_secs(60)),
+            ),
             // One streamed PUT per blob; chunked PATCHes of the stream's
             // 1 MiB items cost a round trip each.
             use_monolithic_push: true,
@@ -452,6 +458,7 @@ impl Registry {
         let mut blobs: Vec<Digest> = store.layers(&id)?.into_iter().map(|l| l.blob).collect();
         blobs.push(id.clone());
         // HEAD-check every blob, then upload the missing ones at once.
+        let progress = progress::Progress::new(self.opts.progress);
         let mut uploads = Vec::new();
         for d in &blobs {
             let exists = self
@@ -459,7 +466,10 @@ impl Registry {
                 .block_on(self.client.blob_exists(&oref, &d.to_string()))
                 .map_err(|e| from_oci(&host, &format!("blob {d}"), e))?;
             if exists {
-                tracing::info!("{}: already exists", d.short());
+                progress.event(&format!(
+                    "Copying blob {} skipped: already exists",
+                    d.short()
+                ));
                 continue;
             }
             // Another repository of this registry has it: mount, don't upload.
@@ -477,7 +487,10 @@ impl Registry {
                     .block_on(self.client.mount_blob(&oref, &from, &d.to_string()))
                 {
                     Ok(()) => {
-                        tracing::info!("{}: mounted from {repo}", d.short());
+                        progress.event(&format!(
+                            "Copying blob {} skipped: mounted from {repo}",
+                            d.short()
+                        ));
                         mounted = true;
                         break;
                     }
@@ -490,7 +503,13 @@ impl Registry {
             let size = store.content.size(d)?;
             let chunked = size > self.opts.chunked_above.unwrap_or(CHUNKED_ABOVE);
             let piece = if chunked { UPLOAD_CHUNK } else { 1 << 20 };
-            let body = stream::file_stream(store.content.open_blob(d)?, piece);
+            let what = if *d == id { "config" } else { "blob" };
+            let blob = progress.wrap(
+                format!("{what} {}", d.short()),
+                Some(size),
+                Box::new(store.content.open_blob(d)?),
+            );
+            let body = stream::file_stream(blob, piece);
             let (client, oref, digest) = (&self.client, &oref, d.to_string());
             uploads.push(async move {
                 if chunked {
@@ -528,6 +547,7 @@ impl Registry {
         let header = ct
             .parse()
             .map_err(|_| Error::UnsupportedMediaType(ct.clone()))?;
+        progress.event("Writing manifest to image destination");
         self.rt
             .block_on(self.client.push_manifest_raw(&oref, manifest, header))
             .map_err(|e| from_oci(&host, "manifest", e))?;

@@ -98,10 +98,10 @@ impl Read for ResumingReader {
     }
 }
 
-/// A file as a stream of `chunk`-byte pieces, for uploads (a chunked
-/// upload sends one PATCH per piece).
+/// A reader (a blob file) as a stream of `chunk`-byte pieces, for
+/// uploads (a chunked upload sends one PATCH per piece).
 pub fn file_stream(
-    file: std::fs::File,
+    file: Box<dyn Read + Send>,
     chunk: usize,
 ) -> impl futures_util::Stream<Item = oci_client::errors::Result<Bytes>> + Send + 'static {
     futures_util::stream::unfold(Some(file), move |state| async move {
@@ -116,13 +116,10 @@ pub fn file_stream(
                 Err(e) => return Some((Err(e.into()), None)),
             }
         }
-        match Ok::<usize, std::io::Error>(filled) {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e.into()), None)),
+        if filled == 0 {
+            return None;
         }
+        buf.truncate(filled);
+        Some((Ok(Bytes::from(buf)), Some(file)))
     })
 }
