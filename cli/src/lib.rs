@@ -3,5 +3,6 @@
 //! issues 4 and 5.
 
 pub mod config;
+pub mod containers;
 pub mod images;
 pub mod paths;

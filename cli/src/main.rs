@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use strata::images;
 use strata_imagestore::Store;
 
+mod containers_cli;
+use containers_cli::{ContainerCmd, CreateArgs, ExecArgs, LogsArgs, PsArgs};
+
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Build, ship and run containers")]
 struct Cli {
@@ -26,6 +29,79 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Create and start a container.
+    #[command(disable_help_flag = true)]
+    Run(Box<CreateArgs>),
+    /// Create a container without starting it.
+    #[command(disable_help_flag = true)]
+    Create(Box<CreateArgs>),
+    /// Start created or stopped containers.
+    Start {
+        /// Attach to the output and wait.
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    Stop {
+        #[arg(short, long)]
+        time: Option<u32>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers (default SIGKILL).
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop and start containers again.
+    Restart {
+        #[arg(short, long)]
+        time: Option<u32>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        /// Also remove the container's anonymous volumes.
+        #[arg(short, long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers.
+    Ps(PsArgs),
+    /// Show a container's output.
+    Logs(LogsArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Wait for containers to stop; print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Follow a container's output until it exits; its exit code.
+    Attach { container: String },
+    /// Show containers or images as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show a container's processes.
+    Top { container: String },
+    /// Show a container's published ports.
+    Port { container: String },
+    /// Container commands.
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// The per-container monitor (internal).
+    #[command(hide = true, name = "container-monitor")]
+    ContainerMonitor { id: String },
     /// Create an image from a rootfs tarball ("-" for stdin).
     Import {
         tarball: String,
@@ -172,9 +248,12 @@ fn main() {
             .with_writer(std::io::stderr)
             .try_init();
     }
-    if let Err(e) = run(cli) {
-        eprintln!("Error: {e:#}");
-        std::process::exit(125);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(containers_cli::start_error_code(&e));
+        }
     }
 }
 
@@ -199,11 +278,16 @@ fn rmi(store: &mut Store, names: &[String], force: bool, out: &mut impl Write) -
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<i32> {
+    let default_root = cli.root.is_none();
     let root = cli.root.clone().unwrap_or_else(strata::paths::default_root);
     let config = strata::config::load(cli.config.as_deref())?;
     let mut store =
         Store::open(&root).with_context(|| format!("open store at {}", root.display()))?;
+    if is_container_cmd(&cli.cmd) {
+        let engine = strata::containers::Engine::new(root, store, default_root);
+        return run_container(cli.cmd, engine, &config);
+    }
     let mut out = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Import { tarball, name } => {
@@ -374,6 +458,276 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("{} problem(s) found", problems.len());
             }
         }
+        _ => unreachable!("container commands are handled by run_container"),
     }
+    Ok(0)
+}
+
+fn is_container_cmd(c: &Cmd) -> bool {
+    matches!(
+        c,
+        Cmd::Run(_)
+            | Cmd::Create(_)
+            | Cmd::Start { .. }
+            | Cmd::Stop { .. }
+            | Cmd::Kill { .. }
+            | Cmd::Restart { .. }
+            | Cmd::Rm { .. }
+            | Cmd::Ps(_)
+            | Cmd::Logs(_)
+            | Cmd::Exec(_)
+            | Cmd::Wait { .. }
+            | Cmd::Attach { .. }
+            | Cmd::Inspect { .. }
+            | Cmd::Top { .. }
+            | Cmd::Port { .. }
+            | Cmd::Container(_)
+            | Cmd::ContainerMonitor { .. }
+    )
+}
+
+/// Pull `reference` into the store (for `run --pull`).
+fn pull_quietly(
+    store: &mut Store,
+    config: &strata::config::Config,
+    reference: &str,
+    tls_verify: bool,
+) -> Result<()> {
+    let r = strata_imagestore::reference::Reference::parse(reference)?;
+    let opts = config.registry_options(tls_verify, &r.domain);
+    let hosts = strata_registry::Registry::hosts_for(&opts, &r.domain);
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let reg = strata_registry::Registry::new(opts, &hosts)?;
+    reg.pull(store, reference)?;
     Ok(())
+}
+
+/// Create a container, pulling its image first as `--pull` says.
+fn create(
+    engine: &mut strata::containers::Engine,
+    a: &CreateArgs,
+    config: &strata::config::Config,
+) -> Result<String> {
+    let opts = containers_cli::create_options(a)?;
+    let present = engine.store.resolve(&a.image).is_ok();
+    match a.pull.as_str() {
+        "always" => pull_quietly(&mut engine.store, config, &a.image, a.tls_verify)?,
+        "missing" if !present => pull_quietly(&mut engine.store, config, &a.image, a.tls_verify)
+            .with_context(|| {
+                format!("{}: image not known locally, and the pull failed", a.image)
+            })?,
+        "never" if !present => anyhow::bail!("{}: image not known locally (--pull never)", a.image),
+        _ => {}
+    }
+    engine.create(&opts)
+}
+
+fn run_container(
+    cmd: Cmd,
+    mut engine: strata::containers::Engine,
+    config: &strata::config::Config,
+) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    // Several containers: go on after a failure, exit 1 as Docker does.
+    let each = |names: &[String],
+                f: &mut dyn FnMut(&str) -> Result<String>,
+                out: &mut dyn Write|
+     -> Result<i32> {
+        let mut failed = 0;
+        for n in names {
+            match f(n) {
+                Ok(s) => writeln!(out, "{s}")?,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 && failed == names.len() && names.len() == 1 {
+            return Ok(125);
+        }
+        Ok(if failed > 0 { 1 } else { 0 })
+    };
+    match cmd {
+        Cmd::ContainerMonitor { id } => {
+            drop(out);
+            Ok(strata::containers::monitor::main(&engine, &id))
+        }
+        Cmd::Create(a) => {
+            let id = create(&mut engine, &a, config)?;
+            writeln!(out, "{id}")?;
+            Ok(0)
+        }
+        Cmd::Run(a) => {
+            let id = create(&mut engine, &a, config)?;
+            let monitor = match engine.start(&id, !a.detach) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Nothing half-made: a run that cannot start leaves
+                    // no container behind.
+                    let _ = engine.remove(&id, true, true);
+                    return Err(e);
+                }
+            };
+            if a.detach {
+                writeln!(out, "{id}")?;
+                return Ok(0);
+            }
+            drop(out);
+            containers_cli::attach_wait(&engine, &id, monitor, a.tty)
+        }
+        Cmd::Start { attach, containers } => {
+            if attach {
+                let [c] = containers.as_slice() else {
+                    anyhow::bail!("start --attach takes one container");
+                };
+                let id = engine.find(c)?.id;
+                let tty = engine.dir(&id).record()?.tty;
+                let m = engine.start(&id, true)?;
+                drop(out);
+                return containers_cli::attach_wait(&engine, &id, m, tty);
+            }
+            each(
+                &containers,
+                &mut |c| {
+                    engine.start(c, false)?;
+                    Ok(c.to_string())
+                },
+                &mut out,
+            )
+        }
+        Cmd::Stop { time, containers } => each(
+            &containers,
+            &mut |c| {
+                engine.stop(c, time)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Restart { time, containers } => each(
+            &containers,
+            &mut |c| {
+                engine.stop(c, time)?;
+                engine.start(c, false)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Kill { signal, containers } => each(
+            &containers,
+            &mut |c| {
+                engine.kill(c, &signal)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Rm {
+            force,
+            volumes,
+            containers,
+        } => each(
+            &containers,
+            &mut |c| {
+                engine.remove(c, force, volumes)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Wait { containers } => each(
+            &containers,
+            &mut |c| {
+                let id = engine.find(c)?.id;
+                Ok(engine.wait(&id, None)?.unwrap_or(0).to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Ps(a) | Cmd::Container(ContainerCmd::Ls(a)) => {
+            containers_cli::ps(&engine, &a, &mut out)?;
+            Ok(0)
+        }
+        Cmd::Logs(a) => {
+            let c = engine.find(&a.container)?;
+            let tail = match a.tail.as_deref() {
+                None | Some("all") => None,
+                Some(n) => Some(
+                    n.parse::<usize>()
+                        .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}"))?,
+                ),
+            };
+            drop(out);
+            let dir = engine.dir(&c.id);
+            let done = || {
+                engine
+                    .refresh(&c.id)
+                    .map(|s| s.status != strata::containers::record::Status::Running)
+                    .unwrap_or(true)
+            };
+            strata::containers::logs::print(&dir.log(), tail, a.timestamps, a.follow, &done)?;
+            Ok(0)
+        }
+        Cmd::Attach { container } => {
+            let c = engine.find(&container)?;
+            drop(out);
+            let dir = engine.dir(&c.id);
+            let done = || {
+                engine
+                    .refresh(&c.id)
+                    .map(|s| s.status != strata::containers::record::Status::Running)
+                    .unwrap_or(true)
+            };
+            strata::containers::logs::print(&dir.log(), Some(0), false, true, &done)?;
+            Ok(engine.wait(&c.id, None)?.unwrap_or(0))
+        }
+        Cmd::Exec(a) => {
+            drop(out);
+            containers_cli::exec(&engine, &a)
+        }
+        Cmd::Inspect { names } | Cmd::Container(ContainerCmd::Inspect { containers: names }) => {
+            let mut all = Vec::new();
+            for n in &names {
+                match containers_cli::inspect_container(&engine, n) {
+                    Ok(v) => all.push(v),
+                    Err(_) => {
+                        let id = engine
+                            .store
+                            .resolve(n)
+                            .map_err(|_| anyhow::anyhow!("no such object: {n}"))?;
+                        all.push(engine.store.inspect(&id)?);
+                    }
+                }
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            Ok(0)
+        }
+        Cmd::Top { container } => {
+            containers_cli::top(&engine, &container, &mut out)?;
+            Ok(0)
+        }
+        Cmd::Port { container } => {
+            let c = engine.find(&container)?;
+            for p in engine.dir(&c.id).record()?.ports {
+                let ip = if p.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &p.host_ip
+                };
+                writeln!(
+                    out,
+                    "{}/{} -> {ip}:{}",
+                    p.container_port, p.protocol, p.host_port
+                )?;
+            }
+            Ok(0)
+        }
+        Cmd::Container(ContainerCmd::Prune) => {
+            for c in engine.store.containers()? {
+                if engine.refresh(&c.id)?.status != strata::containers::record::Status::Running {
+                    engine.remove(&c.id, false, false)?;
+                    writeln!(out, "{}", c.id)?;
+                }
+            }
+            Ok(0)
+        }
+        _ => unreachable!("image commands are handled by run"),
+    }
 }

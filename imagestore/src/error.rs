@@ -48,6 +48,10 @@ pub enum Error {
     Db(#[from] rusqlite::Error),
     #[error("{0} is in use by {1}")]
     InUse(String, String),
+    #[error("the container name \"{0}\" is already in use")]
+    NameInUse(String),
+    #[error("no such container: {0}")]
+    ContainerNotFound(String),
     #[error("store at {0} is corrupt: {1}")]
     Corrupt(PathBuf, String),
 }

@@ -3,6 +3,7 @@
 //! processes (see DESIGN.md).
 
 pub mod archive;
+pub mod containers;
 pub mod content;
 pub mod digest;
 pub mod error;

@@ -1,4 +1,5 @@
-//! `strata.db`: images, their layers, names and snapshots in SQLite (WAL).
+//! `strata.db`: images, their layers, names and snapshots, and the
+//! containers that use images (GC roots), in SQLite (WAL).
 //! Every change is one transaction.
 
 use std::path::Path;
@@ -45,6 +46,12 @@ CREATE TABLE IF NOT EXISTS blob_sources (
 CREATE TABLE IF NOT EXISTS mounts (
     path TEXT PRIMARY KEY,
     image TEXT NOT NULL REFERENCES images(id)
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image TEXT NOT NULL REFERENCES images(id),
+    created TEXT NOT NULL
 );
 ";
 
@@ -100,6 +107,10 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Db { conn })
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// A write transaction that takes the write lock up front.

@@ -130,6 +130,14 @@ impl Store {
         })
     }
 
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn db_mut(&mut self) -> &mut Db {
+        &mut self.db
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -221,7 +229,12 @@ impl Store {
             .db
             .images()?
             .into_iter()
-            .filter(|i| i.names.is_empty() && !mounted.contains(&i.id) && !in_use(&i.id))
+            .filter(|i| {
+                i.names.is_empty()
+                    && !mounted.contains(&i.id)
+                    && !in_use(&i.id)
+                    && !self.image_has_containers(&i.id).unwrap_or(true)
+            })
             .map(|i| i.id)
             .collect();
         let tx = self.db.tx()?;
@@ -808,7 +821,7 @@ impl Store {
                 }
                 if in_use(&id)
                     || tx.query_row(
-                        "SELECT COUNT(*) FROM mounts WHERE image = ?1",
+                        "SELECT (SELECT COUNT(*) FROM mounts WHERE image = ?1) + (SELECT COUNT(*) FROM containers WHERE image = ?1)",
                         [id.to_string()],
                         |r| r.get::<_, i64>(0),
                     )? > 0

@@ -1,0 +1,706 @@
+//! Containers, daemonless: `create` turns an image and run options into
+//! a writable overlay and an OCI bundle under `containers/<id>/`; `start`
+//! hands the container to a monitor process (see [`monitor`]); every
+//! other verb reads and repairs state from disk. A state whose monitor
+//! and container are gone (SIGKILL, reboot) is noticed and finished off
+//! here, never trusted.
+
+pub mod logs;
+pub mod monitor;
+pub mod network;
+pub mod record;
+pub mod seccomp;
+pub mod spec;
+pub mod users;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use serde_json::{Value, json};
+use strata_imagestore::Store;
+use strata_imagestore::containers::ContainerRow;
+
+use record::{Dir, Port, Record, State, Status};
+
+/// Everything `create` needs beyond the spec options.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    pub auto_remove: bool,
+    pub network: String,
+    pub ports: Vec<Port>,
+    pub labels: Vec<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u32>,
+    /// `-v SRC:DST[:ro]` and `--mount` already parsed into (src, dst, ro,
+    /// kind) where kind is bind | volume | tmpfs.
+    pub volumes: Vec<(String, String, bool, String)>,
+    pub spec: spec::Options,
+}
+
+/// A started container's network namespace.
+pub struct NetState {
+    pub netns: PathBuf,
+    pub bridge: bool,
+    pub ip: Option<String>,
+}
+
+pub struct Engine {
+    pub root: PathBuf,
+    pub run_dir: PathBuf,
+    pub store: Store,
+    /// The `strata` binary, for the monitor re-exec.
+    pub exe: PathBuf,
+}
+
+impl Engine {
+    pub fn new(root: PathBuf, store: Store, default_root: bool) -> Engine {
+        let run_dir = if default_root {
+            PathBuf::from("/run/strata")
+        } else {
+            root.join("run")
+        };
+        Engine {
+            root,
+            run_dir,
+            store,
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("strata")),
+        }
+    }
+
+    pub fn dir(&self, id: &str) -> Dir {
+        Dir(self.root.join("containers").join(id))
+    }
+
+    pub fn runtime_root(&self) -> strata_runtime::state::Root {
+        strata_runtime::state::Root::new(self.run_dir.join("runtime"))
+    }
+
+    /// The bridge, its addresses and host ports are host-wide, whatever
+    /// the store: their bookkeeping lives in one place.
+    fn ipam_dir(&self) -> PathBuf {
+        PathBuf::from("/run/strata/ipam")
+    }
+
+    fn ports_dir(&self) -> PathBuf {
+        PathBuf::from("/run/strata/ports")
+    }
+
+    /// A container by id, id prefix or name.
+    pub fn find(&self, what: &str) -> Result<ContainerRow> {
+        Ok(self.store.find_container(what)?)
+    }
+
+    // ---- create -------------------------------------------------------
+
+    pub fn create(&mut self, o: &CreateOptions) -> Result<String> {
+        let image = self.store.resolve(&o.image)?;
+        let config: Value = serde_json::from_slice(&self.store.content.read(&image)?)
+            .context("parse image config")?;
+        let id = record::new_id()?;
+        let name = o.name.clone().unwrap_or_else(|| record::random_name(&id));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        }
+        for p in &o.ports {
+            if network::port_reserved(&self.ports_dir(), p) {
+                let ip = if p.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &p.host_ip
+                };
+                bail!(
+                    "port is already allocated: {ip}:{}/{}",
+                    p.host_port,
+                    p.protocol
+                );
+            }
+            network::check_port_free(p)?;
+        }
+        let created = record::now();
+        self.store.add_container(&ContainerRow {
+            id: id.clone(),
+            name: name.clone(),
+            image: image.clone(),
+            created: created.clone(),
+        })?;
+        let dir = self.dir(&id);
+        let made = self.make(&id, &name, &image, &config, o, &created);
+        if let Err(e) = made {
+            // Nothing half-made stays: mount, directory, row.
+            let _ = umount2(&dir.rootfs(), MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir_all(dir.path());
+            let _ = self.store.remove_container(&id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn make(
+        &mut self,
+        id: &str,
+        name: &str,
+        image: &strata_imagestore::Digest,
+        config: &Value,
+        o: &CreateOptions,
+        created: &str,
+    ) -> Result<()> {
+        let dir = self.dir(id);
+        for d in ["upper", "work", "merged"] {
+            std::fs::create_dir_all(dir.path().join(d))
+                .with_context(|| format!("create {}", dir.path().join(d).display()))?;
+        }
+        self.mount_rootfs(id, image)?;
+        let hostname = o
+            .spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_string());
+        // Generated /etc files, bound over the image's.
+        std::fs::write(dir.path().join("hostname"), format!("{hostname}\n"))?;
+        write_hosts(&dir, &hostname, None)?;
+        std::fs::write(dir.path().join("resolv.conf"), resolv_conf(&o.network))?;
+        let mut so = o.spec.clone();
+        if o.network != "host" {
+            for f in ["hostname", "hosts", "resolv.conf"] {
+                so.mounts
+                    .push(json!({"destination": format!("/etc/{f}"), "type": "bind",
+                    "source": dir.path().join(f), "options": ["rbind", "rprivate"]}));
+            }
+        }
+        let mut volumes = Vec::new();
+        for (src, dst, ro, kind) in &o.volumes {
+            so.mounts
+                .push(self.volume_mount(src, dst, *ro, kind, &mut volumes)?);
+        }
+        // Image VOLUMEs not covered by -v become anonymous volumes.
+        if let Some(vols) = config["config"]["Volumes"].as_object() {
+            for dst in vols.keys() {
+                if o.volumes.iter().any(|(_, d, _, _)| d == dst) {
+                    continue;
+                }
+                so.mounts
+                    .push(self.volume_mount("", dst, false, "volume", &mut volumes)?);
+            }
+        }
+        let netns = (o.network != "host").then(|| network::netns_path(&self.run_dir, id));
+        let (spec, command) = spec::build(
+            config,
+            &so,
+            &dir.rootfs(),
+            &hostname,
+            &o.network,
+            netns.as_deref(),
+            &format!("/strata/{id}"),
+        )?;
+        record::write_atomic(
+            &dir.path().join("config.json"),
+            &serde_json::to_vec_pretty(&spec)?,
+        )?;
+        let mut labels = std::collections::BTreeMap::new();
+        if let Some(l) = config["config"]["Labels"].as_object() {
+            for (k, v) in l {
+                labels.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+            }
+        }
+        for l in &o.labels {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let stop_signal = o
+            .stop_signal
+            .clone()
+            .or_else(|| config["config"]["StopSignal"].as_str().map(String::from))
+            .unwrap_or_else(|| "SIGTERM".into());
+        strata_runtime::signals::parse(&stop_signal)
+            .map_err(|_| anyhow::anyhow!("invalid stop signal {stop_signal:?}"))?;
+        let rec = Record {
+            id: id.to_string(),
+            name: name.to_string(),
+            image_name: o.image.clone(),
+            image: image.to_string(),
+            created: created.to_string(),
+            command,
+            tty: o.spec.tty,
+            interactive: o.spec.interactive,
+            auto_remove: o.auto_remove,
+            network: o.network.clone(),
+            ports: o.ports.clone(),
+            labels,
+            stop_signal,
+            stop_timeout: o.stop_timeout.unwrap_or(10),
+            volumes,
+            spec,
+        };
+        dir.save_record(&rec)?;
+        dir.save_state(&State {
+            boot_id: record::boot_id(),
+            ..Default::default()
+        })?;
+        Ok(())
+    }
+
+    fn volume_mount(
+        &self,
+        src: &str,
+        dst: &str,
+        ro: bool,
+        kind: &str,
+        made: &mut Vec<String>,
+    ) -> Result<Value> {
+        if !dst.starts_with('/') {
+            bail!("invalid mount target {dst:?}: must be an absolute path");
+        }
+        let mut opts = vec![json!("rbind"), json!("rprivate")];
+        if ro {
+            opts.push(json!("ro"));
+        }
+        match kind {
+            "tmpfs" => Ok(
+                json!({"destination": dst, "type": "tmpfs", "source": "tmpfs",
+                                "options": ["nosuid", "nodev", "mode=1777"]}),
+            ),
+            "bind" => {
+                let p = Path::new(src);
+                if !p.is_absolute() || !p.exists() {
+                    bail!("invalid bind mount source {src:?}: must be an existing absolute path");
+                }
+                Ok(json!({"destination": dst, "type": "bind", "source": src, "options": opts}))
+            }
+            _ => {
+                let name = if src.is_empty() {
+                    let n = record::new_id()?;
+                    made.push(n.clone());
+                    n
+                } else {
+                    if !src
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    {
+                        bail!("invalid volume name {src:?}");
+                    }
+                    src.to_string()
+                };
+                let data = self.root.join("volumes").join(&name).join("_data");
+                std::fs::create_dir_all(&data).with_context(|| format!("create volume {name}"))?;
+                Ok(json!({"destination": dst, "type": "bind", "source": data, "options": opts}))
+            }
+        }
+    }
+
+    /// The overlay: image snapshots below, the container's upper above.
+    fn mount_rootfs(&self, id: &str, image: &strata_imagestore::Digest) -> Result<()> {
+        let dir = self.dir(id);
+        let target = dir.rootfs();
+        if is_mountpoint(&target) {
+            return Ok(());
+        }
+        let lower: Vec<String> = self
+            .store
+            .snapshot_dirs(image)?
+            .iter()
+            .rev()
+            .map(|d| d.display().to_string())
+            .collect();
+        // overlayfs needs two lowers or an upper; an empty image gets an
+        // empty lower of its own.
+        let lower = if lower.is_empty() {
+            let e = dir.path().join("empty");
+            std::fs::create_dir_all(&e)?;
+            vec![e.display().to_string()]
+        } else {
+            lower
+        };
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            dir.path().join("upper").display(),
+            dir.path().join("work").display()
+        );
+        mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .with_context(|| format!("mount container rootfs {}", target.display()))?;
+        Ok(())
+    }
+
+    // ---- start (called by the monitor) ----------------------------------
+
+    /// Before the runtime runs: the rootfs mounted, the network up.
+    pub fn prepare_start(&self, rec: &Record) -> Result<Option<NetState>> {
+        let image: strata_imagestore::Digest = rec.image.parse()?;
+        self.mount_rootfs(&rec.id, &image)?;
+        if rec.network == "host" {
+            return Ok(None);
+        }
+        let netns = network::netns_path(&self.run_dir, &rec.id);
+        network::remove_netns(&netns);
+        network::create_netns(&netns)?;
+        let bridge = rec.network == "bridge";
+        if let Err(e) = network::reserve_ports(&self.ports_dir(), &netns, &rec.ports) {
+            network::remove_netns(&netns);
+            return Err(e);
+        }
+        let ip = match network::setup(&rec.id, &netns, bridge, &rec.ports, &self.ipam_dir()) {
+            Ok(ip) => ip,
+            Err(e) => {
+                network::teardown(&rec.id, &netns, bridge, &rec.ports, &self.ipam_dir());
+                network::release_ports(&self.ports_dir(), &netns, &rec.ports);
+                network::remove_netns(&netns);
+                return Err(e);
+            }
+        };
+        let dir = self.dir(&rec.id);
+        let hostname = rec.spec["hostname"].as_str().unwrap_or_default();
+        write_hosts(&dir, hostname, ip.as_deref())?;
+        Ok(Some(NetState { netns, bridge, ip }))
+    }
+
+    /// After the container is gone: runtime state, network, and with
+    /// `--rm` the container itself. `code` None means it never ran.
+    pub fn after_exit(
+        &self,
+        rec: &Record,
+        net: Option<&NetState>,
+        code: Option<i32>,
+        error: Option<&str>,
+    ) {
+        let _ = strata_runtime::container::delete::delete(&self.runtime_root(), &rec.id, true);
+        match net {
+            Some(n) => {
+                network::teardown(&rec.id, &n.netns, n.bridge, &rec.ports, &self.ipam_dir());
+                network::release_ports(&self.ports_dir(), &n.netns, &rec.ports);
+                network::remove_netns(&n.netns);
+            }
+            None if rec.network != "host" => {
+                let netns = network::netns_path(&self.run_dir, &rec.id);
+                if netns.exists() {
+                    network::teardown(
+                        &rec.id,
+                        &netns,
+                        rec.network == "bridge",
+                        &rec.ports,
+                        &self.ipam_dir(),
+                    );
+                }
+                network::release_ports(&self.ports_dir(), &netns, &rec.ports);
+                network::remove_netns(&netns);
+            }
+            None => {}
+        }
+        let dir = self.dir(&rec.id);
+        if let Ok(_l) = dir.lock()
+            && let Ok(mut s) = dir.state()
+        {
+            s.status = match code {
+                Some(_) => Status::Exited,
+                None => s.status,
+            };
+            if code.is_none() && s.status == Status::Running {
+                s.status = Status::Exited;
+            }
+            s.exit_code = code.unwrap_or(s.exit_code);
+            s.finished_at = code.map(|_| record::now()).or(s.finished_at);
+            s.error = error.map(String::from);
+            s.pid = 0;
+            s.monitor_pid = 0;
+            let _ = dir.save_state(&s);
+        }
+        if rec.auto_remove && code.is_some() {
+            // The monitor's own store handle: open a fresh one.
+            if let Ok(mut store) = Store::open(&self.root) {
+                let _ = remove_files(self, &mut store, rec, false);
+            }
+        }
+    }
+
+    /// Start a created or exited container: spawn its monitor and wait
+    /// until the container runs (or failed). `attach`: pass our stdout and
+    /// stderr for a foreground run. Returns the monitor child.
+    pub fn start(&mut self, id: &str, attach: bool) -> Result<std::process::Child> {
+        let row = self.find(id)?;
+        let id = row.id;
+        let dir = self.dir(&id);
+        let st = self.refresh(&id)?;
+        if st.status == Status::Running {
+            bail!("container {} is already running", row.name);
+        }
+        // Close-on-exec: the monitor gets only the dup2'd copies.
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("container-monitor")
+            .arg(&id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let rec = dir.record()?;
+        if !rec.interactive {
+            cmd.stdin(std::process::Stdio::null());
+        }
+        let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
+        let dup_cloexec = |fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
+        let out = attach.then(|| (dup_cloexec(1), dup_cloexec(2)));
+        let fds = match out {
+            Some((Ok(o), Ok(e))) => Some((o, e)),
+            _ => None,
+        };
+        // SAFETY: between fork and exec only async-signal-safe calls:
+        // setsid, dup2 and fcntl on fds we own.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                nix::unistd::dup2(ready_fd, 3).map_err(std::io::Error::from)?;
+                if let Some((o, e)) = fds {
+                    nix::unistd::dup2(o, 4).map_err(std::io::Error::from)?;
+                    nix::unistd::dup2(e, 5).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().context("start the container monitor")?;
+        drop(ready_w);
+        if let Some((o, e)) = fds {
+            let _ = nix::unistd::close(o);
+            let _ = nix::unistd::close(e);
+        }
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(std::fs::File::from(ready_r)),
+            &mut line,
+        );
+        let line = line.trim_end().to_string();
+        if line.starts_with("ok") {
+            return Ok(child);
+        }
+        let mut child = child;
+        let _ = child.wait();
+        match line.strip_prefix("err ") {
+            Some(rest) => {
+                let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
+                Err(StartError {
+                    code: code.parse().unwrap_or(125),
+                    msg: msg.to_string(),
+                }
+                .into())
+            }
+            None => Err(StartError {
+                code: 125,
+                msg: "the container monitor died before the container started".into(),
+            }
+            .into()),
+        }
+    }
+
+    // ---- state ------------------------------------------------------------
+
+    /// The container's state, repaired if its monitor died or the host
+    /// rebooted since it was written.
+    pub fn refresh(&self, id: &str) -> Result<State> {
+        let dir = self.dir(id);
+        let st = dir.state()?;
+        if st.status != Status::Running {
+            return Ok(st);
+        }
+        let rebooted = !st.boot_id.is_empty() && st.boot_id != record::boot_id();
+        if !rebooted && record::alive(st.monitor_pid, st.monitor_start) {
+            return Ok(st);
+        }
+        if !rebooted && record::alive(st.pid, st.pid_start) {
+            // The monitor is gone but the container lives on: it runs,
+            // without logs; stop/rm still work.
+            return Ok(st);
+        }
+        // Both gone: finish what the monitor would have done.
+        let rec = dir.record()?;
+        self.after_exit(&rec, None, None, Some("the container monitor died"));
+        let mut st = dir.state()?;
+        if st.status == Status::Running {
+            st.status = Status::Exited;
+            st.exit_code = 137;
+            dir.save_state(&st)?;
+        }
+        if rebooted {
+            // Mounts did not survive the reboot either.
+            let _ = umount2(&dir.rootfs(), MntFlags::MNT_DETACH);
+        }
+        Ok(st)
+    }
+
+    /// Send a signal to the container's init.
+    pub fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let row = self.find(id)?;
+        let st = self.refresh(&row.id)?;
+        if st.status != Status::Running {
+            bail!(
+                "cannot kill container {}: container {} is not running",
+                row.name,
+                row.id
+            );
+        }
+        let sig = strata_runtime::signals::parse(signal)
+            .map_err(|_| anyhow::anyhow!("invalid signal: {signal}"))?;
+        strata_runtime::signals::send(st.pid, sig)
+            .with_context(|| format!("signal container {}", row.name))?;
+        Ok(())
+    }
+
+    /// Wait until the container has exited; its exit code.
+    pub fn wait(&self, id: &str, timeout: Option<std::time::Duration>) -> Result<Option<i32>> {
+        let start = std::time::Instant::now();
+        loop {
+            let st = self.refresh(id)?;
+            if st.status != Status::Running {
+                return Ok(Some(st.exit_code));
+            }
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// `stop`: the stop signal, then SIGKILL after the timeout.
+    pub fn stop(&self, what: &str, timeout: Option<u32>) -> Result<()> {
+        let row = self.find(what)?;
+        let rec = self.dir(&row.id).record()?;
+        let st = self.refresh(&row.id)?;
+        if st.status != Status::Running {
+            return Ok(());
+        }
+        let t = timeout.unwrap_or(rec.stop_timeout);
+        let _ = self.kill(&row.id, &rec.stop_signal);
+        if self
+            .wait(&row.id, Some(std::time::Duration::from_secs(t as u64)))?
+            .is_none()
+        {
+            let _ = self.kill(&row.id, "KILL");
+            self.wait(&row.id, Some(std::time::Duration::from_secs(10)))?;
+        }
+        Ok(())
+    }
+
+    /// `rm`: refuses a running container unless forced.
+    pub fn remove(&mut self, what: &str, force: bool, volumes: bool) -> Result<String> {
+        let row = self.find(what)?;
+        let st = self.refresh(&row.id)?;
+        if st.status == Status::Running {
+            if !force {
+                bail!(
+                    "cannot remove container {}: container is running: stop the container before removing or force remove",
+                    row.name
+                );
+            }
+            let _ = self.kill(&row.id, "KILL");
+            self.wait(&row.id, Some(std::time::Duration::from_secs(10)))?;
+        }
+        let dir = self.dir(&row.id);
+        let rec = match dir.record() {
+            Ok(r) => r,
+            Err(_) => {
+                // A record never finished: drop what there is.
+                let _ = umount2(&dir.rootfs(), MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_dir_all(dir.path());
+                self.store.remove_container(&row.id)?;
+                return Ok(row.id);
+            }
+        };
+        let mut store = Store::open(&self.root)?;
+        remove_files(self, &mut store, &rec, volumes)?;
+        Ok(row.id)
+    }
+}
+
+/// The error of a container that could not start, with Docker's exit code.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Unmount and delete a stopped container's files and its row.
+fn remove_files(engine: &Engine, store: &mut Store, rec: &Record, volumes: bool) -> Result<()> {
+    let dir = engine.dir(&rec.id);
+    match umount2(&dir.rootfs(), MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => bail!("unmount {}: {e}", dir.rootfs().display()),
+    }
+    std::fs::remove_dir_all(dir.path())
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .with_context(|| format!("remove {}", dir.path().display()))?;
+    if volumes {
+        for v in &rec.volumes {
+            let _ = std::fs::remove_dir_all(engine.root.join("volumes").join(v));
+        }
+    }
+    store.remove_container(&rec.id)?;
+    Ok(())
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+fn write_hosts(dir: &Dir, hostname: &str, ip: Option<&str>) -> Result<()> {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = ip {
+        s.push_str(&format!("{ip}\t{hostname}\n"));
+    } else {
+        s.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    }
+    record::write_atomic(&dir.path().join("hosts"), s.as_bytes())
+}
+
+/// The host's resolv.conf; loopback resolvers do not work from a bridged
+/// namespace, so they are dropped there (Docker's rule).
+fn resolv_conf(network: &str) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if network == "host" {
+        return host;
+    }
+    let kept: Vec<&str> = host
+        .lines()
+        .filter(|l| {
+            !(l.trim_start().starts_with("nameserver")
+                && l.split_whitespace().nth(1).is_some_and(|a| {
+                    a.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                }))
+        })
+        .collect();
+    let mut s = kept.join("\n");
+    s.push('\n');
+    s
+}

@@ -1,0 +1,345 @@
+//! Networks: `none` (a namespace with only loopback), `host` (no
+//! namespace), and `bridge`: a namespace of the container's own, pinned by
+//! a bind mount so it outlives processes, wired by the standard CNI
+//! plugins from Debian's containernetworking-plugins (`loopback`,
+//! `bridge` with `host-local` IPAM and outbound masquerade, `portmap` for
+//! `-p`). The plugins are the field's tested code for veths, addresses,
+//! iptables NAT and hairpin; we only drive their small exec protocol.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use serde_json::{Value, json};
+
+use super::record::Port;
+
+pub const CNI_PATH: &str = "/usr/lib/cni";
+pub const BRIDGE: &str = "strata0";
+pub const SUBNET: &str = "10.89.0.0/24";
+
+/// Make a new network namespace pinned at `path`.
+pub fn create_netns(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let target = path.to_path_buf();
+    // A thread of our own enters a new namespace and pins it; the
+    // namespace is per thread, so the rest of the process is untouched.
+    let res = std::thread::spawn(move || -> nix::Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("netns thread panicked"))?;
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(path);
+        bail!("create network namespace {}: {e}", path.display());
+    }
+    Ok(())
+}
+
+pub fn remove_netns(path: &Path) {
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+fn conf(name: &str, plugin: Value) -> Value {
+    let mut p = plugin;
+    p["cniVersion"] = json!("1.0.0");
+    p["name"] = json!(name);
+    p
+}
+
+fn bridge_conf(ipam_dir: &Path) -> Value {
+    conf(
+        "strata",
+        json!({
+            "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true,
+            "hairpinMode": true,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]],
+                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam_dir}
+        }),
+    )
+}
+
+fn portmap_conf(ports: &[Port]) -> Value {
+    let maps: Vec<Value> = ports
+        .iter()
+        .map(|p| {
+            json!({"hostPort": p.host_port, "containerPort": p.container_port,
+                   "protocol": p.protocol, "hostIP": p.host_ip})
+        })
+        .collect();
+    conf(
+        "strata",
+        json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true,
+               "runtimeConfig": {"portMappings": maps}}),
+    )
+}
+
+/// Run one plugin; returns its result (ADD) or nothing (DEL).
+fn plugin(
+    cmd: &str,
+    id: &str,
+    netns: &Path,
+    ifname: &str,
+    mut config: Value,
+    prev: Option<&Value>,
+) -> Result<Value> {
+    let ty = config["type"].as_str().unwrap_or_default().to_string();
+    if let Some(p) = prev {
+        config["prevResult"] = p.clone();
+    }
+    let mut child = Command::new(Path::new(CNI_PATH).join(&ty))
+        .env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", CNI_PATH)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!("run CNI plugin {ty} (Debian package containernetworking-plugins)")
+        })?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(config.to_string().as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if !out.status.success() {
+        let msg = v["msg"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_string());
+        let details = v["details"].as_str().unwrap_or("");
+        bail!(
+            "network ({ty} {cmd}): {msg}{}{details}",
+            if details.is_empty() { "" } else { ": " }
+        );
+    }
+    Ok(v)
+}
+
+/// Wire the namespace: loopback always; for bridge, an address on the
+/// strata bridge and the published ports. Returns the container's IP.
+/// On failure, whatever was set up is taken down again.
+pub fn setup(
+    id: &str,
+    netns: &Path,
+    bridge: bool,
+    ports: &[Port],
+    ipam_dir: &Path,
+) -> Result<Option<String>> {
+    plugin(
+        "ADD",
+        id,
+        netns,
+        "lo",
+        conf("lo", json!({"type": "loopback"})),
+        None,
+    )?;
+    if !bridge {
+        return Ok(None);
+    }
+    let res = plugin("ADD", id, netns, "eth0", bridge_conf(ipam_dir), None)?;
+    if !ports.is_empty()
+        && let Err(e) = plugin("ADD", id, netns, "eth0", portmap_conf(ports), Some(&res))
+    {
+        let _ = plugin("DEL", id, netns, "eth0", bridge_conf(ipam_dir), Some(&res));
+        return Err(e);
+    }
+    let ip = res["ips"][0]["address"]
+        .as_str()
+        .map(|a| a.split('/').next().unwrap_or(a).to_string());
+    Ok(ip)
+}
+
+/// Undo `setup` (DEL is idempotent in every plugin used).
+pub fn teardown(id: &str, netns: &Path, bridge: bool, ports: &[Port], ipam_dir: &Path) {
+    if bridge {
+        if !ports.is_empty()
+            && let Err(e) = plugin("DEL", id, netns, "eth0", portmap_conf(ports), None)
+        {
+            tracing::warn!("{e}");
+        }
+        if let Err(e) = plugin("DEL", id, netns, "eth0", bridge_conf(ipam_dir), None) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Host-wide port reservations: `<dir>/<proto>-<port>` holds the netns
+/// path of the container that publishes it, created with O_EXCL so two
+/// containers never get one port. A reservation whose netns is gone is
+/// stale and taken over.
+pub fn reserve_ports(dir: &Path, netns: &Path, ports: &[Port]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    for (i, p) in ports.iter().enumerate() {
+        let f = dir.join(format!("{}-{}", p.protocol, p.host_port));
+        let taken = |f: &Path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(f)
+                .and_then(|mut h| h.write_all(netns.as_os_str().as_encoded_bytes()))
+                .is_err()
+        };
+        let mut busy = taken(&f);
+        if busy {
+            let owner = std::fs::read_to_string(&f).unwrap_or_default();
+            if owner != netns.to_string_lossy() && !Path::new(&owner).exists() {
+                let _ = std::fs::remove_file(&f);
+                busy = taken(&f);
+            } else if owner == netns.to_string_lossy() {
+                busy = false;
+            }
+        }
+        if busy || check_port_free(p).is_err() {
+            if !busy {
+                let _ = std::fs::remove_file(&f);
+            }
+            release_ports(dir, netns, &ports[..i]);
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.host_ip
+            };
+            bail!(
+                "port is already allocated: {ip}:{}/{}",
+                p.host_port,
+                p.protocol
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Drop the reservations `netns` holds.
+pub fn release_ports(dir: &Path, netns: &Path, ports: &[Port]) {
+    for p in ports {
+        let f = dir.join(format!("{}-{}", p.protocol, p.host_port));
+        if std::fs::read_to_string(&f).is_ok_and(|o| o == netns.to_string_lossy()) {
+            let _ = std::fs::remove_file(&f);
+        }
+    }
+}
+
+/// Is a published port already reserved by a live container?
+pub fn port_reserved(dir: &Path, p: &Port) -> bool {
+    let f = dir.join(format!("{}-{}", p.protocol, p.host_port));
+    std::fs::read_to_string(f).is_ok_and(|owner| Path::new(&owner).exists())
+}
+
+/// Is a host port free to publish? (A bind test: a host process owns it.)
+pub fn check_port_free(p: &Port) -> Result<()> {
+    let ip = if p.host_ip.is_empty() {
+        "0.0.0.0"
+    } else {
+        &p.host_ip
+    };
+    let addr = format!("{ip}:{}", p.host_port);
+    let taken = if p.protocol == "udp" {
+        std::net::UdpSocket::bind(&addr).is_err()
+    } else {
+        std::net::TcpListener::bind(&addr).is_err()
+    };
+    if taken {
+        bail!("port is already allocated: {addr}/{}", p.protocol);
+    }
+    Ok(())
+}
+
+/// `-p [ip:][hostPort[-end]:]containerPort[-end][/proto]`.
+pub fn parse_publish(s: &str) -> Result<Vec<Port>> {
+    let bad = || {
+        anyhow::anyhow!("invalid publish spec {s:?}: want [ip:]hostPort:containerPort[/tcp|udp]")
+    };
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((a, p)) if p == "tcp" || p == "udp" => (a, p.to_string()),
+        Some(_) => return Err(bad()),
+        None => (s, "tcp".to_string()),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip, h, c] => (*ip, *h, *c),
+        _ => return Err(bad()),
+    };
+    if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(bad());
+    }
+    let range = |r: &str| -> Result<(u16, u16)> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let a: u16 = a.parse().map_err(|_| bad())?;
+        let b: u16 = b.parse().map_err(|_| bad())?;
+        if a == 0 || b < a {
+            return Err(bad());
+        }
+        Ok((a, b))
+    };
+    let (c0, c1) = range(ctr)?;
+    let (h0, h1) = if host.is_empty() {
+        (c0, c1)
+    } else {
+        range(host)?
+    };
+    if h1 - h0 != c1 - c0 {
+        return Err(bad());
+    }
+    Ok((0..=(c1 - c0))
+        .map(|i| Port {
+            host_ip: ip.to_string(),
+            host_port: h0 + i,
+            container_port: c0 + i,
+            protocol: proto.clone(),
+        })
+        .collect())
+}
+
+pub fn netns_path(run_dir: &Path, id: &str) -> PathBuf {
+    run_dir.join("netns").join(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs() {
+        let p = parse_publish("127.0.0.1:8080:80").unwrap();
+        assert_eq!(
+            p,
+            vec![Port {
+                host_ip: "127.0.0.1".into(),
+                host_port: 8080,
+                container_port: 80,
+                protocol: "tcp".into()
+            }]
+        );
+        let p = parse_publish("9000-9001:90-91/udp").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[1].host_port, p[1].container_port, p[1].protocol.as_str()),
+            (9001, 91, "udp")
+        );
+        assert_eq!(parse_publish("80").unwrap()[0].host_port, 80);
+        for bad in ["x:80", "80:0", "1-3:1-2", "80/sctp", "a.b:1:2", "1:2:3:4"] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! What the engine keeps about a container, in `containers/<id>/`:
+//! `container.json` (how it was made, written once at create) and
+//! `state.json` (where it is in its life, rewritten atomically by the
+//! CLI and the monitor under the container's lock).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+/// A published port: `-p [ip:]host:container[/proto]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Port {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+/// How a container was made: fixed at create.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it, and its id.
+    pub image_name: String,
+    pub image: String,
+    pub created: String,
+    /// The command (entrypoint + cmd) as it will run.
+    pub command: Vec<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    /// none | host | bridge
+    pub network: String,
+    pub ports: Vec<Port>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub stop_signal: String,
+    pub stop_timeout: u32,
+    /// Anonymous and named volumes this container made or uses, by name.
+    pub volumes: Vec<String>,
+    /// The OCI config.json given to the runtime.
+    pub spec: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Exited,
+}
+
+/// Where a container is in its life.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct State {
+    pub status: Status,
+    /// The container's init, and when it started (to tell a reused pid).
+    pub pid: i32,
+    pub pid_start: u64,
+    /// The monitor, likewise.
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub exit_code: i32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The boot the pids belong to; after a reboot they mean nothing.
+    pub boot_id: String,
+    /// The address on the bridge, when there is one.
+    pub ip: Option<String>,
+    /// Set when the state was repaired after its monitor died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Start time of a process (field 22 of /proc/PID/stat), if it lives.
+pub fn start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); a zombie has exited.
+    if f.first() == Some(&"Z") {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+/// Is the process that was `pid` at `start` still alive?
+pub fn alive(pid: i32, start: u64) -> bool {
+    start_time(pid).is_some_and(|s| s == start)
+}
+
+/// The container's directory and its files.
+#[derive(Clone, Debug)]
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.0.join("merged")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.0.join("ctr.log")
+    }
+
+    pub fn lock(&self) -> Result<Flock<File>> {
+        let f = File::create(self.0.join("lock"))
+            .with_context(|| format!("lock {}", self.0.display()))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", self.0.display()))
+    }
+
+    pub fn record(&self) -> Result<Record> {
+        let p = self.0.join("container.json");
+        let data = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+        serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))
+    }
+
+    pub fn save_record(&self, r: &Record) -> Result<()> {
+        write_atomic(
+            &self.0.join("container.json"),
+            &serde_json::to_vec_pretty(r)?,
+        )
+    }
+
+    pub fn state(&self) -> Result<State> {
+        let p = self.0.join("state.json");
+        match std::fs::read(&p) {
+            Ok(d) => serde_json::from_slice(&d).with_context(|| format!("parse {}", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("read {}", p.display())),
+        }
+    }
+
+    pub fn save_state(&self, s: &State) -> Result<()> {
+        write_atomic(&self.0.join("state.json"), &serde_json::to_vec_pretty(s)?)
+    }
+}
+
+/// Write to a temp file beside `path`, fsync, rename over it.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A new 64-hex container id.
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .context("read /dev/urandom")?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Docker-style names: adjective_surname.
+pub fn random_name(id: &str) -> String {
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fond", "gentle", "happy", "keen", "lucid", "merry", "nimble",
+        "proud", "quiet", "sharp", "tender", "vivid", "witty",
+    ];
+    const NAME: &[&str] = &[
+        "babbage", "curie", "dijkstra", "euler", "feynman", "gauss", "hopper", "knuth", "lamport",
+        "lovelace", "noether", "pascal", "ritchie", "shannon", "turing", "wirth",
+    ];
+    let n = u32::from_str_radix(id.get(..8).unwrap_or("0"), 16).unwrap_or(0) as usize;
+    format!(
+        "{}_{}",
+        ADJ[n % ADJ.len()],
+        NAME[(n / ADJ.len()) % NAME.len()]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_tells_a_live_process() {
+        let me = std::process::id() as i32;
+        let t = start_time(me).unwrap();
+        assert!(alive(me, t));
+        assert!(!alive(me, t + 1));
+        assert!(start_time(0).is_none());
+    }
+
+    #[test]
+    fn ids_and_names() {
+        let id = new_id().unwrap();
+        assert_eq!(id.len(), 64);
+        assert!(random_name(&id).contains('_'));
+    }
+}

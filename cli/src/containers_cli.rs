@@ -1,0 +1,633 @@
+//! The container verbs of `strata`: flags (clap) and what each does with
+//! the engine in `strata::containers`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use strata::containers::record::Status;
+use strata::containers::{CreateOptions, Engine, StartError, network, spec};
+
+#[derive(Args, Clone, Debug)]
+pub struct CreateArgs {
+    /// Print help (-h is --hostname, as in Docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
+    /// SRC:DST[:ro] (bind mount when SRC is a path, named volume otherwise).
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=..,target=..[,readonly]
+    #[arg(long)]
+    pub mount: Vec<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// none | host | bridge
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
+    pub network: String,
+    /// [ip:][hostPort:]containerPort[/proto]
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    #[arg(long)]
+    pub privileged: bool,
+    /// seccomp=FILE|unconfined, no-new-privileges
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<u32>,
+    /// Run an init (tini) as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    pub init: bool,
+    #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: bool,
+    /// missing | always | never
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Remove all stopped containers.
+    Prune,
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    Inspect {
+        containers: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[arg(short, long)]
+    pub all: bool,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[arg(short, long)]
+    pub follow: bool,
+    #[arg(long)]
+    pub tail: Option<String>,
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Turn flags into engine options (all validated before anything is made).
+pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
+    if !["none", "host", "bridge"].contains(&a.network.as_str()) {
+        bail!(
+            "invalid --network {:?}: want none, host or bridge",
+            a.network
+        );
+    }
+    let mut ports = Vec::new();
+    for p in &a.publish {
+        ports.extend(network::parse_publish(p)?);
+    }
+    if !ports.is_empty() && a.network != "bridge" {
+        bail!("-p needs --network bridge");
+    }
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("read env file {f}"))?;
+        for l in text.lines().map(str::trim) {
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            env.push(expand_env(l));
+        }
+    }
+    env.extend(a.env.iter().map(|e| expand_env(e)));
+    let mut volumes = Vec::new();
+    for v in &a.volume {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [d] => ("", *d, ""),
+            [s, d] => (*s, *d, ""),
+            [s, d, m] => (*s, *d, *m),
+            _ => bail!("invalid volume spec {v:?}: want SRC:DST[:ro]"),
+        };
+        let ro = match mode {
+            "" | "rw" => false,
+            "ro" => true,
+            _ => bail!("invalid volume mode {mode:?} in {v:?}: want ro or rw"),
+        };
+        let kind = if src.starts_with('/') {
+            "bind"
+        } else {
+            "volume"
+        };
+        volumes.push((src.to_string(), dst.to_string(), ro, kind.to_string()));
+    }
+    for m in &a.mount {
+        let (mut ty, mut src, mut dst, mut ro) =
+            ("volume".to_string(), String::new(), String::new(), false);
+        for kv in m.split(',') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match k {
+                "type" => ty = v.to_string(),
+                "source" | "src" => src = v.to_string(),
+                "target" | "destination" | "dst" => dst = v.to_string(),
+                "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
+                _ => bail!("invalid --mount option {k:?} in {m:?}"),
+            }
+        }
+        if !["bind", "volume", "tmpfs"].contains(&ty.as_str()) || dst.is_empty() {
+            bail!("invalid --mount {m:?}: want type=bind|volume|tmpfs and a target");
+        }
+        volumes.push((src, dst, ro, ty));
+    }
+    let mut seccomp = None;
+    let mut no_new_privileges = false;
+    for o in &a.security_opt {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", "unconfined")) => seccomp = Some(None),
+            Some(("seccomp", f)) => seccomp = Some(Some(f.to_string())),
+            _ if o == "no-new-privileges"
+                || o == "no-new-privileges=true"
+                || o == "no-new-privileges:true" =>
+            {
+                no_new_privileges = true
+            }
+            _ => bail!("invalid --security-opt {o:?}"),
+        }
+    }
+    if let Some(c) = a.cpus
+        && (c.is_nan() || c <= 0.0)
+    {
+        bail!("invalid --cpus {c}: must be positive");
+    }
+    if a.pids_limit == Some(0) {
+        bail!("invalid --pids-limit 0");
+    }
+    if !["missing", "always", "never"].contains(&a.pull.as_str()) {
+        bail!("invalid --pull {:?}: want missing, always or never", a.pull);
+    }
+    Ok(CreateOptions {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        auto_remove: a.rm,
+        network: a.network.clone(),
+        ports,
+        labels: a.label.clone(),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        volumes,
+        spec: spec::Options {
+            tty: a.tty,
+            interactive: a.interactive,
+            env,
+            entrypoint: a.entrypoint.clone(),
+            args: a.command.clone(),
+            workdir: a.workdir.clone(),
+            user: a.user.clone(),
+            hostname: a.hostname.clone(),
+            read_only: a.read_only,
+            cap_add: a.cap_add.clone(),
+            cap_drop: a.cap_drop.clone(),
+            privileged: a.privileged,
+            seccomp,
+            no_new_privileges,
+            memory: a.memory.as_deref().map(spec::parse_bytes).transpose()?,
+            cpus: a.cpus,
+            pids_limit: a.pids_limit,
+            init: a.init,
+            mounts: Vec::new(),
+        },
+    })
+}
+
+/// `-e KEY` takes KEY's value from our environment, as Docker does.
+fn expand_env(e: &str) -> String {
+    if e.contains('=') {
+        e.to_string()
+    } else {
+        format!("{e}={}", std::env::var(e).unwrap_or_default())
+    }
+}
+
+/// Exit code of a failed start (125, or 126/127 for the command).
+pub fn start_error_code(e: &anyhow::Error) -> i32 {
+    e.downcast_ref::<StartError>()
+        .map(|s| s.code)
+        .unwrap_or(125)
+}
+
+/// Foreground: wait for the monitor (which relays the container's output
+/// to us), forwarding our signals to the container; the exit code.
+pub fn attach_wait(
+    engine: &Engine,
+    id: &str,
+    mut monitor: std::process::Child,
+    tty: bool,
+) -> Result<i32> {
+    use nix::sys::signal::{SigSet, Signal};
+    let raw = if tty { RawTerminal::enable() } else { None };
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    set.thread_block().context("block signals")?;
+    let pid = engine.dir(id).state()?.pid;
+    let monitor_pid = monitor.id() as i32;
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            // Window changes go to the monitor, which owns the pty.
+            let target = if sig == Signal::SIGWINCH {
+                monitor_pid
+            } else {
+                pid
+            };
+            let _ = strata_runtime::signals::send(target, sig as i32);
+        }
+    });
+    let status = monitor.wait().context("wait for the container monitor")?;
+    drop(raw);
+    let st = engine.dir(id).state().ok();
+    Ok(match st {
+        Some(s) if s.status == Status::Exited => s.exit_code,
+        _ => status.code().unwrap_or(125),
+    })
+}
+
+/// Our terminal in raw mode while attached to a `-t` container.
+struct RawTerminal(nix::sys::termios::Termios);
+
+impl RawTerminal {
+    fn enable() -> Option<RawTerminal> {
+        use nix::sys::termios::*;
+        let stdin = std::io::stdin();
+        let old = tcgetattr(&stdin).ok()?;
+        let mut raw = old.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal(old))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn ago(t: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(t) else {
+        return String::new();
+    };
+    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match s {
+        0..=1 => "Less than a second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=3599 => format!("{} minutes", s / 60),
+        3600..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86400),
+    }
+}
+
+fn ports_text(ports: &[strata::containers::record::Port]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.host_ip
+            };
+            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `ps`.
+pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
+    let mut rows = Vec::new();
+    for c in engine.store.containers()? {
+        let dir = engine.dir(&c.id);
+        let Ok(rec) = dir.record() else { continue };
+        let st = engine.refresh(&c.id)?;
+        if !a.all && st.status != Status::Running {
+            continue;
+        }
+        let status = match st.status {
+            Status::Created => "Created".to_string(),
+            Status::Running => {
+                format!("Up {}", ago(st.started_at.as_deref().unwrap_or(&c.created)))
+            }
+            Status::Exited => format!(
+                "Exited ({}) {} ago",
+                st.exit_code,
+                ago(st.finished_at.as_deref().unwrap_or(&c.created))
+            ),
+        };
+        rows.push((c, rec, st, status));
+    }
+    rows.reverse(); // newest first
+    if a.quiet {
+        for (c, ..) in &rows {
+            writeln!(out, "{}", short(&c.id))?;
+        }
+        return Ok(());
+    }
+    if a.format == "json" {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(c, rec, st, status)| {
+                json!({
+                    "Id": c.id, "Names": [c.name], "Image": rec.image_name, "ImageID": rec.image,
+                    "Command": rec.command, "State": format!("{:?}", st.status).to_lowercase(),
+                    "Status": status, "ExitCode": st.exit_code, "Pid": st.pid,
+                    "Ports": rec.ports.iter().map(|p| json!({"host_ip": p.host_ip, "host_port": p.host_port,
+                        "container_port": p.container_port, "protocol": p.protocol})).collect::<Vec<_>>(),
+                    "Created": chrono::DateTime::parse_from_rfc3339(&c.created).map(|t| t.timestamp()).unwrap_or(0),
+                    "CreatedAt": c.created, "Labels": rec.labels,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    if a.format != "table" {
+        bail!("invalid --format {:?}: want table or json", a.format);
+    }
+    writeln!(
+        out,
+        "{:<14}{:<32}{:<24}{:<18}{:<28}{:<28}NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+    )?;
+    for (c, rec, _, status) in &rows {
+        let mut cmd = format!("\"{}\"", rec.command.join(" "));
+        if cmd.len() > 22 {
+            cmd = format!(
+                "{}…\"",
+                &cmd[..cmd
+                    .char_indices()
+                    .nth(19)
+                    .map(|(i, _)| i)
+                    .unwrap_or(cmd.len())]
+            );
+        }
+        writeln!(
+            out,
+            "{:<14}{:<32}{:<24}{:<18}{:<28}{:<28}{}",
+            short(&c.id),
+            rec.image_name,
+            cmd,
+            format!("{} ago", ago(&c.created)),
+            status,
+            ports_text(&rec.ports),
+            c.name
+        )?;
+    }
+    Ok(())
+}
+
+/// `inspect` of one container, Docker's main fields.
+pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Value> {
+    let c = engine.find(what)?;
+    let rec = engine.dir(&c.id).record()?;
+    let st = engine.refresh(&c.id)?;
+    Ok(json!({
+        "Id": c.id,
+        "Name": c.name,
+        "Created": c.created,
+        "Path": rec.command.first(),
+        "Args": rec.command.get(1..).unwrap_or(&[]),
+        "State": {
+            "Status": format!("{:?}", st.status).to_lowercase(),
+            "Running": st.status == Status::Running,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+            "Error": st.error.unwrap_or_default(),
+        },
+        "Image": rec.image,
+        "ImageName": rec.image_name,
+        "LogPath": engine.dir(&c.id).log(),
+        "HostConfig": {
+            "NetworkMode": rec.network,
+            "AutoRemove": rec.auto_remove,
+            "PortBindings": ports_text(&rec.ports),
+        },
+        "Config": {
+            "Hostname": rec.spec["hostname"],
+            "Env": rec.spec["process"]["env"],
+            "Cmd": rec.command,
+            "WorkingDir": rec.spec["process"]["cwd"],
+            "User": rec.spec["process"]["user"],
+            "Tty": rec.tty,
+            "OpenStdin": rec.interactive,
+            "Labels": rec.labels,
+            "StopSignal": rec.stop_signal,
+            "StopTimeout": rec.stop_timeout,
+        },
+        "NetworkSettings": {
+            "IPAddress": st.ip.unwrap_or_default(),
+            "Ports": rec.ports,
+        },
+        "Mounts": rec.spec["mounts"].as_array().map(|m| m.iter().filter(|x| x["type"] == "bind").cloned().collect::<Vec<_>>()),
+        "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": engine.dir(&c.id).rootfs()}},
+    }))
+}
+
+/// `exec`: a process in a running container through the runtime library.
+pub fn exec(engine: &Engine, a: &ExecArgs) -> Result<i32> {
+    let c = engine.find(&a.container)?;
+    let st = engine.refresh(&c.id)?;
+    if st.status != Status::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let rec = engine.dir(&c.id).record()?;
+    let mut process = rec.spec["process"].clone();
+    process["args"] = json!(a.command);
+    process["terminal"] = json!(a.tty);
+    if let Some(w) = &a.workdir {
+        process["cwd"] = json!(w);
+    }
+    if let Some(u) = &a.user {
+        let user = strata::containers::users::resolve(&engine.dir(&c.id).rootfs(), u)?;
+        process["user"] =
+            json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
+    }
+    if let Some(env) = process["env"].as_array_mut() {
+        for e in &a.env {
+            let e = expand_env(e);
+            let key = e.split('=').next().unwrap_or("").to_string();
+            env.retain(|x| x.as_str().and_then(|s| s.split('=').next()) != Some(key.as_str()));
+            env.push(json!(e));
+        }
+    }
+    let process = serde_json::from_value(process).context("exec process")?;
+    if !a.interactive && !a.tty {
+        // No stdin for the process, as Docker without -i.
+        if let Ok(null) = std::fs::File::open("/dev/null") {
+            let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
+        }
+    }
+    let opts = strata_runtime::container::exec::ExecOptions {
+        id: c.id.clone(),
+        process,
+        console_socket: None,
+        pid_file: None,
+        detach: a.detach,
+        preserve_fds: 0,
+    };
+    match strata_runtime::container::exec::exec(&engine.runtime_root(), &opts) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let msg = e.to_string();
+            let code = strata::containers::monitor::failure_code(&msg);
+            eprintln!("Error: {msg}");
+            Ok(code)
+        }
+    }
+}
+
+/// `top`: the container's processes (pid, user, command), ps style.
+pub fn top(engine: &Engine, what: &str, out: &mut impl Write) -> Result<()> {
+    let c = engine.find(what)?;
+    let st = engine.refresh(&c.id)?;
+    if st.status != Status::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let pids = strata_runtime::container::state::state(&engine.runtime_root(), &c.id)
+        .ok()
+        .map(|_| ())
+        .and_then(|_| cgroup_pids(st.pid))
+        .unwrap_or_else(|| vec![st.pid]);
+    writeln!(out, "{:<10}{:<10}{:<10}CMD", "UID", "PID", "PPID")?;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("?")
+                .to_string()
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|x| *x == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:<10}{:<10}{:<10}{}",
+            field("Uid:"),
+            pid,
+            field("PPid:"),
+            cmd
+        )?;
+    }
+    Ok(())
+}
+
+/// Every process in the init's pid namespace, from the host's /proc.
+fn cgroup_pids(init: i32) -> Option<Vec<i32>> {
+    let ns = std::fs::read_link(format!("/proc/{init}/ns/pid")).ok()?;
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|p: &i32| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
+        })
+        .collect();
+    pids.sort();
+    Some(pids)
+}
