@@ -101,7 +101,12 @@ enum Cmd {
     Container(ContainerCmd),
     /// The per-container monitor (internal).
     #[command(hide = true, name = "container-monitor")]
-    ContainerMonitor { id: String },
+    ContainerMonitor {
+        /// fds 4 and 5 are the attached CLI's stdout and stderr.
+        #[arg(long)]
+        attach: bool,
+        id: String,
+    },
     /// Create an image from a rootfs tarball ("-" for stdin).
     Import {
         tarball: String,
@@ -242,7 +247,15 @@ fn main() {
             nix::sys::signal::SigHandler::SigDfl,
         )
     };
-    let cli = Cli::parse();
+    // Usage errors exit 125, as Docker's do; help and version 0.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     if cli.debug {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -549,9 +562,9 @@ fn run_container(
         Ok(if failed > 0 { 1 } else { 0 })
     };
     match cmd {
-        Cmd::ContainerMonitor { id } => {
+        Cmd::ContainerMonitor { id, attach } => {
             drop(out);
-            Ok(strata::containers::monitor::main(&engine, &id))
+            Ok(strata::containers::monitor::main(&engine, &id, attach))
         }
         Cmd::Create(a) => {
             let id = create(&mut engine, &a, config)?;

@@ -408,7 +408,10 @@ impl Engine {
                 None => s.status,
             };
             if code.is_none() && s.status == Status::Running {
+                // It ran unobserved: its status is lost. 255, as Docker
+                // reports an exit it could not learn.
                 s.status = Status::Exited;
+                s.exit_code = 255;
             }
             s.exit_code = code.unwrap_or(s.exit_code);
             s.finished_at = code.map(|_| record::now()).or(s.finished_at);
@@ -443,6 +446,7 @@ impl Engine {
         cmd.arg("--root")
             .arg(&self.root)
             .arg("container-monitor")
+            .args(attach.then_some("--attach"))
             .arg(&id)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -525,13 +529,13 @@ impl Engine {
         }
         // Both gone: finish what the monitor would have done.
         let rec = dir.record()?;
-        self.after_exit(&rec, None, None, Some("the container monitor died"));
-        let mut st = dir.state()?;
-        if st.status == Status::Running {
-            st.status = Status::Exited;
-            st.exit_code = 137;
-            dir.save_state(&st)?;
-        }
+        self.after_exit(
+            &rec,
+            None,
+            None,
+            Some("the container monitor died; exit status unknown"),
+        );
+        let st = dir.state()?;
         if rebooted {
             // Mounts did not survive the reboot either.
             let _ = umount2(&dir.rootfs(), MntFlags::MNT_DETACH);

@@ -8,7 +8,9 @@
 //! File descriptors from the CLI: 0 is the container's stdin (the CLI's
 //! with `-i`, else /dev/null); 3 the ready pipe, where the monitor writes
 //! `ok` or `err <code> <message>` once the container runs or has failed;
-//! 4 and 5, when present, the attached CLI's stdout and stderr.
+//! 4 and 5, with `--attach`, the attached CLI's stdout and stderr (only
+//! then: otherwise those numbers belong to whatever we opened, such as
+//! the database).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -46,10 +48,13 @@ pub fn failure_code(msg: &str) -> i32 {
 
 /// The monitor's main. Never returns on success paths' end: exits with
 /// the container's status.
-pub fn main(engine: &Engine, id: &str) -> i32 {
-    // SAFETY: fd 3 was given to us by the CLI for this purpose.
-    let mut ready = fd_open(READY_FD).then(|| unsafe { std::fs::File::from_raw_fd(READY_FD) });
-    match run(engine, id, &mut ready) {
+pub fn main(engine: &Engine, id: &str, attach: bool) -> i32 {
+    // Only a pipe is the ready pipe (never write into a file we opened).
+    let is_pipe =
+        nix::sys::stat::fstat(READY_FD).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    // SAFETY: fd 3 is a pipe the CLI gave us for this purpose.
+    let mut ready = is_pipe.then(|| unsafe { std::fs::File::from_raw_fd(READY_FD) });
+    match run(engine, id, &mut ready, attach) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -71,13 +76,18 @@ fn dev_null() -> Result<OwnedFd> {
     ))
 }
 
-fn run(engine: &Engine, id: &str, ready: &mut Option<std::fs::File>) -> Result<i32> {
+fn run(
+    engine: &Engine,
+    id: &str,
+    ready: &mut Option<std::fs::File>,
+    attached: bool,
+) -> Result<i32> {
     let dir = engine.dir(id);
     let rec = dir.record()?;
     strata_runtime::process::become_subreaper()?;
     let attach: [Option<std::fs::File>; 2] = [ATTACH_OUT, ATTACH_ERR].map(|fd| {
         // SAFETY: fds 4 and 5, when open, were passed to us by the CLI.
-        fd_open(fd).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
+        (attached && fd_open(fd)).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
     });
     let net = engine.prepare_start(&rec)?;
     // stdio: pipes for output (or a pty), the given stdin.

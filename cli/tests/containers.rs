@@ -1,0 +1,853 @@
+//! End-to-end tests of the container verbs: they drive the `strata`
+//! binary on a busybox image made here, each test in a store of its own.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strata");
+
+struct Strata {
+    dir: tempfile::TempDir,
+}
+
+impl Strata {
+    /// A store with a `busybox` image imported from Debian's busybox-static.
+    fn new() -> Strata {
+        let s = Strata {
+            dir: tempfile::Builder::new()
+                .prefix("strata-ctr-")
+                .tempdir()
+                .unwrap(),
+        };
+        let rootfs = s.dir.path().join("rootfs");
+        assert!(
+            Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../scripts/make-busybox-rootfs.sh"
+                ))
+                .arg(&rootfs)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        );
+        let tar = s.dir.path().join("rootfs.tar");
+        assert!(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap()
+                .success()
+        );
+        s.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+        s
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--root")
+            .arg(self.dir.path().join("store"))
+            .args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "strata {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    fn ps(&self) -> Vec<Value> {
+        serde_json::from_str::<Value>(&self.ok(&["ps", "-a", "--format", "json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+    fn inspect(&self, name: &str) -> Value {
+        serde_json::from_str::<Value>(&self.ok(&["inspect", name])).unwrap()[0].clone()
+    }
+    fn containers_dir_entries(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("store/containers"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+    /// Mounts under this store still present on the host.
+    fn mounts(&self) -> usize {
+        let root = self.dir.path().to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .count()
+    }
+}
+
+impl Drop for Strata {
+    fn drop(&mut self) {
+        // Leave nothing running behind a failed test.
+        for c in self.ps() {
+            let _ = self.run(&["rm", "-f", c["Id"].as_str().unwrap_or("")]);
+        }
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn foreground_output_and_docker_exit_codes() {
+    let s = Strata::new();
+    let o = s.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(out(&o), "out\n");
+    assert_eq!(err(&o), "err\n");
+    let o = s.run(&["run", "--rm", "--network", "none", "busybox", "nosuch"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(err(&o).contains("executable file not found"), "{}", err(&o));
+    let o = s.run(&["run", "--rm", "--network", "none", "busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    // Killed by a signal: 128+n, relayed by the foreground CLI.
+    let mut fg = s
+        .cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "fg",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    wait_for("fg running", || {
+        s.ps().iter().any(|c| c["State"] == "running")
+    });
+    s.ok(&["kill", "fg"]);
+    assert_eq!(fg.wait().unwrap().code(), Some(137));
+    // Every --rm container is gone, with its mounts.
+    assert!(s.ps().is_empty());
+    assert_eq!(s.containers_dir_entries(), 0);
+    assert_eq!(s.mounts(), 0);
+}
+
+#[test]
+fn detached_lifecycle_ps_logs_exec_stop_rm() {
+    let s = Strata::new();
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "none",
+        "--label",
+        "tier=web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; exec sleep 300",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    wait_for("logs", || s.ok(&["logs", "app"]).contains("one"));
+    let ps = s.ps();
+    assert_eq!(ps.len(), 1);
+    let c = &ps[0];
+    assert_eq!(c["Id"], id);
+    assert_eq!(c["Names"][0], "app");
+    assert_eq!(c["Image"], "busybox");
+    assert_eq!(c["State"], "running");
+    assert!(c["Status"].as_str().unwrap().starts_with("Up"));
+    assert!(c["Created"].as_i64().unwrap() > 0);
+    assert_eq!(c["Labels"]["tier"], "web");
+    // json-file log lines, stderr separate.
+    let log = s.inspect("app")["LogPath"].as_str().unwrap().to_string();
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["log"], "one\n");
+    assert_eq!(lines[0]["stream"], "stdout");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["stream"] == "stderr" && l["log"] == "two\n")
+    );
+    let o = s.run(&["logs", "--tail", "1", "-t", "app"]);
+    assert!(out(&o).is_empty() || out(&o).contains("one") || err(&o).contains("two"));
+    // exec: env, workdir, user, exit code, not-found.
+    let o = s.ok(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "app",
+        "sh",
+        "-c",
+        "echo $X; pwd; id -u",
+    ]);
+    assert_eq!(o, "1\n/tmp\n65534\n");
+    assert_eq!(
+        s.run(&["exec", "app", "sh", "-c", "exit 7"]).status.code(),
+        Some(7)
+    );
+    assert_eq!(s.run(&["exec", "app", "nosuch"]).status.code(), Some(127));
+    assert!(s.ok(&["top", "app"]).contains("sleep 300"));
+    // rm refuses a running container.
+    let o = s.run(&["rm", "app"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("is running"), "{}", err(&o));
+    // sleep as PID 1 ignores SIGTERM: stop falls back to SIGKILL.
+    let t = Instant::now();
+    s.ok(&["stop", "-t", "1", "app"]);
+    assert!(t.elapsed() < Duration::from_secs(8));
+    let c = &s.ps()[0];
+    assert_eq!(c["State"], "exited");
+    assert_eq!(c["ExitCode"], 137);
+    assert_eq!(s.ok(&["wait", "app"]).trim(), "137");
+    // Logs are kept after exit, and go with the container.
+    assert!(s.ok(&["logs", "app"]).contains("one"));
+    // start again, kill with a signal, restart.
+    s.ok(&["start", "app"]);
+    assert_eq!(s.ps()[0]["State"], "running");
+    s.ok(&["kill", "-s", "TERM", "app"]);
+    s.ok(&["kill", "app"]);
+    assert_eq!(s.ok(&["wait", "app"]).trim(), "137");
+    s.ok(&["restart", "-t", "1", "app"]);
+    assert_eq!(s.ps()[0]["State"], "running");
+    s.ok(&["rm", "-f", "app"]);
+    assert!(s.ps().is_empty());
+    assert!(!Path::new(&log).exists());
+    assert_eq!(s.mounts(), 0);
+    // container prune removes stopped ones only.
+    s.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c2",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    s.ok(&["container", "prune"]);
+    let names: Vec<String> = s
+        .ps()
+        .iter()
+        .map(|c| c["Names"][0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["c2"]);
+}
+
+#[test]
+fn image_config_and_flags_become_the_spec() {
+    let s = Strata::new();
+    let env_file = s.dir.path().join("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-e",
+        "A=1",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/srv/app",
+        "-h",
+        "box",
+        "-u",
+        "nobody:nogroup",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE $HOSTNAME; pwd; hostname; id -u; id -g",
+    ]);
+    assert_eq!(o, "1 yes box\n/srv/app\nbox\n65534\n65534\n");
+    // --entrypoint replaces the command.
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "hi",
+    ]);
+    assert_eq!(o, "hi\n");
+    // Docker's default capabilities: no SYS_ADMIN; --cap-drop / --cap-add.
+    let caps = |extra: &[&str]| -> u64 {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sh", "-c", "grep CapEff /proc/self/status"]);
+        let o = s.ok(&args);
+        u64::from_str_radix(o.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let default = caps(&[]);
+    assert_eq!(default, 0xa80425fb, "Docker's default set");
+    assert_eq!(caps(&["--cap-drop", "CHOWN"]) & 1, 0);
+    assert_ne!(caps(&["--cap-add", "SYS_ADMIN"]) & (1 << 21), 0);
+    // --read-only root.
+    let o = s.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "busybox",
+        "touch",
+        "/x",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err(&o).contains("Read-only"), "{}", err(&o));
+    // Resources, seen through the container's own cgroup files.
+    let o = s.ok(&[
+        "run", "--rm", "--network", "none", "--memory", "64m", "--pids-limit", "50", "--cpus",
+        "0.5", "busybox", "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    ]);
+    assert_eq!(o, format!("{}\n50\n50000\n", 64 << 20));
+    // The default seccomp policy refuses unshare; unconfined allows it.
+    let o = s.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    // no-new-privileges.
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(o.contains("1"), "{o}");
+    // --init: tini is PID 1 and runs the command.
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--init",
+        "busybox",
+        "cat",
+        "/proc/1/cmdline",
+    ]);
+    assert!(o.starts_with("/dev/init"), "{o:?}");
+    // /proc paths are masked.
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/timer_list",
+    ]);
+    assert!(o.is_empty());
+}
+
+#[test]
+fn volumes_bind_named_and_readonly() {
+    let s = Strata::new();
+    let host = s.dir.path().join("share");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from host\n").unwrap();
+    let bind = format!("{}:/data", host.display());
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/in.txt; echo back > /data/out.txt",
+    ]);
+    assert_eq!(o, "from host\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "back\n"
+    );
+    let ro = format!("{}:/data:ro", host.display());
+    let o = s.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &ro,
+        "busybox",
+        "touch",
+        "/data/x",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    // A named volume outlives its containers.
+    s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "cache:/c",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /c/f",
+    ]);
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--mount",
+        "type=volume,source=cache,target=/c,readonly",
+        "busybox",
+        "cat",
+        "/c/f",
+    ]);
+    assert_eq!(o, "kept\n");
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--mount",
+        "type=tmpfs,target=/t",
+        "busybox",
+        "sh",
+        "-c",
+        "grep ' /t ' /proc/mounts | cut -d' ' -f3",
+    ]);
+    assert_eq!(o, "tmpfs\n");
+    // Bad specs are refused before anything is made.
+    for bad in [
+        vec!["-v", "/nonexistent/path:/x"],
+        vec!["-v", "a:b:c:d"],
+        vec!["--mount", "type=nfs,target=/x"],
+    ] {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend(bad.iter());
+        args.extend(["busybox", "true"]);
+        let o = s.run(&args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+    }
+    assert!(s.ps().is_empty());
+    assert_eq!(s.containers_dir_entries(), 0);
+}
+
+#[test]
+fn stdin_and_a_real_pty() {
+    let s = Strata::new();
+    // -i with a pipe.
+    let mut c = s.cmd(&[
+        "run",
+        "-i",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "tr",
+        "a-z",
+        "A-Z",
+    ]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(out(&o), "HELLO\n");
+    // -it under script(1): a real terminal on our side, a pty inside.
+    let store = s.dir.path().join("store");
+    let inner = format!(
+        "stty cols 91 rows 17; {BIN} --root {} run -it --rm --network none busybox sh -c 'tty; stty size; read x; echo got:$x'",
+        store.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stdin.write_all(b"typed\r").unwrap();
+    let mut text = String::new();
+    let mut so = child.stdout.take().unwrap();
+    let t = std::thread::spawn(move || {
+        let _ = so.read_to_string(&mut text);
+        text
+    });
+    let status = child.wait().unwrap();
+    drop(stdin);
+    let text = t.join().unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("17 91"), "window size: {text}");
+    assert!(text.contains("got:typed"), "{text}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+#[test]
+fn bridge_publish_and_container_to_container() {
+    let s = Strata::new();
+    let www = s.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello from httpd\n").unwrap();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let vol = format!("{}:/www:ro", www.display());
+    s.ok(&[
+        "run", "-d", "--name", "web", "-p", &publish, "-v", &vol, "busybox", "httpd", "-f", "-p",
+        "80", "-h", "/www",
+    ]);
+    let addr = format!("127.0.0.1:{port}");
+    wait_for("httpd through -p", || {
+        http_get(&addr).is_some_and(|r| r.contains("hello from httpd"))
+    });
+    assert_eq!(
+        s.ok(&["port", "web"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    let ip = s.inspect("web")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip.starts_with("10.89.0."), "{ip}");
+    // Another container reaches it over the bridge, and has outbound routing.
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{ip}/"),
+    ]);
+    assert_eq!(o, "hello from httpd\n");
+    let o = s.ok(&["run", "--rm", "busybox", "ip", "route"]);
+    assert!(o.contains("default via 10.89.0.1"), "{o}");
+    // The port is taken: a clear error, nothing made.
+    let before = s.containers_dir_entries();
+    let o = s.run(&["run", "--rm", "-p", &publish, "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("port is already allocated"), "{}", err(&o));
+    assert_eq!(s.containers_dir_entries(), before);
+    // --network host sees the host's interfaces; none only loopback.
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(o.lines().count(), 1, "{o}");
+    assert!(o.contains("lo:") && o.contains("UP"), "{o}");
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert!(o.lines().count() > 1, "{o}");
+    // After rm nothing of the network stays: no veth in the netns dir, no
+    // NAT rule naming the container.
+    let id = s.inspect("web")["Id"].as_str().unwrap().to_string();
+    s.ok(&["rm", "-f", "web"]);
+    assert!(http_get(&addr).is_none_or(|r| !r.contains("hello")));
+    let nat = Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    assert!(
+        !out(&nat).contains(&id[..12]),
+        "NAT rules left: {}",
+        out(&nat)
+    );
+    assert!(!s.dir.path().join("store/run/netns").join(&id).exists());
+}
+
+#[test]
+fn monitor_or_container_sigkilled_ps_tells_the_truth() {
+    let s = Strata::new();
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let state = |name: &str| -> Value {
+        let id = s.inspect(name)["Id"].as_str().unwrap().to_string();
+        serde_json::from_str(
+            &std::fs::read_to_string(
+                s.dir
+                    .path()
+                    .join("store/containers")
+                    .join(id)
+                    .join("state.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let st = state("a");
+    let (monitor, pid) = (
+        st["monitor_pid"].as_i64().unwrap(),
+        st["pid"].as_i64().unwrap(),
+    );
+    // The monitor dies: the container keeps running, and ps says so.
+    Command::new("kill")
+        .args(["-9", &monitor.to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.ps()[0]["State"], "running");
+    // Then the container dies too: ps notices and cleans up.
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("exited", || s.ps()[0]["State"] == "exited");
+    assert_eq!(s.ps()[0]["ExitCode"], 255, "status unknown");
+    assert!(
+        s.inspect("a")["State"]["Error"]
+            .as_str()
+            .unwrap()
+            .contains("monitor")
+    );
+    // It can be started again, and removed.
+    s.ok(&["start", "a"]);
+    assert_eq!(s.ps()[0]["State"], "running");
+    s.ok(&["rm", "-f", "a"]);
+    assert_eq!(s.mounts(), 0);
+    // A state from another boot is stale whatever its pids say.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "b",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let id = s.inspect("b")["Id"].as_str().unwrap().to_string();
+    let p = s
+        .dir
+        .path()
+        .join("store/containers")
+        .join(&id)
+        .join("state.json");
+    let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let real = st.clone();
+    st["boot_id"] = "00000000-0000-0000-0000-000000000000".into();
+    std::fs::write(&p, st.to_string()).unwrap();
+    assert_eq!(s.ps()[0]["State"], "exited");
+    // (the real container is still there: kill it by its pid)
+    let _ = Command::new("kill")
+        .args(["-9", &real["pid"].to_string()])
+        .stderr(Stdio::null())
+        .status();
+    s.ok(&["rm", "-f", "b"]);
+}
+
+#[test]
+fn bad_input_is_one_clear_error_and_nothing_is_made() {
+    let s = Strata::new();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "nosuchimage:1", "true"], "nosuchimage"),
+        (
+            vec!["run", "--pull", "never", "nosuchimage", "true"],
+            "not known locally",
+        ),
+        (
+            vec!["run", "--memory", "lots", "busybox", "true"],
+            "invalid size",
+        ),
+        (vec!["run", "--cpus=-1", "busybox", "true"], "--cpus"),
+        (
+            vec!["run", "--no-such-flag", "busybox", "true"],
+            "unexpected argument",
+        ),
+        (
+            vec!["run", "-p", "x:80", "busybox", "true"],
+            "invalid publish",
+        ),
+        (
+            vec!["run", "--network", "weird", "busybox", "true"],
+            "--network",
+        ),
+        (
+            vec!["run", "--cap-add", "FLY", "busybox", "true"],
+            "unknown capability",
+        ),
+        (
+            vec!["run", "--name", "bad name", "busybox", "true"],
+            "invalid container name",
+        ),
+        (
+            vec!["run", "-u", "nobody-here", "busybox", "true"],
+            "unable to find user",
+        ),
+        (
+            vec!["run", "--stop-signal", "SIGNOPE", "busybox", "true"],
+            "stop signal",
+        ),
+        (vec!["rm", "nosuch"], "no such container"),
+        (vec!["stop", "nosuch"], "no such container"),
+        (vec!["logs", "nosuch"], "no such container"),
+        (vec!["exec", "nosuch", "true"], "no such container"),
+    ];
+    for (args, want) in &cases {
+        let o = s.run(args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", err(&o));
+        let e = err(&o);
+        assert!(e.contains(want), "{args:?}: {e}");
+        let errors = e
+            .lines()
+            .filter(|l| l.to_lowercase().starts_with("error"))
+            .count();
+        assert_eq!(errors, 1, "{args:?}: {e}");
+    }
+    assert!(s.ps().is_empty());
+    assert_eq!(s.containers_dir_entries(), 0);
+    assert_eq!(s.mounts(), 0);
+    // A name in use.
+    s.ok(&[
+        "create",
+        "--name",
+        "taken",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let o = s.run(&[
+        "create",
+        "--name",
+        "taken",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("already in use"), "{}", err(&o));
+    assert_eq!(s.ps().len(), 1);
+    assert_eq!(s.containers_dir_entries(), 1);
+    // An image in use by a container is not removed.
+    let o = s.run(&["rmi", "busybox"]);
+    assert_eq!(o.status.code(), Some(125));
+    s.ok(&["rm", "taken"]);
+    s.ok(&["rmi", "busybox"]);
+}
