@@ -438,7 +438,7 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
     }
     writeln!(
         out,
-        "{:<14}{:<32}{:<24}{:<18}{:<28}{:<28}NAMES",
+        "{:<14}{:<24}{:<24}{:<24}{:<34}{:<28}NAMES",
         "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
     )?;
     for (c, rec, _, status) in &rows {
@@ -455,7 +455,7 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
         }
         writeln!(
             out,
-            "{:<14}{:<32}{:<24}{:<18}{:<28}{:<28}{}",
+            "{:<14}{:<24}{:<24}{:<24}{:<34}{:<28}{}",
             short(&c.id),
             rec.image_name,
             cmd,

@@ -125,12 +125,28 @@ impl Engine {
             network::check_port_free(p)?;
         }
         let created = record::now();
-        self.store.add_container(&ContainerRow {
+        let mut row = ContainerRow {
             id: id.clone(),
             name: name.clone(),
             image: image.clone(),
             created: created.clone(),
-        })?;
+        };
+        // A generated name that is taken: another from the id's next
+        // bytes, then the short id itself (as unique as the id).
+        let mut attempt = 1;
+        let name = loop {
+            match self.store.add_container(&row) {
+                Ok(()) => break row.name,
+                Err(strata_imagestore::Error::NameInUse(_)) if o.name.is_none() && attempt < 9 => {
+                    row.name = match id.get(attempt * 8..) {
+                        Some(rest) if attempt < 8 => record::random_name(rest),
+                        _ => format!("strata_{}", &id[..12]),
+                    };
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let dir = self.dir(&id);
         let made = self.make(&id, &name, &image, &config, o, &created);
         if let Err(e) = made {

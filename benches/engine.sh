@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Engine benchmark (not a timed test), in one run:
+#   1. `strata run --rm busybox true` against
+#      `podman run --rm --network none --runtime crun` on the same image,
+#      and `strata run --rm --network none` for a like-for-like network;
+#   2. memory (RSS) of an idle detached container's monitor against
+#      podman's conmon;
+#   3. `strata ps -a` with 100 containers (and podman ps -a with 100).
+# Prints the ratios. Usage: bash benches/engine.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-30}
+cargo build --release -q -p strata -p strata-runtime
+strata_bin=$PWD/target/release/strata
+# crun refuses this hybrid host while hugetlb sits on the v2 tree.
+if [ -d /sys/fs/cgroup/unified ] && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+  mkdir -p /sys/fs/cgroup/hugetlb
+  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || true
+fi
+work=$(mktemp -d /tmp/strata-engine-bench.XXXXXX)
+s() { "$strata_bin" --root "$work/store" "$@"; }
+cat > "$work/containers.conf" <<CONF
+[containers]
+default_ulimits = []
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+export CONTAINERS_CONF=$work/containers.conf
+p() { podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
+  --storage-driver overlay "$@"; }
+cleanup() {
+  s ps -aq 2>/dev/null | xargs -r "$strata_bin" --root "$work/store" rm -f >/dev/null 2>&1 || true
+  p rm -af >/dev/null 2>&1 || true
+  p system reset -f >/dev/null 2>&1 || true
+  umount -R "$work/podman" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+bash scripts/make-busybox-rootfs.sh "$work/rootfs" >/dev/null
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+s import "$work/busybox.tar" busybox >/dev/null
+p import "$work/busybox.tar" localhost/busybox >/dev/null
+
+echo "== run --rm busybox true (hyperfine, $runs runs)"
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" \
+  -n strata "$strata_bin --root $work/store run --rm busybox true" \
+  -n strata-none "$strata_bin --root $work/store run --rm --network none busybox true" \
+  -n podman-crun "podman --root $work/podman/root --runroot $work/podman/run --tmpdir $work/podman/tmp --storage-driver overlay run --rm --network none --runtime crun localhost/busybox true" \
+  >/dev/null
+jq -r '.results[] | "\(.command)\t\(.mean*1000|floor) ms ± \(.stddev*1000|floor)"' "$work/run.json"
+jq -r '(.results|map({(.command): .mean})|add) as $m |
+  "strata/podman: \($m.strata/$m["podman-crun"]*100|floor/100)x   strata --network none/podman: \($m["strata-none"]/$m["podman-crun"]*100|floor/100)x (target <= 0.3)"' "$work/run.json"
+
+echo "== idle detached container: monitor RSS vs conmon"
+s run -d --name idle --network none busybox sleep 600 >/dev/null
+p run -d --name idle --network none --runtime crun localhost/busybox sleep 600 >/dev/null
+sleep 1
+mon=$(jq -r .monitor_pid "$work/store/containers/$(s inspect idle | jq -r '.[0].Id')/state.json")
+conmon=$(pgrep -n conmon)
+rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+echo "strata monitor: $(rss "$mon") kB   conmon: $(rss "$conmon") kB   ratio: $(echo "scale=2; $(rss "$mon")/$(rss "$conmon")" | bc)"
+s rm -f idle >/dev/null; p rm -f idle >/dev/null
+
+echo "== ps -a with 100 containers"
+for i in $(seq 100); do
+  s create --network none busybox true >/dev/null
+  p create --network none --runtime crun localhost/busybox true >/dev/null
+done
+hyperfine -N --warmup 2 --runs 10 --export-json "$work/ps.json" \
+  -n strata-ps "$strata_bin --root $work/store ps -a" \
+  -n podman-ps "podman --root $work/podman/root --runroot $work/podman/run --tmpdir $work/podman/tmp --storage-driver overlay ps -a" >/dev/null
+jq -r '.results[] | "\(.command)\t\(.mean*1000|floor) ms"' "$work/ps.json"
+jq -r '(.results|map({(.command): .mean})|add) as $m | "strata ps/podman ps: \($m["strata-ps"]/$m["podman-ps"]*100|floor/100)x"' "$work/ps.json"
