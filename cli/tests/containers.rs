@@ -162,6 +162,31 @@ fn foreground_output_and_docker_exit_codes() {
     });
     s.ok(&["kill", "fg"]);
     assert_eq!(fg.wait().unwrap().code(), Some(137));
+    // Signals to the foreground CLI go to the container.
+    let mut fg = s
+        .cmd(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 5' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    fg.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    Command::new("kill")
+        .args(["-TERM", &fg.id().to_string()])
+        .status()
+        .unwrap();
+    let o = fg.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(out(&o), "got TERM\n");
     // Every --rm container is gone, with its mounts.
     assert!(s.ps().is_empty());
     assert_eq!(s.containers_dir_entries(), 0);
@@ -845,6 +870,9 @@ fn bad_input_is_one_clear_error_and_nothing_is_made() {
     assert!(err(&o).contains("already in use"), "{}", err(&o));
     assert_eq!(s.ps().len(), 1);
     assert_eq!(s.containers_dir_entries(), 1);
+    // inspect knows images too; an unknown name is an error.
+    assert_eq!(s.inspect("busybox")["Architecture"], "amd64");
+    assert_eq!(s.run(&["inspect", "nothing-here"]).status.code(), Some(125));
     // An image in use by a container is not removed.
     let o = s.run(&["rmi", "busybox"]);
     assert_eq!(o.status.code(), Some(125));

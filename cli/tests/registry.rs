@@ -1094,6 +1094,56 @@ fn credentials_from_a_docker_credential_helper() {
 }
 
 #[test]
+fn run_pulls_a_missing_image_through_the_registry_client() {
+    let reg = Registry::start(None);
+    let s = Strata::new();
+    s.busybox();
+    let dest = format!("{}/apps/busybox:1", reg.addr);
+    s.ok(&["push", "-q", "busybox", &dest]);
+    let fresh = Strata::new();
+    // --pull never refuses an image that is not here.
+    let o = fresh.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        &dest,
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("not known locally"), "{}", stderr(&o));
+    // missing (the default): pulled, then run.
+    let out = fresh.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &dest,
+        "echo",
+        "pulled and ran",
+    ]);
+    assert_eq!(out, "pulled and ran\n");
+    assert!(fresh.ok(&["images"]).contains("apps/busybox"));
+    // always: pulls again even though it is here.
+    let log = || std::fs::read_to_string(reg._dir.path().join("log")).unwrap();
+    let manifests = |l: &str| l.matches("GET /v2/apps/busybox/manifests/1").count();
+    let before = manifests(&log());
+    fresh.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "always",
+        &dest,
+        "true",
+    ]);
+    assert!(manifests(&log()) > before);
+}
+
+#[test]
 fn second_pull_fetches_no_blobs() {
     let reg = Registry::start(None);
     let s = Strata::new();
