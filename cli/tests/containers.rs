@@ -366,6 +366,23 @@ fn image_config_and_flags_become_the_spec() {
     assert_eq!(default, 0xa80425fb, "Docker's default set");
     assert_eq!(caps(&["--cap-drop", "CHOWN"]) & 1, 0);
     assert_ne!(caps(&["--cap-add", "SYS_ADMIN"]) & (1 << 21), 0);
+    // --privileged: every capability, no seccomp filter.
+    let all = caps(&["--privileged"]);
+    assert_eq!(all & default, default);
+    assert_ne!(all & (1 << 21), 0, "CAP_SYS_ADMIN");
+    assert_ne!(all & (1 << 12), 0, "CAP_NET_ADMIN");
+    assert!(all.count_ones() >= 36, "{all:x}");
+    s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--privileged",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
     // --read-only root.
     let o = s.run(&[
         "run",
