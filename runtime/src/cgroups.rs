@@ -117,9 +117,43 @@ pub fn join(path: &Path, id: &str, pid: i32) -> Result<()> {
 }
 
 pub fn remove(path: &Path, id: &str) -> Result<()> {
+    if remove_empty(path) {
+        return Ok(());
+    }
     manager(path, id)?
         .remove()
         .map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))
+}
+
+/// The common case of `delete`: the container has exited and its cgroup
+/// is empty, so one rmdir per hierarchy removes it, without building a
+/// libcgroups manager (which re-reads mountinfo for every controller).
+/// False if anything is left (processes, child cgroups): the manager's
+/// removal, which kills and retries, takes over.
+fn remove_empty(path: &Path) -> bool {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let mut dirs = Vec::new();
+    if is_unified() {
+        dirs.push(Path::new(CGROUP_ROOT).join(rel));
+    } else {
+        let Ok(entries) = std::fs::read_dir(CGROUP_ROOT) else {
+            return false;
+        };
+        for e in entries.flatten() {
+            // cpu and cpuacct are symlinks to cpu,cpuacct: visit it once.
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path().join(rel));
+            }
+        }
+    }
+    for d in dirs {
+        match std::fs::remove_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 pub fn freeze(path: &Path, id: &str, frozen: bool) -> Result<()> {
