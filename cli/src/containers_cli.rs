@@ -374,12 +374,13 @@ fn ports_text(ports: &[strata::containers::record::Port]) -> String {
     ports
         .iter()
         .map(|p| {
-            let ip = if p.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                &p.host_ip
-            };
-            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+            format!(
+                "{}:{}->{}/{}",
+                p.host_addr(),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            )
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -719,15 +719,13 @@ fn run_container(
         Cmd::Port { container } => {
             let c = engine.find(&container)?;
             for p in engine.dir(&c.id).record()?.ports {
-                let ip = if p.host_ip.is_empty() {
-                    "0.0.0.0"
-                } else {
-                    &p.host_ip
-                };
                 writeln!(
                     out,
-                    "{}/{} -> {ip}:{}",
-                    p.container_port, p.protocol, p.host_port
+                    "{}/{} -> {}:{}",
+                    p.container_port,
+                    p.protocol,
+                    p.host_addr(),
+                    p.host_port
                 )?;
             }
             Ok(0)

@@ -110,19 +110,7 @@ impl Engine {
             bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
         }
         for p in &o.ports {
-            if network::port_reserved(&self.ports_dir(), p) {
-                let ip = if p.host_ip.is_empty() {
-                    "0.0.0.0"
-                } else {
-                    &p.host_ip
-                };
-                bail!(
-                    "port is already allocated: {ip}:{}/{}",
-                    p.host_port,
-                    p.protocol
-                );
-            }
-            network::check_port_free(p)?;
+            network::check_available(&self.ports_dir(), p)?;
         }
         let created = record::now();
         let mut row = ContainerRow {

@@ -213,16 +213,7 @@ pub fn reserve_ports(dir: &Path, netns: &Path, ports: &[Port]) -> Result<()> {
                 let _ = std::fs::remove_file(&f);
             }
             release_ports(dir, netns, &ports[..i]);
-            let ip = if p.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                &p.host_ip
-            };
-            bail!(
-                "port is already allocated: {ip}:{}/{}",
-                p.host_port,
-                p.protocol
-            );
+            return Err(allocated(p));
         }
     }
     Ok(())
@@ -238,27 +229,35 @@ pub fn release_ports(dir: &Path, netns: &Path, ports: &[Port]) {
     }
 }
 
-/// Is a published port already reserved by a live container?
-pub fn port_reserved(dir: &Path, p: &Port) -> bool {
+fn allocated(p: &Port) -> anyhow::Error {
+    anyhow::anyhow!(
+        "port is already allocated: {}:{}/{}",
+        p.host_addr(),
+        p.host_port,
+        p.protocol
+    )
+}
+
+/// Can `p` be published: not reserved by a live container, not bound by
+/// a host process? (Checked at create, before anything is made.)
+pub fn check_available(dir: &Path, p: &Port) -> Result<()> {
     let f = dir.join(format!("{}-{}", p.protocol, p.host_port));
-    std::fs::read_to_string(f).is_ok_and(|owner| Path::new(&owner).exists())
+    if std::fs::read_to_string(f).is_ok_and(|owner| Path::new(&owner).exists()) {
+        return Err(allocated(p));
+    }
+    check_port_free(p)
 }
 
 /// Is a host port free to publish? (A bind test: a host process owns it.)
 pub fn check_port_free(p: &Port) -> Result<()> {
-    let ip = if p.host_ip.is_empty() {
-        "0.0.0.0"
-    } else {
-        &p.host_ip
-    };
-    let addr = format!("{ip}:{}", p.host_port);
+    let addr = format!("{}:{}", p.host_addr(), p.host_port);
     let taken = if p.protocol == "udp" {
         std::net::UdpSocket::bind(&addr).is_err()
     } else {
         std::net::TcpListener::bind(&addr).is_err()
     };
     if taken {
-        bail!("port is already allocated: {addr}/{}", p.protocol);
+        return Err(allocated(p));
     }
     Ok(())
 }

@@ -20,6 +20,17 @@ pub struct Port {
     pub protocol: String,
 }
 
+impl Port {
+    /// The host address, with "" shown as Docker shows it.
+    pub fn host_addr(&self) -> &str {
+        if self.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host_ip
+        }
+    }
+}
+
 /// How a container was made: fixed at create.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
