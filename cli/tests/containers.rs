@@ -106,6 +106,43 @@ impl Drop for Strata {
     }
 }
 
+/// Load an image whose config carries `config` (Entrypoint, Cmd, Env,
+/// WorkingDir, User, Volumes, ...) over the busybox rootfs, as an OCI
+/// layout named `name`.
+fn image_with_config(s: &Strata, name: &str, config: Value) -> String {
+    use sha2::{Digest, Sha256};
+    let lay = s
+        .dir
+        .path()
+        .join(format!("layout-{}", name.replace([':', '/'], "_")));
+    std::fs::create_dir_all(lay.join("blobs/sha256")).unwrap();
+    let put = |data: &[u8]| -> (String, usize) {
+        let hex = format!("{:x}", Sha256::digest(data));
+        std::fs::write(lay.join("blobs/sha256").join(&hex), data).unwrap();
+        (format!("sha256:{hex}"), data.len())
+    };
+    let layer = std::fs::read(s.dir.path().join("rootfs.tar")).unwrap();
+    let (ld, ls) = put(&layer);
+    let cfg = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [ld]}
+    });
+    let (cd, cs) = put(cfg.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}]
+    });
+    let (md, ms) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+        "annotations": {"org.opencontainers.image.ref.name": name}}]});
+    std::fs::write(lay.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(lay.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    s.ok(&["load", "-i", lay.to_str().unwrap()]);
+    name.to_string()
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -895,4 +932,52 @@ fn bad_input_is_one_clear_error_and_nothing_is_made() {
     assert_eq!(o.status.code(), Some(125));
     s.ok(&["rm", "taken"]);
     s.ok(&["rmi", "busybox"]);
+}
+
+#[test]
+fn image_config_entrypoint_env_workdir_user_volumes() {
+    let s = Strata::new();
+    let img = image_with_config(
+        &s,
+        "localhost/cfg:1",
+        serde_json::json!({
+            "Entrypoint": ["sh", "-c", "echo $GREETING $0 $1; pwd; id -u; grep ' /data ' /proc/mounts | cut -d' ' -f2", "ep"],
+            "Cmd": ["from-cmd"],
+            "Env": ["GREETING=hi", "PATH=/usr/local/bin:/usr/bin:/bin"],
+            "WorkingDir": "/work/dir",
+            "User": "nobody",
+            "Volumes": {"/data": {}},
+            "Labels": {"org.example.app": "cfg"},
+            "StopSignal": "SIGUSR1"
+        }),
+    );
+    // Entrypoint + Cmd, Env, WorkingDir (created), User, Volumes mounted.
+    let o = s.ok(&["run", "--name", "c", "--network", "none", &img]);
+    assert_eq!(o, "hi ep from-cmd\n/work/dir\n65534\n/data\n");
+    // Arguments replace Cmd, not Entrypoint; -e overrides the image's Env.
+    let o = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-e",
+        "GREETING=yo",
+        &img,
+        "argv1",
+    ]);
+    assert!(o.starts_with("yo ep argv1\n"), "{o}");
+    let c = s.inspect("c");
+    assert_eq!(c["Config"]["Labels"]["org.example.app"], "cfg");
+    assert_eq!(c["Config"]["StopSignal"], "SIGUSR1");
+    // The anonymous volume lives in the store and goes with rm -v.
+    let vols = || {
+        std::fs::read_dir(s.dir.path().join("store/volumes"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // --rm took its anonymous volume along (as Docker's does); c's stays
+    // until rm -v.
+    assert_eq!(vols(), 1);
+    s.ok(&["rm", "-v", "c"]);
+    assert_eq!(vols(), 0);
 }

@@ -426,8 +426,9 @@ impl Engine {
         }
         if rec.auto_remove && code.is_some() {
             // The monitor's own store handle: open a fresh one.
+            // Docker's --rm takes the anonymous volumes along.
             if let Ok(mut store) = Store::open(&self.root) {
-                let _ = remove_files(self, &mut store, rec, false);
+                let _ = remove_files(self, &mut store, rec, true);
             }
         }
     }
