@@ -981,3 +981,96 @@ fn image_config_entrypoint_env_workdir_user_volumes() {
     s.ok(&["rm", "-v", "c"]);
     assert_eq!(vols(), 0);
 }
+
+#[test]
+fn window_resize_reaches_the_container() {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::process::CommandExt;
+    let s = Strata::new();
+    let ws = nix::pty::Winsize {
+        ws_row: 20,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    let slave = pty.slave.as_raw_fd();
+    let mut c = s.cmd(&[
+        "run",
+        "-it",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "stty size; read x; stty size; read y",
+    ]);
+    c.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+    // SAFETY: setsid and TIOCSCTTY between fork and exec, on our own pty:
+    // the CLI runs in the pty's foreground group as in a real terminal.
+    unsafe {
+        c.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::ioctl(slave, libc::TIOCSCTTY as _, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    drop(pty.slave);
+    // SAFETY: the master fd is ours; the File takes it over.
+    let mut master = unsafe { std::fs::File::from_raw_fd(pty.master.as_raw_fd()) };
+    std::mem::forget(pty.master);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_text = |want: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seen.contains(want) {
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {want:?}, saw {seen:?}"
+            );
+            if let Ok(t) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push_str(&t);
+            }
+        }
+    };
+    wait_text("20 80", &mut seen);
+    // Resize our terminal: the kernel signals the CLI, which tells the
+    // monitor, which resizes the container's pty.
+    let big = libc::winsize {
+        ws_row: 33,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we pass, on our master fd.
+    assert_eq!(
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &big) },
+        0
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    master.write_all(b"go\r").unwrap();
+    wait_text("33 120", &mut seen);
+    master.write_all(b"end\r").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{seen}");
+}

@@ -140,6 +140,10 @@ fn run(
         ),
         None => None,
     };
+    // The terminal's size before the command runs, not after.
+    if let Some(p) = &pty {
+        resize(p);
+    }
     if let Err(e) = strata_runtime::container::start::start(&root, id) {
         let _ = strata_runtime::container::delete::delete(&root, id, true);
         engine.after_exit(&rec, net.as_ref(), None, Some(&e.to_string()));
@@ -199,7 +203,6 @@ fn pump(
     let mut sources: Vec<(OwnedFd, usize)> = pipes.into_iter().zip([0usize, 1]).collect();
     if let Some(p) = &pty {
         sources.push((p.try_clone().context("dup pty")?, 0));
-        resize(p);
     }
     let stdin = std::io::stdin();
     let mut stdin_open = tty_input;
