@@ -1041,7 +1041,7 @@ fn window_resize_reaches_the_container() {
         }
     });
     let mut seen = String::new();
-    let mut wait_text = |want: &str, seen: &mut String| {
+    let wait_text = |want: &str, seen: &mut String| {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !seen.contains(want) {
             assert!(
