@@ -703,6 +703,25 @@ fn bridge_publish_and_container_to_container() {
     assert_eq!(o, "hello from httpd\n");
     let o = s.ok(&["run", "--rm", "busybox", "ip", "route"]);
     assert!(o.contains("default via 10.89.0.1"), "{o}");
+    // Outbound NAT: one masquerade rule for the bridge's subnet.
+    let masq = Command::new("iptables")
+        .args([
+            "-w",
+            "-t",
+            "nat",
+            "-C",
+            "POSTROUTING",
+            "-s",
+            "10.89.0.0/24",
+            "!",
+            "-o",
+            "strata0",
+            "-j",
+            "MASQUERADE",
+        ])
+        .status()
+        .unwrap();
+    assert!(masq.success(), "no masquerade rule for the bridge");
     // The port is taken: a clear error, nothing made.
     let before = s.containers_dir_entries();
     let o = s.run(&["run", "--rm", "-p", &publish, "busybox", "true"]);
@@ -748,6 +767,11 @@ fn bridge_publish_and_container_to_container() {
         out(&nat)
     );
     assert!(!s.dir.path().join("store/run/netns").join(&id).exists());
+    // Its address went back to the pool.
+    assert!(
+        !Path::new("/run/strata/ipam/strata").join(&ip).exists(),
+        "lease of {ip} kept"
+    );
 }
 
 #[test]

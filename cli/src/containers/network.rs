@@ -64,7 +64,9 @@ fn bridge_conf(ipam_dir: &Path) -> Value {
     conf(
         "strata",
         json!({
-            "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true,
+            // Masquerade is one rule for the subnet (ensure_masquerade),
+            // not a chain per container: that halves a bridged start.
+            "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": false,
             "hairpinMode": true,
             "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]],
                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam_dir}
@@ -155,6 +157,7 @@ pub fn setup(
     if !bridge {
         return Ok(None);
     }
+    ensure_masquerade()?;
     let res = plugin("ADD", id, netns, "eth0", bridge_conf(ipam_dir), None)?;
     if !ports.is_empty()
         && let Err(e) = plugin("ADD", id, netns, "eth0", portmap_conf(ports), Some(&res))
@@ -176,10 +179,45 @@ pub fn teardown(id: &str, netns: &Path, bridge: bool, ports: &[Port], ipam_dir: 
         {
             tracing::warn!("{e}");
         }
-        if let Err(e) = plugin("DEL", id, netns, "eth0", bridge_conf(ipam_dir), None) {
+        // The veth goes with the namespace (removed by the caller); only
+        // the address must be given back, which is host-local's DEL.
+        // host-local reads the "ipam" section of the network's config.
+        let mut ipam = bridge_conf(ipam_dir);
+        ipam["type"] = json!("host-local");
+        if let Err(e) = plugin("DEL", id, netns, "eth0", ipam, None) {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// Outbound NAT for the bridge's subnet: one MASQUERADE rule, added once
+/// per boot (the marker lives on /run, a tmpfs, like the rule itself).
+fn ensure_masquerade() -> Result<()> {
+    let marker = Path::new("/run/strata/masquerade");
+    if marker.exists() {
+        return Ok(());
+    }
+    let rule = ["-s", SUBNET, "!", "-o", BRIDGE, "-j", "MASQUERADE"];
+    let iptables = |op: &str| {
+        Command::new("iptables")
+            .args(["-w", "-t", "nat", op, "POSTROUTING"])
+            .args(rule)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    };
+    let present = iptables("-C").is_ok_and(|s| s.success());
+    if !present {
+        let st = iptables("-A").context("run iptables")?;
+        if !st.success() {
+            bail!("network: could not add the masquerade rule for {SUBNET}");
+        }
+    }
+    if let Some(d) = marker.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::write(marker, SUBNET);
+    Ok(())
 }
 
 /// Host-wide port reservations: `<dir>/<proto>-<port>` holds the netns
