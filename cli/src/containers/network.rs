@@ -1,10 +1,11 @@
-//! Networks: `none` (a namespace with only loopback), `host` (no
-//! namespace), and `bridge`: a namespace of the container's own, pinned by
-//! a bind mount so it outlives processes, wired by the standard CNI
-//! plugins from Debian's containernetworking-plugins (`loopback`,
-//! `bridge` with `host-local` IPAM and outbound masquerade, `portmap` for
-//! `-p`). The plugins are the field's tested code for veths, addresses,
-//! iptables NAT and hairpin; we only drive their small exec protocol.
+//! Networks: `none` (a namespace with only loopback up), `host` (no
+//! namespace), and `bridge`. Every non-host container gets a namespace of
+//! its own, pinned by a bind mount so it outlives processes, with `lo`
+//! brought up by us. Bridge wiring is the standard CNI plugins' from
+//! Debian's containernetworking-plugins: `bridge` with `host-local` IPAM,
+//! and `portmap` for `-p`. Outbound NAT is one masquerade rule of ours.
+//! The plugins are the field's tested code for veths, addresses, hairpin
+//! and port mapping; we only drive their small exec protocol.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub fn create_netns(path: &Path) -> Result<()> {
     // namespace is per thread, so the rest of the process is untouched.
     let res = std::thread::spawn(move || -> nix::Result<()> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        loopback_up()?;
         mount(
             Some("/proc/thread-self/ns/net"),
             &target,
@@ -45,6 +47,32 @@ pub fn create_netns(path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(path);
         bail!("create network namespace {}: {e}", path.display());
     }
+    Ok(())
+}
+
+/// Bring `lo` up in the current thread's network namespace (what the CNI
+/// loopback plugin does, without an exec).
+fn loopback_up() -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value for it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the ifreq we own, on our socket.
+    nix::errno::Errno::result(unsafe {
+        libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req)
+    })?;
+    // SAFETY: the flags member of the union is the one SIOCGIFFLAGS set.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we pass, on our socket.
+    nix::errno::Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
     Ok(())
 }
 
@@ -136,7 +164,7 @@ fn plugin(
     Ok(v)
 }
 
-/// Wire the namespace: loopback always; for bridge, an address on the
+/// Wire the namespace for bridge: an address on the
 /// strata bridge and the published ports. Returns the container's IP.
 /// On failure, whatever was set up is taken down again.
 pub fn setup(
@@ -146,14 +174,7 @@ pub fn setup(
     ports: &[Port],
     ipam_dir: &Path,
 ) -> Result<Option<String>> {
-    plugin(
-        "ADD",
-        id,
-        netns,
-        "lo",
-        conf("lo", json!({"type": "loopback"})),
-        None,
-    )?;
+    // lo is already up (create_netns).
     if !bridge {
         return Ok(None);
     }
