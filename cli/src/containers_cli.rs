@@ -578,11 +578,7 @@ pub fn top(engine: &Engine, what: &str, out: &mut impl Write) -> Result<()> {
     if st.status != Status::Running {
         bail!("container {} is not running", c.name);
     }
-    let pids = strata_runtime::container::state::state(&engine.runtime_root(), &c.id)
-        .ok()
-        .map(|_| ())
-        .and_then(|_| cgroup_pids(st.pid))
-        .unwrap_or_else(|| vec![st.pid]);
+    let pids = pid_namespace_members(st.pid).unwrap_or_else(|| vec![st.pid]);
     writeln!(out, "{:<10}{:<10}{:<10}CMD", "UID", "PID", "PPID")?;
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -616,7 +612,7 @@ pub fn top(engine: &Engine, what: &str, out: &mut impl Write) -> Result<()> {
 }
 
 /// Every process in the init's pid namespace, from the host's /proc.
-fn cgroup_pids(init: i32) -> Option<Vec<i32>> {
+fn pid_namespace_members(init: i32) -> Option<Vec<i32>> {
     let ns = std::fs::read_link(format!("/proc/{init}/ns/pid")).ok()?;
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")
         .ok()?

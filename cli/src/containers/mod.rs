@@ -72,7 +72,7 @@ impl Engine {
     }
 
     pub fn dir(&self, id: &str) -> Dir {
-        Dir(self.root.join("containers").join(id))
+        container_dir(&self.root, id)
     }
 
     pub fn runtime_root(&self) -> strata_runtime::state::Root {
@@ -428,7 +428,7 @@ impl Engine {
             // The monitor's own store handle: open a fresh one.
             // Docker's --rm takes the anonymous volumes along.
             if let Ok(mut store) = Store::open(&self.root) {
-                let _ = remove_files(self, &mut store, rec, true);
+                let _ = remove_files(&self.root, &mut store, rec, true);
             }
         }
     }
@@ -626,8 +626,7 @@ impl Engine {
                 return Ok(row.id);
             }
         };
-        let mut store = Store::open(&self.root)?;
-        remove_files(self, &mut store, &rec, volumes)?;
+        remove_files(&self.root, &mut self.store, &rec, volumes)?;
         Ok(row.id)
     }
 }
@@ -647,9 +646,15 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Unmount and delete a stopped container's files and its row.
-fn remove_files(engine: &Engine, store: &mut Store, rec: &Record, volumes: bool) -> Result<()> {
-    let dir = engine.dir(&rec.id);
+/// `containers/<id>` under the store's root.
+fn container_dir(root: &Path, id: &str) -> Dir {
+    Dir(root.join("containers").join(id))
+}
+
+/// Unmount and delete a stopped container's files and its row (`root`
+/// is the store's; the store handle is the caller's own).
+fn remove_files(root: &Path, store: &mut Store, rec: &Record, volumes: bool) -> Result<()> {
+    let dir = container_dir(root, &rec.id);
     match umount2(&dir.rootfs(), MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => bail!("unmount {}: {e}", dir.rootfs().display()),
@@ -665,7 +670,7 @@ fn remove_files(engine: &Engine, store: &mut Store, rec: &Record, volumes: bool)
         .with_context(|| format!("remove {}", dir.path().display()))?;
     if volumes {
         for v in &rec.volumes {
-            let _ = std::fs::remove_dir_all(engine.root.join("volumes").join(v));
+            let _ = std::fs::remove_dir_all(root.join("volumes").join(v));
         }
     }
     store.remove_container(&rec.id)?;
