@@ -280,33 +280,51 @@ pub fn start_error_code(e: &anyhow::Error) -> i32 {
         .unwrap_or(125)
 }
 
+/// A foreground CLI's terminal and signals, set up before the container
+/// starts: raw mode for `-t`, and the forwarded signals blocked so that
+/// none that arrives while the monitor starts the container is lost (a
+/// SIGWINCH's default action is to be discarded); they wait, pending,
+/// for `attach_wait`.
+pub struct Foreground {
+    raw: Option<RawTerminal>,
+    signals: nix::sys::signal::SigSet,
+}
+
+impl Foreground {
+    pub fn prepare(tty: bool) -> Result<Foreground> {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut signals = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+        ] {
+            signals.add(s);
+        }
+        signals.thread_block().context("block signals")?;
+        let raw = if tty { RawTerminal::enable() } else { None };
+        Ok(Foreground { raw, signals })
+    }
+}
+
 /// Foreground: wait for the monitor (which relays the container's output
 /// to us), forwarding our signals to the container; the exit code.
 pub fn attach_wait(
     engine: &Engine,
     id: &str,
     mut monitor: std::process::Child,
-    tty: bool,
+    fg: Foreground,
 ) -> Result<i32> {
-    use nix::sys::signal::{SigSet, Signal};
-    let raw = if tty { RawTerminal::enable() } else { None };
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        set.add(s);
-    }
-    set.thread_block().context("block signals")?;
+    use nix::sys::signal::Signal;
+    let Foreground { raw, signals } = fg;
     let pid = engine.dir(id).state()?.pid;
     let monitor_pid = monitor.id() as i32;
     std::thread::spawn(move || {
-        while let Ok(sig) = set.wait() {
+        while let Ok(sig) = signals.wait() {
             // Window changes go to the monitor, which owns the pty.
             let target = if sig == Signal::SIGWINCH {
                 monitor_pid

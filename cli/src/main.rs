@@ -573,6 +573,14 @@ fn run_container(
         }
         Cmd::Run(a) => {
             let id = create(&mut engine, &a, config)?;
+            let fg = match (!a.detach).then(|| containers_cli::Foreground::prepare(a.tty)) {
+                Some(Err(e)) => {
+                    let _ = engine.remove(&id, true, true);
+                    return Err(e);
+                }
+                Some(Ok(fg)) => Some(fg),
+                None => None,
+            };
             let monitor = match engine.start(&id, !a.detach) {
                 Ok(m) => m,
                 Err(e) => {
@@ -587,7 +595,10 @@ fn run_container(
                 return Ok(0);
             }
             drop(out);
-            containers_cli::attach_wait(&engine, &id, monitor, a.tty)
+            match fg {
+                Some(fg) => containers_cli::attach_wait(&engine, &id, monitor, fg),
+                None => Ok(0),
+            }
         }
         Cmd::Start { attach, containers } => {
             if attach {
@@ -596,9 +607,10 @@ fn run_container(
                 };
                 let id = engine.find(c)?.id;
                 let tty = engine.dir(&id).record()?.tty;
+                let fg = containers_cli::Foreground::prepare(tty)?;
                 let m = engine.start(&id, true)?;
                 drop(out);
-                return containers_cli::attach_wait(&engine, &id, m, tty);
+                return containers_cli::attach_wait(&engine, &id, m, fg);
             }
             each(
                 &containers,

@@ -1007,7 +1007,7 @@ fn image_config_entrypoint_env_workdir_user_volumes() {
 }
 
 #[test]
-fn window_resize_reaches_the_container() {
+fn window_resize_and_ctrl_c_reach_the_container() {
     use std::io::Write;
     use std::os::fd::{AsRawFd, FromRawFd};
     use std::os::unix::process::CommandExt;
@@ -1029,7 +1029,7 @@ fn window_resize_reaches_the_container() {
         "busybox",
         "sh",
         "-c",
-        "stty size; read x; stty size; read y",
+        "trap 'echo caught-int; exit 7' INT; stty size; read x; stty size; echo ready; sleep 100; echo fell-through",
     ]);
     c.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
@@ -1094,7 +1094,27 @@ fn window_resize_reaches_the_container() {
     std::thread::sleep(Duration::from_millis(500));
     master.write_all(b"go\r").unwrap();
     wait_text("33 120", &mut seen);
-    master.write_all(b"end\r").unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{seen}");
+    // Ctrl-C is a byte through our raw terminal; the container's pty turns
+    // it into SIGINT for its foreground group (sleep dies, sh's trap exits
+    // 7). One that lands before sh has forked sleep is only noted by sh
+    // (sleep would run its 100 s), so it is sent again each second until
+    // the CLI exits; the status, not the text, is the proof: a later ^C
+    // may flush the trap's output from the container's pty.
+    wait_text("ready", &mut seen);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no exit after ^C: {seen:?}");
+        master.write_all(b"\x03").unwrap();
+        let tick = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < tick && child.try_wait().unwrap().is_none() {
+            if let Ok(t) = rx.recv_timeout(Duration::from_millis(50)) {
+                seen.push_str(&t);
+            }
+        }
+    };
+    assert_eq!(status.code(), Some(7), "{seen}");
+    assert!(!seen.contains("fell-through"), "{seen}");
 }

@@ -467,9 +467,14 @@ impl Engine {
             _ => None,
         };
         // SAFETY: between fork and exec only async-signal-safe calls:
-        // setsid, dup2 and fcntl on fds we own.
+        // sigprocmask, setsid, dup2 and fcntl on fds we own.
         unsafe {
             cmd.pre_exec(move || {
+                // A foreground CLI blocks the signals it forwards; the
+                // monitor starts with none blocked (exec keeps the mask).
+                nix::sys::signal::SigSet::empty()
+                    .thread_set_mask()
+                    .map_err(std::io::Error::from)?;
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
                 nix::unistd::dup2(ready_fd, 3).map_err(std::io::Error::from)?;
                 if let Some((o, e)) = fds {

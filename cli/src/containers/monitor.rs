@@ -85,6 +85,13 @@ fn run(
     let dir = engine.dir(id);
     let rec = dir.record()?;
     strata_runtime::process::become_subreaper()?;
+    // Blocked from the start, so a SIGWINCH the CLI forwards while the
+    // container starts is kept for the pump's signalfd, not discarded.
+    // (Only this one: the commands we spawn inherit the mask; the
+    // container's init resets its own.)
+    let mut winch = SigSet::empty();
+    winch.add(Signal::SIGWINCH);
+    winch.thread_block().context("block signals")?;
     let attach: [Option<std::fs::File>; 2] = [ATTACH_OUT, ATTACH_ERR].map(|fd| {
         // SAFETY: fds 4 and 5, when open, were passed to us by the CLI.
         (attached && fd_open(fd)).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
@@ -181,6 +188,15 @@ fn run(
     Ok(code)
 }
 
+/// The signals the pump reads from its signalfd.
+fn pump_signals() -> SigSet {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.add(Signal::SIGWINCH);
+    mask.add(Signal::SIGPIPE);
+    mask
+}
+
 /// Copy output to the log (and the attached CLI) until the container has
 /// exited and its output is drained. Returns the exit code.
 fn pump(
@@ -191,10 +207,7 @@ fn pump(
     mut attach: [Option<std::fs::File>; 2],
     tty_input: bool,
 ) -> Result<i32> {
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    mask.add(Signal::SIGWINCH);
-    mask.add(Signal::SIGPIPE);
+    let mask = pump_signals();
     mask.thread_block().context("block signals")?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("signalfd")?;
@@ -312,10 +325,15 @@ fn resize(pty: &OwnedFd) {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCGWINSZ fills the winsize we own; fd 0 may not be a tty,
-    // in which case the call fails and nothing is changed.
-    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
-        // SAFETY: TIOCSWINSZ reads the winsize we pass.
-        unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    // The size of the terminal we were given: stdin with `-i`, else the
+    // attached CLI's stdout (`-t` alone). Each fd may not be a tty (or not
+    // be open), in which case the call fails and the next is tried.
+    for fd in [0, ATTACH_OUT] {
+        // SAFETY: TIOCGWINSZ fills the winsize we own.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            // SAFETY: TIOCSWINSZ reads the winsize we pass.
+            unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+            return;
+        }
     }
 }
