@@ -121,6 +121,20 @@ pub struct LogsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach stdin.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Pass signals the CLI receives to the container (without a tty).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// The key sequence that detaches from a `-t` container.
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    pub container: String,
+}
+
+#[derive(Args, Clone, Debug)]
 pub struct ExecArgs {
     #[arg(short, long)]
     pub interactive: bool,
@@ -645,4 +659,235 @@ fn pid_namespace_members(init: i32) -> Option<Vec<i32>> {
         .collect();
     pids.sort();
     Some(pids)
+}
+
+/// `--detach-keys` as bytes: comma-separated `ctrl-X` or single
+/// characters, Docker's format; empty turns detaching off.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    spec.split(',')
+        .map(|k| {
+            let bad = || {
+                anyhow::anyhow!(
+                    "invalid detach keys {spec:?}: {k:?} is not ctrl-X or one character"
+                )
+            };
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let [c] = c.as_bytes() else {
+                    return Err(bad());
+                };
+                match c.to_ascii_lowercase() {
+                    c @ b'a'..=b'z' => Ok(c - b'a' + 1),
+                    b'@' => Ok(0),
+                    c @ b'['..=b'_' => Ok(c - b'[' + 27),
+                    _ => Err(bad()),
+                }
+            } else {
+                match k.as_bytes() {
+                    [c] if c.is_ascii() => Ok(*c),
+                    _ => Err(bad()),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Watches input for the detach sequence: bytes that might begin it are
+/// held back until it is complete (detach) or broken (sent on).
+struct DetachMatcher {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl DetachMatcher {
+    /// The bytes to pass on, and whether the sequence completed.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(input);
+            return (out, false);
+        }
+        for &b in input {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.held]);
+                self.held = 0;
+                if b == self.keys[0] {
+                    self.held = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+/// Our terminal's size (stdin, else stdout).
+fn terminal_size() -> Option<(u16, u16)> {
+    for fd in [0, 1] {
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ fills the winsize we own; a non-tty fails.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            return Some((ws.ws_row, ws.ws_col));
+        }
+    }
+    None
+}
+
+/// `strata attach`: the container's output from now on, our input to its
+/// stdin (when it was made with `-i`), signals passed on; its exit code,
+/// or 0 after the detach keys.
+pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use strata::containers::attach as proto;
+    let keys = parse_detach_keys(&a.detach_keys)?;
+    let c = engine.find(&a.container)?;
+    let st = engine.refresh(&c.id)?;
+    if st.status != Status::Running {
+        bail!(
+            "you cannot attach to a stopped container {}, start it first",
+            c.name
+        );
+    }
+    let dir = engine.dir(&c.id);
+    let rec = dir.record()?;
+    let stream = proto::connect(dir.path())?;
+    let writer = Arc::new(Mutex::new(stream.try_clone().context("attach socket")?));
+    let fg = Foreground::prepare(rec.tty)?;
+    let Foreground { raw, signals } = fg;
+    if rec.tty
+        && let Some((rows, cols)) = terminal_size()
+        && let Ok(mut w) = writer.lock()
+    {
+        let _ = proto::write_frame(&mut *w, proto::RESIZE, &proto::resize_payload(rows, cols));
+    }
+    let detached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ended_by = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    {
+        let writer = writer.clone();
+        let ended_by = ended_by.clone();
+        let (pid, tty, proxy) = (st.pid, rec.tty, a.sig_proxy);
+        let end = stream.try_clone().context("attach socket")?;
+        std::thread::spawn(move || {
+            use nix::sys::signal::Signal;
+            while let Ok(sig) = signals.wait() {
+                if sig == Signal::SIGWINCH {
+                    if let (true, Some((r, c)), Ok(mut w)) = (tty, terminal_size(), writer.lock()) {
+                        let _ = proto::write_frame(
+                            &mut *w,
+                            proto::RESIZE,
+                            &proto::resize_payload(r, c),
+                        );
+                    }
+                } else if proxy && !tty {
+                    let _ = strata_runtime::signals::send(pid, sig as i32);
+                } else {
+                    // Not passed on: the signal ends the attach itself.
+                    ended_by.store(sig as i32, std::sync::atomic::Ordering::SeqCst);
+                    let _ = end.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        });
+    }
+    if rec.interactive && !a.no_stdin {
+        let writer = writer.clone();
+        let detached = detached.clone();
+        let end = stream.try_clone().context("attach socket")?;
+        let mut matcher = DetachMatcher {
+            keys: if rec.tty { keys } else { Vec::new() },
+            held: 0,
+        };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 32 << 10];
+            let mut stdin = std::io::stdin();
+            // At the end of our input the container's stdin stays open,
+            // as Docker leaves it for the next attach.
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let (data, detach) = matcher.feed(&buf[..n]);
+                if !data.is_empty() {
+                    let Ok(mut w) = writer.lock() else { break };
+                    if proto::write_frame(&mut *w, proto::STDIN, &data).is_err() {
+                        break;
+                    }
+                }
+                if detach {
+                    detached.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = end.shutdown(std::net::Shutdown::Both);
+                    break;
+                }
+            }
+        });
+    }
+    let mut reader = std::io::BufReader::new(stream);
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    while let Ok(Some((kind, data))) = proto::read_frame(&mut reader) {
+        let w: &mut dyn Write = if kind == proto::STDERR {
+            &mut err
+        } else {
+            &mut out
+        };
+        if w.write_all(&data).and_then(|_| w.flush()).is_err() {
+            break;
+        }
+    }
+    drop(raw);
+    if detached.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(0);
+    }
+    // A signal that ended the attach leaves the container running; else
+    // the monitor closed us because the container is done.
+    match ended_by.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => Ok(engine.wait(&c.id, None)?.unwrap_or(0)),
+        sig => Ok(128 + sig),
+    }
+}
+
+#[cfg(test)]
+mod attach_tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_the_docker_way() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            vec![0x10, 0x11]
+        );
+        assert_eq!(
+            parse_detach_keys("ctrl-@,ctrl-[,ctrl-_,a").unwrap(),
+            vec![0, 27, 31, b'a']
+        );
+        assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
+        for bad in ["ctrl-", "ctrl-pp", "ab", "ctrl-1"] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn detach_matcher_holds_a_partial_sequence_back() {
+        let mut m = DetachMatcher {
+            keys: vec![0x10, 0x11],
+            held: 0,
+        };
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        // Broken sequence: the held byte goes on with the next.
+        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(m.feed(b"\x11rest"), (Vec::new(), true));
+    }
 }

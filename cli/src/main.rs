@@ -85,8 +85,8 @@ enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// Follow a container's output until it exits; its exit code.
-    Attach { container: String },
+    /// Attach to a running container's input and output; its exit code.
+    Attach(containers_cli::AttachArgs),
     /// Show containers or images as JSON.
     Inspect {
         #[arg(required = true)]
@@ -490,7 +490,7 @@ fn is_container_cmd(c: &Cmd) -> bool {
             | Cmd::Logs(_)
             | Cmd::Exec(_)
             | Cmd::Wait { .. }
-            | Cmd::Attach { .. }
+            | Cmd::Attach(_)
             | Cmd::Inspect { .. }
             | Cmd::Top { .. }
             | Cmd::Port { .. }
@@ -690,18 +690,9 @@ fn run_container(
             strata::containers::logs::print(&dir.log(), tail, a.timestamps, a.follow, &done)?;
             Ok(0)
         }
-        Cmd::Attach { container } => {
-            let c = engine.find(&container)?;
+        Cmd::Attach(a) => {
             drop(out);
-            let dir = engine.dir(&c.id);
-            let done = || {
-                engine
-                    .refresh(&c.id)
-                    .map(|s| s.status != strata::containers::record::Status::Running)
-                    .unwrap_or(true)
-            };
-            strata::containers::logs::print(&dir.log(), Some(0), false, true, &done)?;
-            Ok(engine.wait(&c.id, None)?.unwrap_or(0))
+            containers_cli::attach(&engine, &a)
         }
         Cmd::Exec(a) => {
             drop(out);

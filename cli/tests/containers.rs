@@ -1006,115 +1006,250 @@ fn image_config_entrypoint_env_workdir_user_volumes() {
     assert_eq!(vols(), 0);
 }
 
-#[test]
-fn window_resize_and_ctrl_c_reach_the_container() {
-    use std::io::Write;
-    use std::os::fd::{AsRawFd, FromRawFd};
-    use std::os::unix::process::CommandExt;
-    let s = Strata::new();
-    let ws = nix::pty::Winsize {
-        ws_row: 20,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
-    let slave = pty.slave.as_raw_fd();
-    let mut c = s.cmd(&[
-        "run",
-        "-it",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "trap 'echo caught-int; exit 7' INT; stty size; read x; stty size; echo ready; sleep 100; echo fell-through",
-    ]);
-    c.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
-    // SAFETY: setsid and TIOCSCTTY between fork and exec, on our own pty:
-    // the CLI runs in the pty's foreground group as in a real terminal.
-    unsafe {
-        c.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc::ioctl(slave, libc::TIOCSCTTY as _, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = c.spawn().unwrap();
-    drop(pty.slave);
-    // SAFETY: the master fd is ours; the File takes it over.
-    let mut master = unsafe { std::fs::File::from_raw_fd(pty.master.as_raw_fd()) };
-    std::mem::forget(pty.master);
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let mut reader = master.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0
-                || tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-            {
-                break;
-            }
+/// A `strata` command on a pty of the test's own (its controlling
+/// terminal, as in a real session): the master end, and what it shows.
+struct OnPty {
+    child: std::process::Child,
+    master: std::fs::File,
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl OnPty {
+    fn spawn(s: &Strata, args: &[&str], rows: u16, cols: u16) -> OnPty {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::process::CommandExt;
+        let ws = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+        let slave = pty.slave.as_raw_fd();
+        let mut c = s.cmd(args);
+        c.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+        // SAFETY: setsid and TIOCSCTTY between fork and exec, on our own
+        // pty: the CLI runs in the pty's foreground group.
+        unsafe {
+            c.pre_exec(move || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::ioctl(slave, libc::TIOCSCTTY as _, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-    });
-    let mut seen = String::new();
-    let wait_text = |want: &str, seen: &mut String| {
+        let child = c.spawn().unwrap();
+        drop(pty.slave);
+        // SAFETY: the master fd is ours; the File takes it over.
+        let master = unsafe { std::fs::File::from_raw_fd(pty.master.as_raw_fd()) };
+        std::mem::forget(pty.master);
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let mut reader = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        OnPty {
+            child,
+            master,
+            rx,
+            seen: String::new(),
+        }
+    }
+
+    fn wait_text(&mut self, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !seen.contains(want) {
+        while !self.seen.contains(want) {
             assert!(
                 Instant::now() < deadline,
-                "waiting for {want:?}, saw {seen:?}"
+                "waiting for {want:?}, saw {:?}",
+                self.seen
             );
-            if let Ok(t) = rx.recv_timeout(Duration::from_millis(100)) {
-                seen.push_str(&t);
+            if let Ok(t) = self.rx.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push_str(&t);
             }
         }
-    };
-    wait_text("20 80", &mut seen);
-    // Resize our terminal: the kernel signals the CLI, which tells the
-    // monitor, which resizes the container's pty.
-    let big = libc::winsize {
-        ws_row: 33,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads the winsize we pass, on our master fd.
-    assert_eq!(
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &big) },
-        0
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(bytes).unwrap();
+    }
+
+    /// Resize our terminal: the kernel signals the CLI (SIGWINCH).
+    fn resize(&self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass, on our master fd.
+        assert_eq!(
+            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
+            0
+        );
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "no exit: {:?}", self.seen);
+            if let Ok(t) = self.rx.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push_str(&t);
+            }
+        }
+    }
+}
+
+#[test]
+fn window_resize_and_ctrl_c_reach_the_container() {
+    let s = Strata::new();
+    let mut p = OnPty::spawn(
+        &s,
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo caught-int; exit 7' INT; stty size; read x; stty size; echo ready; sleep 100; echo fell-through",
+        ],
+        20,
+        80,
     );
+    p.wait_text("20 80");
+    // The CLI tells the monitor, which resizes the container's pty.
+    p.resize(33, 120);
     std::thread::sleep(Duration::from_millis(500));
-    master.write_all(b"go\r").unwrap();
-    wait_text("33 120", &mut seen);
+    p.send(b"go\r");
+    p.wait_text("33 120");
     // Ctrl-C is a byte through our raw terminal; the container's pty turns
     // it into SIGINT for its foreground group (sleep dies, sh's trap exits
     // 7). One that lands before sh has forked sleep is only noted by sh
     // (sleep would run its 100 s), so it is sent again each second until
     // the CLI exits; the status, not the text, is the proof: a later ^C
     // may flush the trap's output from the container's pty.
-    wait_text("ready", &mut seen);
+    p.wait_text("ready");
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = p.child.try_wait().unwrap() {
             break st;
         }
-        assert!(Instant::now() < deadline, "no exit after ^C: {seen:?}");
-        master.write_all(b"\x03").unwrap();
+        assert!(Instant::now() < deadline, "no exit after ^C: {:?}", p.seen);
+        p.send(b"\x03");
         let tick = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < tick && child.try_wait().unwrap().is_none() {
-            if let Ok(t) = rx.recv_timeout(Duration::from_millis(50)) {
-                seen.push_str(&t);
+        while Instant::now() < tick && p.child.try_wait().unwrap().is_none() {
+            if let Ok(t) = p.rx.recv_timeout(Duration::from_millis(50)) {
+                p.seen.push_str(&t);
             }
         }
     };
-    assert_eq!(status.code(), Some(7), "{seen}");
-    assert!(!seen.contains("fell-through"), "{seen}");
+    assert_eq!(status.code(), Some(7), "{}", p.seen);
+    assert!(!p.seen.contains("fell-through"), "{}", p.seen);
+}
+
+#[test]
+fn attach_to_detached_containers_stdin_output_resize_detach() {
+    use std::io::Write;
+    let s = Strata::new();
+    // -di: stdin is a pipe the monitor holds; attach writes into it and
+    // gets stdout and stderr apart, from now on only.
+    s.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "pipe",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; while read l; do echo got:$l; echo err:$l >&2; done",
+    ]);
+    wait_for("before in the log", || {
+        s.ok(&["logs", "pipe"]).contains("before")
+    });
+    let mut a = s
+        .cmd(&["attach", "pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = a.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    let mut stdout = std::io::BufReader::new(a.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "got:hello\n");
+    // The end of our input leaves the container's stdin open (Docker's
+    // way), so a second line still goes through, then kill ends both.
+    stdin.write_all(b"again\n").unwrap();
+    drop(stdin);
+    line.clear();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "got:again\n");
+    s.ok(&["kill", "pipe"]);
+    let o = a.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(137));
+    assert_eq!(err(&o), "err:hello\nerr:again\n");
+    // Logs kept everything, history included.
+    let logs = s.run(&["logs", "pipe"]);
+    assert_eq!(out(&logs), "before\ngot:hello\ngot:again\n");
+    // A stopped container cannot be attached to.
+    let o = s.run(&["attach", "pipe"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("start it first"), "{}", err(&o));
+
+    // -dit: a shell on a pty; attach through a terminal of our own, type
+    // into it, resize it, and leave with ctrl-p ctrl-q: it keeps running.
+    s.ok(&[
+        "run",
+        "-dit",
+        "--name",
+        "tty",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+    ]);
+    let mut p = OnPty::spawn(&s, &["attach", "tty"], 25, 90);
+    p.send(b"stty size; echo sum-$((40+2))\r");
+    p.wait_text("sum-42");
+    assert!(p.seen.contains("25 90"), "{}", p.seen);
+    p.resize(40, 132);
+    std::thread::sleep(Duration::from_millis(300));
+    p.send(b"stty size\r");
+    p.wait_text("40 132");
+    p.send(b"\x10\x11");
+    let st = p.wait_exit();
+    assert_eq!(st.code(), Some(0), "{}", p.seen);
+    let c = s.inspect("tty");
+    assert_eq!(c["State"]["Status"], "running", "{c}");
+    // Attach again and end it from inside: attach returns its status.
+    let mut p = OnPty::spawn(&s, &["attach", "tty"], 25, 90);
+    std::thread::sleep(Duration::from_millis(300));
+    p.send(b"exit 9\r");
+    assert_eq!(p.wait_exit().code(), Some(9), "{}", p.seen);
 }

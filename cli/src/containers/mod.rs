@@ -5,6 +5,7 @@
 //! and container are gone (SIGKILL, reboot) is noticed and finished off
 //! here, never trusted.
 
+pub mod attach;
 pub mod logs;
 pub mod monitor;
 pub mod network;
@@ -456,7 +457,9 @@ impl Engine {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let rec = dir.record()?;
-        if !rec.interactive {
+        // Only a foreground `-i` hands the monitor our stdin; a detached
+        // container's input comes through `strata attach`.
+        if !(rec.interactive && attach) {
             cmd.stdin(std::process::Stdio::null());
         }
         let ready_fd = std::os::fd::AsRawFd::as_raw_fd(&ready_w);

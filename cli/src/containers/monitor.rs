@@ -23,6 +23,7 @@ use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
 use super::Engine;
+use super::attach;
 use super::logs;
 use super::record::{self, Status};
 
@@ -118,9 +119,24 @@ fn run(
         pipes.push(or);
         pipes.push(er);
     }
+    // stdin: the attached CLI's own with `run -i` (fd 0 as given), the
+    // pty with `-t`, else for `-i` a pipe we hold, which `strata attach`
+    // writes into; /dev/null without `-i`.
+    let mut stdin_w = None;
     if !rec.interactive {
         nix::unistd::dup2(null.as_raw_fd(), 0).context("dup2")?;
+    } else if !rec.tty && !attached {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        nix::unistd::dup2(r.as_raw_fd(), 0).context("dup2")?;
+        stdin_w = Some(w);
     }
+    let listener = match attach::listen(dir.path()) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("no attach socket: {e:#}");
+            None
+        }
+    };
     let root = engine.runtime_root();
     let bundle = strata_runtime::spec::load_bundle(dir.path()).map_err(|e| anyhow::anyhow!("{e}"));
     let created = bundle.and_then(|b| {
@@ -128,7 +144,10 @@ fn run(
             .map_err(|e| anyhow::anyhow!("{e}"))
     });
     // Our own stdio goes back to /dev/null: only the container holds the
-    // pipes' write ends now.
+    // pipes' write ends (and the stdin pipe's read end) now.
+    if stdin_w.is_some() {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+    }
     for fd in [1, 2] {
         let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
     }
@@ -176,14 +195,19 @@ fn run(
         let _ = writeln!(r, "ok {}", st.pid);
     }
     *ready = None;
-    let code = pump(
-        st.pid,
-        &dir.log(),
-        pipes,
+    let code = Pump {
+        pid: st.pid,
         pty,
         attach,
-        rec.tty && rec.interactive,
-    )?;
+        tty_input: attached && rec.tty && rec.interactive,
+        stdin_w,
+        listener,
+        clients: Vec::new(),
+        pending_in: Vec::new(),
+    }
+    .run(&dir.log(), pipes);
+    attach::unlink(dir.path());
+    let code = code?;
     engine.after_exit(&rec, net.as_ref(), Some(code), None);
     Ok(code)
 }
@@ -197,110 +221,277 @@ fn pump_signals() -> SigSet {
     mask
 }
 
-/// Copy output to the log (and the attached CLI) until the container has
-/// exited and its output is drained. Returns the exit code.
-fn pump(
+/// Input waiting for the container's stdin beyond this stops reading
+/// more (the container is not reading its stdin).
+const INPUT_BACKLOG: usize = 256 << 10;
+
+/// The monitor's loop over the container's stdio.
+struct Pump {
     pid: i32,
-    log: &std::path::Path,
-    pipes: Vec<OwnedFd>,
+    /// The pty master with `-t` (output and input).
     pty: Option<OwnedFd>,
-    mut attach: [Option<std::fs::File>; 2],
+    /// The foreground CLI's stdout and stderr.
+    attach: [Option<std::fs::File>; 2],
+    /// Copy our fd 0 (the foreground CLI's terminal) into the pty.
     tty_input: bool,
-) -> Result<i32> {
-    let mask = pump_signals();
-    mask.thread_block().context("block signals")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .context("signalfd")?;
-    let mut writer = logs::Writer::open(log)?;
-    // (fd, stream index) of what we read from.
-    let mut sources: Vec<(OwnedFd, usize)> = pipes.into_iter().zip([0usize, 1]).collect();
-    if let Some(p) = &pty {
-        sources.push((p.try_clone().context("dup pty")?, 0));
+    /// The write end of the container's stdin pipe (`-i` without `-t`,
+    /// not started in the foreground).
+    stdin_w: Option<OwnedFd>,
+    listener: Option<std::os::unix::net::UnixListener>,
+    clients: Vec<(std::os::unix::net::UnixStream, attach::FrameBuffer)>,
+    /// Input read but not yet taken by the container.
+    pending_in: Vec<u8>,
+}
+
+impl Pump {
+    /// Where input for the container goes.
+    fn input_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pty
+            .as_ref()
+            .or(self.stdin_w.as_ref())
+            .map(|f| f.as_fd())
     }
-    let stdin = std::io::stdin();
-    let mut stdin_open = tty_input;
-    let mut code = None;
-    let mut deadline = None;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        if code.is_none() {
-            code = reap(pid);
-            if code.is_some() {
-                // Output still in flight is drained for a moment; a
-                // process that kept the pipe open does not hold us.
-                deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(2));
-            }
+
+    /// Copy output to the log (and attached clients) until the container
+    /// has exited and its output is drained. Returns the exit code.
+    fn run(mut self, log: &std::path::Path, pipes: Vec<OwnedFd>) -> Result<i32> {
+        let mask = pump_signals();
+        mask.thread_block().context("block signals")?;
+        let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .context("signalfd")?;
+        let mut writer = logs::Writer::open(log)?;
+        for fd in self.pty.iter().chain(self.stdin_w.iter()) {
+            set_nonblocking(fd);
         }
-        if let Some(c) = code
-            && (sources.is_empty() || deadline.is_some_and(|d| std::time::Instant::now() > d))
-        {
-            writer.flush();
-            return Ok(c);
+        // (fd, stream index) of what we read from.
+        let mut sources: Vec<(OwnedFd, usize)> = pipes.into_iter().zip([0usize, 1]).collect();
+        if let Some(p) = &self.pty {
+            sources.push((p.try_clone().context("dup pty")?, 0));
         }
-        let mut fds: Vec<PollFd> = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        for (f, _) in &sources {
-            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-        }
-        let stdin_ix = if stdin_open {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-            Some(fds.len() - 1)
-        } else {
-            None
-        };
-        match poll(&mut fds, PollTimeout::from(200u16)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).context("poll"),
-        }
-        let revents: Vec<PollFlags> = fds
-            .iter()
-            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-            .collect();
-        drop(fds);
-        if revents[0].contains(PollFlags::POLLIN) {
-            while let Ok(Some(si)) = sfd.read_signal() {
-                if si.ssi_signo == Signal::SIGWINCH as u32
-                    && let Some(p) = &pty
-                {
-                    resize(p);
+        let stdin = std::io::stdin();
+        let mut code = None;
+        let mut deadline = None;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            if code.is_none() {
+                code = reap(self.pid);
+                if code.is_some() {
+                    // Output still in flight is drained for a moment; a
+                    // process that kept the pipe open does not hold us.
+                    deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(2));
                 }
             }
+            if let Some(c) = code
+                && (sources.is_empty() || deadline.is_some_and(|d| std::time::Instant::now() > d))
+            {
+                writer.flush();
+                return Ok(c);
+            }
+            let take_input = self.pending_in.len() < INPUT_BACKLOG;
+            let mut fds: Vec<PollFd> = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            for (f, _) in &sources {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
+            let stdin_ix = (self.tty_input && take_input).then(|| {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let listen_ix = self.listener.as_ref().map(|l| {
+                fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let clients_ix = fds.len();
+            if take_input {
+                for (c, _) in &self.clients {
+                    fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            let out_ix = match self.input_fd() {
+                Some(f) if !self.pending_in.is_empty() => {
+                    fds.push(PollFd::new(f, PollFlags::POLLOUT));
+                    Some(fds.len() - 1)
+                }
+                _ => None,
+            };
+            match poll(&mut fds, PollTimeout::from(200u16)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("poll"),
+            }
+            let revents: Vec<PollFlags> = fds
+                .iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect();
+            drop(fds);
+            if revents[0].contains(PollFlags::POLLIN) {
+                while let Ok(Some(si)) = sfd.read_signal() {
+                    if si.ssi_signo == Signal::SIGWINCH as u32
+                        && let Some(p) = &self.pty
+                    {
+                        resize(p);
+                    }
+                }
+            }
+            let mut closed = Vec::new();
+            for (i, (f, stream)) in sources.iter().enumerate() {
+                if revents[i + 1].is_empty() {
+                    continue;
+                }
+                match nix::unistd::read(f.as_raw_fd(), &mut buf) {
+                    Ok(0) | Err(nix::errno::Errno::EIO) => closed.push(i),
+                    Ok(n) => {
+                        writer.write(*stream, &buf[..n]);
+                        self.relay(*stream, &buf[..n]);
+                    }
+                    Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => closed.push(i),
+                }
+            }
+            for i in closed.into_iter().rev() {
+                sources.remove(i);
+            }
+            if let Some(ix) = stdin_ix
+                && !revents[ix].is_empty()
+            {
+                match stdin.lock().read(&mut buf) {
+                    Ok(0) | Err(_) => self.tty_input = false,
+                    Ok(n) => self.pending_in.extend_from_slice(&buf[..n]),
+                }
+            }
+            if take_input {
+                self.read_clients(&revents[clients_ix..], &mut buf);
+            }
+            if listen_ix.is_some_and(|ix| !revents[ix].is_empty()) {
+                self.accept();
+            }
+            if out_ix.is_some() || !self.pending_in.is_empty() {
+                self.feed_input();
+            }
         }
-        let mut closed = Vec::new();
-        for (i, (f, stream)) in sources.iter().enumerate() {
-            let ev = revents[i + 1];
+    }
+
+    /// Output to the foreground CLI and every attached client; a client
+    /// that cannot keep up for seconds is dropped, not waited for.
+    fn relay(&mut self, stream: usize, data: &[u8]) {
+        if let Some(a) = self.attach[stream].as_mut()
+            && a.write_all(data).is_err()
+        {
+            self.attach[stream] = None;
+        }
+        let kind = if stream == 0 {
+            attach::STDOUT
+        } else {
+            attach::STDERR
+        };
+        let mut frame = Vec::with_capacity(data.len() + 5);
+        let _ = attach::write_frame(&mut frame, kind, data);
+        self.clients.retain(|(c, _)| send_all(c, &frame));
+    }
+
+    fn accept(&mut self) {
+        let Some(l) = &self.listener else { return };
+        while let Ok((c, _)) = l.accept() {
+            if c.set_nonblocking(true).is_ok() {
+                self.clients.push((c, attach::FrameBuffer::default()));
+            }
+        }
+    }
+
+    /// Frames from clients whose sockets are readable (`revents` in the
+    /// order of `self.clients`).
+    fn read_clients(&mut self, revents: &[PollFlags], buf: &mut [u8]) {
+        let mut gone = Vec::new();
+        for (i, ev) in revents.iter().enumerate().take(self.clients.len()) {
             if ev.is_empty() {
                 continue;
             }
-            match nix::unistd::read(f.as_raw_fd(), &mut buf) {
-                Ok(0) | Err(nix::errno::Errno::EIO) => closed.push(i),
-                Ok(n) => {
-                    writer.write(*stream, &buf[..n]);
-                    if let Some(a) = attach[*stream].as_mut()
-                        && a.write_all(&buf[..n]).is_err()
-                    {
-                        attach[*stream] = None;
-                    }
+            let (c, frames) = &mut self.clients[i];
+            match c.read(buf) {
+                Ok(0) => {
+                    gone.push(i);
+                    continue;
                 }
-                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => closed.push(i),
-            }
-        }
-        for i in closed.into_iter().rev() {
-            sources.remove(i);
-        }
-        if let Some(ix) = stdin_ix
-            && !revents[ix].is_empty()
-        {
-            match stdin.lock().read(&mut buf) {
-                Ok(0) | Err(_) => stdin_open = false,
-                Ok(n) => {
-                    if let Some(p) = &pty {
-                        let _ = nix::unistd::write(p, &buf[..n]);
-                    }
+                Ok(n) => frames.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => {
+                    gone.push(i);
+                    continue;
                 }
             }
+            loop {
+                match frames.next_frame() {
+                    Ok(Some((attach::STDIN, data))) => {
+                        // Input for a container without stdin is dropped.
+                        if self.pty.is_some() || self.stdin_w.is_some() {
+                            self.pending_in.extend_from_slice(&data);
+                        }
+                    }
+                    Ok(Some((attach::RESIZE, data))) => {
+                        if let (Some(p), Some((rows, cols))) =
+                            (&self.pty, attach::parse_resize(&data))
+                        {
+                            set_size(p, rows, cols);
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("attach client: {e}");
+                        gone.push(i);
+                        break;
+                    }
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.clients.remove(i);
         }
     }
+
+    /// Move pending input into the container's stdin, as much as it takes.
+    fn feed_input(&mut self) {
+        let Some(fd) = self.input_fd() else {
+            self.pending_in.clear();
+            return;
+        };
+        match nix::unistd::write(fd, &self.pending_in) {
+            Ok(n) => {
+                self.pending_in.drain(..n);
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            // The container closed its stdin: nothing more can go in.
+            Err(_) => self.pending_in.clear(),
+        }
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    if let Ok(fl) = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
+        let fl = OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK;
+        let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(fl));
+    }
+}
+
+/// Write all of `data` to a non-blocking client, waiting up to two
+/// seconds for it to drain; false when the client is to be dropped.
+fn send_all(c: &std::os::unix::net::UnixStream, mut data: &[u8]) -> bool {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !data.is_empty() {
+        match (&*c).write(data) {
+            Ok(0) => return false,
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > give_up {
+                    return false;
+                }
+                let mut p = [PollFd::new(c.as_fd(), PollFlags::POLLOUT)];
+                let _ = poll(&mut p, PollTimeout::from(100u16));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Reap children; the container's status once it has exited.
@@ -331,9 +522,21 @@ fn resize(pty: &OwnedFd) {
     for fd in [0, ATTACH_OUT] {
         // SAFETY: TIOCGWINSZ fills the winsize we own.
         if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
-            // SAFETY: TIOCSWINSZ reads the winsize we pass.
-            unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+            set_size(pty, ws.ws_row, ws.ws_col);
             return;
         }
     }
+}
+
+/// Set the container's terminal size (the kernel signals its foreground
+/// group with SIGWINCH).
+fn set_size(pty: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we pass, on the pty we own.
+    unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
