@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod logs;
 pub mod monitor;
+pub mod netlink;
 pub mod network;
 pub mod record;
 pub mod seccomp;

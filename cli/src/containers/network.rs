@@ -1,13 +1,19 @@
 //! Networks: `none` (a namespace with only loopback up), `host` (no
 //! namespace), and `bridge`. Every non-host container gets a namespace of
 //! its own, pinned by a bind mount so it outlives processes, with `lo`
-//! brought up by us. Bridge wiring is the standard CNI plugins' from
-//! Debian's containernetworking-plugins: `bridge` with `host-local` IPAM,
-//! and `portmap` for `-p`. Outbound NAT is one masquerade rule of ours.
-//! The plugins are the field's tested code for veths, addresses, hairpin
-//! and port mapping; we only drive their small exec protocol.
+//! brought up by us. Bridge wiring is ours too, over rtnetlink (see
+//! [`super::netlink`]): the `strata0` bridge with the subnet's gateway
+//! address, a veth pair per container whose inner end is made inside the
+//! namespace as `eth0`, its address from a lease directory laid out as
+//! CNI host-local's, and a default route. Outbound NAT is one masquerade
+//! rule. Published ports (`-p`) go through the standard CNI `portmap`
+//! plugin from Debian's containernetworking-plugins: its DNAT, hairpin
+//! and localhost handling is the field's tested code, and it runs only
+//! for containers that publish.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -15,11 +21,14 @@ use anyhow::{Context, Result, bail};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use serde_json::{Value, json};
 
+use super::netlink::{self, Netlink};
 use super::record::Port;
 
 pub const CNI_PATH: &str = "/usr/lib/cni";
 pub const BRIDGE: &str = "strata0";
 pub const SUBNET: &str = "10.89.0.0/24";
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
+const PREFIX: u8 = 24;
 
 /// Make a new network namespace pinned at `path`.
 pub fn create_netns(path: &Path) -> Result<()> {
@@ -88,20 +97,6 @@ fn conf(name: &str, plugin: Value) -> Value {
     p
 }
 
-fn bridge_conf(ipam_dir: &Path) -> Value {
-    conf(
-        "strata",
-        json!({
-            // Masquerade is one rule for the subnet (ensure_masquerade),
-            // not a chain per container: that halves a bridged start.
-            "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": false,
-            "hairpinMode": true,
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]],
-                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam_dir}
-        }),
-    )
-}
-
 fn portmap_conf(ports: &[Port]) -> Value {
     let maps: Vec<Value> = ports
         .iter()
@@ -164,9 +159,10 @@ fn plugin(
     Ok(v)
 }
 
-/// Wire the namespace for bridge: an address on the
-/// strata bridge and the published ports. Returns the container's IP.
-/// On failure, whatever was set up is taken down again.
+/// Wire the namespace for bridge: an address on the strata bridge and
+/// the published ports. Returns the container's IP. On failure, whatever
+/// was set up is taken down again (the veth goes with the namespace,
+/// which the caller removes).
 pub fn setup(
     id: &str,
     netns: &Path,
@@ -179,20 +175,127 @@ pub fn setup(
         return Ok(None);
     }
     ensure_masquerade()?;
-    let res = plugin("ADD", id, netns, "eth0", bridge_conf(ipam_dir), None)?;
-    if !ports.is_empty()
-        && let Err(e) = plugin("ADD", id, netns, "eth0", portmap_conf(ports), Some(&res))
-    {
-        let _ = plugin("DEL", id, netns, "eth0", bridge_conf(ipam_dir), Some(&res));
+    ensure_bridge()?;
+    let ip = allocate(ipam_dir, id)?;
+    if let Err(e) = wire(id, netns, ip) {
+        release(ipam_dir, id);
         return Err(e);
     }
-    let ip = res["ips"][0]["address"]
-        .as_str()
-        .map(|a| a.split('/').next().unwrap_or(a).to_string());
-    Ok(ip)
+    if !ports.is_empty() {
+        // portmap reads the container's address from the previous
+        // result, as a CNI runtime would chain it.
+        let prev = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": netns}],
+            "ips": [{"address": format!("{ip}/{PREFIX}"), "gateway": GATEWAY.to_string(),
+                     "interface": 0}],
+        });
+        if let Err(e) = plugin("ADD", id, netns, "eth0", portmap_conf(ports), Some(&prev)) {
+            release(ipam_dir, id);
+            return Err(e);
+        }
+    }
+    Ok(Some(ip.to_string()))
 }
 
-/// Undo `setup` (DEL is idempotent in every plugin used).
+/// The bridge with the gateway address, up, and forwarding on.
+fn ensure_bridge() -> Result<()> {
+    let mut nl = Netlink::open()?;
+    nl.create_bridge(BRIDGE)?;
+    let br = netlink::index(BRIDGE).with_context(|| format!("bridge {BRIDGE} vanished"))?;
+    nl.add_addr(br, GATEWAY, PREFIX)?;
+    let fwd = Path::new("/proc/sys/net/ipv4/ip_forward");
+    if std::fs::read(fwd).is_ok_and(|v| v.first() != Some(&b'1')) {
+        std::fs::write(fwd, "1").context("enable IPv4 forwarding")?;
+    }
+    Ok(())
+}
+
+/// The veth pair (`eth0` inside), its address and the default route.
+fn wire(id: &str, netns: &Path, ip: Ipv4Addr) -> Result<()> {
+    let ns = std::fs::File::open(netns).with_context(|| format!("open {}", netns.display()))?;
+    let host = format!("veth{}", id.get(..11).unwrap_or(id));
+    let br = netlink::index(BRIDGE).with_context(|| format!("bridge {BRIDGE} vanished"))?;
+    Netlink::open()?.create_veth(&host, br, "eth0", ns.as_raw_fd())?;
+    // Hairpin: a container reaches its own published port through the
+    // bridge (what the CNI bridge plugin's hairpinMode sets).
+    let hairpin = format!("/sys/class/net/{host}/brport/hairpin_mode");
+    if let Err(e) = std::fs::write(&hairpin, "1") {
+        tracing::warn!("{hairpin}: {e}");
+    }
+    // The namespace is per thread: a thread of our own enters it.
+    std::thread::spawn(move || -> Result<()> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("enter the container's network namespace")?;
+        let mut nl = Netlink::open()?;
+        let eth0 = netlink::index("eth0").context("eth0 missing in the container")?;
+        nl.add_addr(eth0, ip, PREFIX)?;
+        nl.set_up(eth0)?;
+        nl.add_default_route(eth0, GATEWAY)?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("network thread panicked"))?
+}
+
+/// The lease directory: host-local's layout (`<dir>/<network>/<ip>`
+/// holding the container id), so leases from before carry over.
+fn leases(ipam_dir: &Path) -> PathBuf {
+    ipam_dir.join("strata")
+}
+
+/// A free address of the subnet for `id`, taken with O_EXCL (two starts
+/// at once never share one), searching on from the last one given out.
+fn allocate(ipam_dir: &Path, id: &str) -> Result<Ipv4Addr> {
+    let dir = leases(ipam_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let last_file = dir.join("last_reserved_ip.0");
+    let last = std::fs::read_to_string(&last_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
+        .map(|a| a.octets()[3])
+        .unwrap_or(1);
+    // Host numbers 2..=254 (.1 is the gateway, .255 broadcast).
+    for step in 1..=253u16 {
+        let host = 2 + ((u16::from(last) + step - 2) % 253) as u8;
+        let [a, b, c, _] = GATEWAY.octets();
+        let ip = Ipv4Addr::new(a, b, c, host);
+        let lease = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(ip.to_string()));
+        match lease {
+            Ok(mut f) => {
+                f.write_all(format!("{id}\r\neth0").as_bytes())
+                    .with_context(|| format!("write the lease of {ip}"))?;
+                let _ = std::fs::write(&last_file, ip.to_string());
+                return Ok(ip);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("lease {ip}")),
+        }
+    }
+    bail!("network: no free address left in {SUBNET}")
+}
+
+/// Give back the address leased to `id`.
+fn release(ipam_dir: &Path, id: &str) {
+    let Ok(dir) = std::fs::read_dir(leases(ipam_dir)) else {
+        return;
+    };
+    for e in dir.flatten() {
+        if e.file_name().to_string_lossy().parse::<Ipv4Addr>().is_err() {
+            continue;
+        }
+        let owner = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if owner.lines().next().map(str::trim) == Some(id) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Undo `setup`: the port mappings and the address (the veth goes with
+/// the namespace, removed by the caller).
 pub fn teardown(id: &str, netns: &Path, bridge: bool, ports: &[Port], ipam_dir: &Path) {
     if bridge {
         if !ports.is_empty()
@@ -200,14 +303,7 @@ pub fn teardown(id: &str, netns: &Path, bridge: bool, ports: &[Port], ipam_dir: 
         {
             tracing::warn!("{e}");
         }
-        // The veth goes with the namespace (removed by the caller); only
-        // the address must be given back, which is host-local's DEL.
-        // host-local reads the "ipam" section of the network's config.
-        let mut ipam = bridge_conf(ipam_dir);
-        ipam["type"] = json!("host-local");
-        if let Err(e) = plugin("DEL", id, netns, "eth0", ipam, None) {
-            tracing::warn!("{e}");
-        }
+        release(ipam_dir, id);
     }
 }
 
