@@ -52,6 +52,13 @@ pub struct CreateArgs {
     /// [ip:][hostPort:]containerPort[/proto]
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every exposed port (the image's and --expose) on a random
+    /// host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Expose a port or range: port[-end][/proto].
+    #[arg(long)]
+    pub expose: Vec<String>,
     #[arg(short, long)]
     pub memory: Option<String>,
     #[arg(long)]
@@ -165,8 +172,12 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     for p in &a.publish {
         ports.extend(network::parse_publish(p)?);
     }
-    if !ports.is_empty() && a.network != "bridge" {
-        bail!("-p needs --network bridge");
+    if (!ports.is_empty() || a.publish_all) && a.network != "bridge" {
+        bail!("-p and -P need --network bridge");
+    }
+    let mut expose = Vec::new();
+    for e in &a.expose {
+        expose.extend(network::parse_expose(e)?);
     }
     let mut env = Vec::new();
     for f in &a.env_file {
@@ -250,6 +261,8 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         auto_remove: a.rm,
         network: a.network.clone(),
         ports,
+        publish_all: a.publish_all,
+        expose,
         labels: a.label.clone(),
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
@@ -540,6 +553,7 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "Labels": rec.labels,
             "StopSignal": rec.stop_signal,
             "StopTimeout": rec.stop_timeout,
+            "ExposedPorts": rec.exposed.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
         },
         "NetworkSettings": {
             "IPAddress": st.ip.unwrap_or_default(),

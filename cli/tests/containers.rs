@@ -654,10 +654,15 @@ fn free_port() -> u16 {
 }
 
 fn http_get(addr: &str) -> Option<String> {
+    http_get_path(addr, "/")
+}
+
+fn http_get_path(addr: &str, path: &str) -> Option<String> {
     use std::io::Write;
     let mut c = std::net::TcpStream::connect(addr).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    c.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
     let mut s = String::new();
     c.read_to_string(&mut s).ok()?;
     Some(s)
@@ -1252,4 +1257,78 @@ fn attach_to_detached_containers_stdin_output_resize_detach() {
     std::thread::sleep(Duration::from_millis(300));
     p.send(b"exit 9\r");
     assert_eq!(p.wait_exit().code(), Some(9), "{}", p.seen);
+}
+
+#[test]
+fn exposed_ports_publish_all_and_random_host_ports() {
+    let s = Strata::new();
+    let img = image_with_config(
+        &s,
+        "localhost/web:1",
+        serde_json::json!({
+            "Cmd": ["httpd", "-f", "-p", "80", "-h", "/etc"],
+            "ExposedPorts": {"80/tcp": {}},
+        }),
+    );
+    // -P: the image's 80/tcp and --expose 9000/udp on free host ports;
+    // -p with no host port: a free one too, on the address given.
+    s.ok(&[
+        "run",
+        "-d",
+        "-P",
+        "--expose",
+        "9000/udp",
+        "-p",
+        "127.0.0.1::81",
+        "--name",
+        "web",
+        &img,
+    ]);
+    let ports = s.ok(&["port", "web"]);
+    let host_port = |spec: &str, addr: &str| -> u16 {
+        let line = ports
+            .lines()
+            .find(|l| l.starts_with(spec))
+            .unwrap_or_else(|| panic!("no {spec} in {ports}"));
+        let (a, p) = line
+            .rsplit_once(" -> ")
+            .unwrap()
+            .1
+            .rsplit_once(':')
+            .unwrap();
+        assert_eq!(a, addr, "{line}");
+        p.parse().unwrap()
+    };
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let mut r = range.split_whitespace().map(|n| n.parse::<u16>().unwrap());
+    let (lo, hi) = (r.next().unwrap(), r.next().unwrap());
+    let web = host_port("80/tcp", "0.0.0.0");
+    for p in [
+        web,
+        host_port("9000/udp", "0.0.0.0"),
+        host_port("81/tcp", "127.0.0.1"),
+    ] {
+        assert!((lo..=hi).contains(&p), "{p} outside {lo}-{hi}");
+    }
+    assert_eq!(ports.lines().count(), 3, "{ports}");
+    let c = s.inspect("web");
+    let exposed = c["Config"]["ExposedPorts"].as_object().unwrap();
+    assert!(
+        exposed.contains_key("80/tcp") && exposed.contains_key("9000/udp"),
+        "{c}"
+    );
+    // The randomly published port reaches the server.
+    let addr = format!("127.0.0.1:{web}");
+    let mut page = None;
+    wait_for("httpd through -P", || {
+        page = http_get_path(&addr, "/hostname");
+        page.is_some()
+    });
+    let id = c["Id"].as_str().unwrap();
+    assert!(page.unwrap().contains(&id[..12]));
+    // Bad --expose is a usage error, before anything is made.
+    let o = s.run(&["create", "--expose", "80/sctp", &img]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("invalid port \"80/sctp\""), "{}", err(&o));
+    s.ok(&["rm", "-f", "web"]);
 }

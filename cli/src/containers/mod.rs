@@ -33,7 +33,12 @@ pub struct CreateOptions {
     pub name: Option<String>,
     pub auto_remove: bool,
     pub network: String,
+    /// `-p`; a host port of 0 is given a free one at create.
     pub ports: Vec<Port>,
+    /// `-P`: every exposed port on a free host port.
+    pub publish_all: bool,
+    /// `--expose` as (port, protocol), added to the image's ExposedPorts.
+    pub expose: Vec<(u16, String)>,
     pub labels: Vec<String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
@@ -111,9 +116,46 @@ impl Engine {
         {
             bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
         }
-        for p in &o.ports {
+        // Exposed ports: the image's ExposedPorts ("80/tcp") and --expose.
+        let mut exposed: Vec<(u16, String)> = config["config"]["ExposedPorts"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|k| network::parse_expose(k).ok())
+            .flatten()
+            .collect();
+        for e in &o.expose {
+            if !exposed.contains(e) {
+                exposed.push(e.clone());
+            }
+        }
+        let mut ports = o.ports.clone();
+        if o.publish_all {
+            for (port, proto) in &exposed {
+                if !ports
+                    .iter()
+                    .any(|p| p.container_port == *port && &p.protocol == proto)
+                {
+                    ports.push(Port {
+                        host_ip: String::new(),
+                        host_port: 0,
+                        container_port: *port,
+                        protocol: proto.clone(),
+                    });
+                }
+            }
+        }
+        for p in &mut ports {
+            if p.host_port == 0 {
+                p.host_port = network::free_host_port(&self.ports_dir(), p)?;
+            }
             network::check_available(&self.ports_dir(), p)?;
         }
+        let o = &CreateOptions {
+            ports,
+            expose: exposed,
+            ..o.clone()
+        };
         let created = record::now();
         let mut row = ContainerRow {
             id: id.clone(),
@@ -239,6 +281,11 @@ impl Engine {
             auto_remove: o.auto_remove,
             network: o.network.clone(),
             ports: o.ports.clone(),
+            exposed: o
+                .expose
+                .iter()
+                .map(|(p, proto)| format!("{p}/{proto}"))
+                .collect(),
             labels,
             stop_signal,
             stop_timeout: o.stop_timeout.unwrap_or(10),

@@ -447,11 +447,18 @@ pub fn parse_publish(s: &str) -> Result<Vec<Port>> {
         Ok((a, b))
     };
     let (c0, c1) = range(ctr)?;
-    let (h0, h1) = if host.is_empty() {
-        (c0, c1)
-    } else {
-        range(host)?
-    };
+    // No host port: Docker's way, a free one is picked (0 until create).
+    if host.is_empty() {
+        return Ok((c0..=c1)
+            .map(|c| Port {
+                host_ip: ip.to_string(),
+                host_port: 0,
+                container_port: c,
+                protocol: proto.clone(),
+            })
+            .collect());
+    }
+    let (h0, h1) = range(host)?;
     if h1 - h0 != c1 - c0 {
         return Err(bad());
     }
@@ -463,6 +470,61 @@ pub fn parse_publish(s: &str) -> Result<Vec<Port>> {
             protocol: proto.clone(),
         })
         .collect())
+}
+
+/// `--expose` and ExposedPorts keys: `port[-end][/tcp|udp]`.
+pub fn parse_expose(s: &str) -> Result<Vec<(u16, String)>> {
+    let bad = || anyhow::anyhow!("invalid port {s:?}: want port[-end][/tcp|udp]");
+    let (ports, proto) = match s.rsplit_once('/') {
+        Some((a, p)) if p == "tcp" || p == "udp" => (a, p),
+        Some(_) => return Err(bad()),
+        None => (s, "tcp"),
+    };
+    let (a, b) = ports.split_once('-').unwrap_or((ports, ports));
+    let a: u16 = a.parse().map_err(|_| bad())?;
+    let b: u16 = b.parse().map_err(|_| bad())?;
+    if a == 0 || b < a {
+        return Err(bad());
+    }
+    Ok((a..=b).map(|p| (p, proto.to_string())).collect())
+}
+
+/// A host port for `p` from the kernel's ephemeral range that no
+/// container has reserved and nothing on the host is bound to.
+pub fn free_host_port(dir: &Path, p: &Port) -> Result<u16> {
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi && *lo > 0)
+        .unwrap_or((32768, 60999));
+    let span = u32::from(hi - lo) + 1;
+    let mut seed = [0u8; 4];
+    let _ = getrandom_fill(&mut seed);
+    let start = u32::from_ne_bytes(seed) % span;
+    for i in 0..span.min(4096) {
+        let port = lo + ((start + i) % span) as u16;
+        let cand = Port {
+            host_port: port,
+            ..p.clone()
+        };
+        if check_available(dir, &cand).is_ok() && check_port_free(&cand).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!(
+        "no free host port for {}/{} in {lo}-{hi}",
+        p.container_port,
+        p.protocol
+    )
+}
+
+/// Random bytes from the kernel (a starting point, not a secret).
+fn getrandom_fill(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
 pub fn netns_path(run_dir: &Path, id: &str) -> PathBuf {
@@ -491,7 +553,17 @@ mod tests {
             (p[1].host_port, p[1].container_port, p[1].protocol.as_str()),
             (9001, 91, "udp")
         );
-        assert_eq!(parse_publish("80").unwrap()[0].host_port, 80);
+        // No host port: one is picked at create (0 until then).
+        assert_eq!(parse_publish("80").unwrap()[0].host_port, 0);
+        assert_eq!(parse_publish("127.0.0.1::80").unwrap()[0].host_port, 0);
+        assert_eq!(
+            parse_expose("53/udp").unwrap(),
+            vec![(53, "udp".to_string())]
+        );
+        assert_eq!(parse_expose("80-81").unwrap().len(), 2);
+        for bad in ["0", "x", "80/sctp", "9-8"] {
+            assert!(parse_expose(bad).is_err(), "{bad}");
+        }
         for bad in ["x:80", "80:0", "1-3:1-2", "80/sctp", "a.b:1:2", "1:2:3:4"] {
             assert!(parse_publish(bad).is_err(), "{bad}");
         }

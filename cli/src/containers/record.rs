@@ -48,6 +48,9 @@ pub struct Record {
     /// none | host | bridge
     pub network: String,
     pub ports: Vec<Port>,
+    /// Exposed ports ("80/tcp"): the image's and `--expose`.
+    #[serde(default)]
+    pub exposed: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub stop_signal: String,
     pub stop_timeout: u32,
