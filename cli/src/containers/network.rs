@@ -501,8 +501,9 @@ pub fn free_host_port(dir: &Path, p: &Port) -> Result<u16> {
         .filter(|(lo, hi)| lo <= hi && *lo > 0)
         .unwrap_or((32768, 60999));
     let span = u32::from(hi - lo) + 1;
+    // A random starting point (not a secret): a zero seed still works.
     let mut seed = [0u8; 4];
-    let _ = getrandom_fill(&mut seed);
+    let _ = super::record::random_bytes(&mut seed);
     let start = u32::from_ne_bytes(seed) % span;
     for i in 0..span.min(4096) {
         let port = lo + ((start + i) % span) as u16;
@@ -519,12 +520,6 @@ pub fn free_host_port(dir: &Path, p: &Port) -> Result<u16> {
         p.container_port,
         p.protocol
     )
-}
-
-/// Random bytes from the kernel (a starting point, not a secret).
-fn getrandom_fill(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
 pub fn netns_path(run_dir: &Path, id: &str) -> PathBuf {

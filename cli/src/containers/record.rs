@@ -183,10 +183,15 @@ pub fn now() -> String {
 /// A new 64-hex container id.
 pub fn new_id() -> Result<String> {
     let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .context("read /dev/urandom")?;
+    random_bytes(&mut b)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Fill `buf` from the kernel's random source.
+pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, buf))
+        .context("read /dev/urandom")
 }
 
 /// Docker-style names: adjective_surname.
