@@ -743,23 +743,6 @@ impl DetachMatcher {
     }
 }
 
-/// Our terminal's size (stdin, else stdout).
-fn terminal_size() -> Option<(u16, u16)> {
-    for fd in [0, 1] {
-        let mut ws = libc::winsize {
-            ws_row: 0,
-            ws_col: 0,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCGWINSZ fills the winsize we own; a non-tty fails.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
-            return Some((ws.ws_row, ws.ws_col));
-        }
-    }
-    None
-}
-
 /// `strata attach`: the container's output from now on, our input to its
 /// stdin (when it was made with `-i`), signals passed on; its exit code,
 /// or 0 after the detach keys.
@@ -783,7 +766,7 @@ pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
     let fg = Foreground::prepare(rec.tty)?;
     let Foreground { raw, signals } = fg;
     if rec.tty
-        && let Some((rows, cols)) = terminal_size()
+        && let Some((rows, cols)) = proto::terminal_size(&[0, 1])
         && let Ok(mut w) = writer.lock()
     {
         let _ = proto::write_frame(&mut *w, proto::RESIZE, &proto::resize_payload(rows, cols));
@@ -799,7 +782,9 @@ pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
             use nix::sys::signal::Signal;
             while let Ok(sig) = signals.wait() {
                 if sig == Signal::SIGWINCH {
-                    if let (true, Some((r, c)), Ok(mut w)) = (tty, terminal_size(), writer.lock()) {
+                    if let (true, Some((r, c)), Ok(mut w)) =
+                        (tty, proto::terminal_size(&[0, 1]), writer.lock())
+                    {
                         let _ = proto::write_frame(
                             &mut *w,
                             proto::RESIZE,

@@ -129,6 +129,24 @@ impl FrameBuffer {
     }
 }
 
+/// The size (rows, cols) of the first of `fds` that is a terminal.
+pub fn terminal_size(fds: &[std::os::fd::RawFd]) -> Option<(u16, u16)> {
+    for &fd in fds {
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ fills the winsize we own; an fd that is not
+        // a tty (or not open) fails and the next is tried.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            return Some((ws.ws_row, ws.ws_col));
+        }
+    }
+    None
+}
+
 /// A resize frame's payload.
 pub fn resize_payload(rows: u16, cols: u16) -> [u8; 4] {
     let r = rows.to_be_bytes();

@@ -510,21 +510,10 @@ fn reap(pid: i32) -> Option<i32> {
 
 /// Give the pty the size of the attached terminal (our stdin).
 fn resize(pty: &OwnedFd) {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
     // The size of the terminal we were given: stdin with `-i`, else the
-    // attached CLI's stdout (`-t` alone). Each fd may not be a tty (or not
-    // be open), in which case the call fails and the next is tried.
-    for fd in [0, ATTACH_OUT] {
-        // SAFETY: TIOCGWINSZ fills the winsize we own.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
-            set_size(pty, ws.ws_row, ws.ws_col);
-            return;
-        }
+    // attached CLI's stdout (`-t` alone).
+    if let Some((rows, cols)) = attach::terminal_size(&[0, ATTACH_OUT]) {
+        set_size(pty, rows, cols);
     }
 }
 

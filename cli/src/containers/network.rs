@@ -175,9 +175,10 @@ pub fn setup(
         return Ok(None);
     }
     ensure_masquerade()?;
-    ensure_bridge()?;
+    let mut nl = Netlink::open()?;
+    let br = ensure_bridge(&mut nl)?;
     let ip = allocate(ipam_dir, id)?;
-    if let Err(e) = wire(id, netns, ip) {
+    if let Err(e) = wire(&mut nl, br, id, netns, ip) {
         release(ipam_dir, id);
         return Err(e);
     }
@@ -198,9 +199,8 @@ pub fn setup(
     Ok(Some(ip.to_string()))
 }
 
-/// The bridge with the gateway address, up, and forwarding on.
-fn ensure_bridge() -> Result<()> {
-    let mut nl = Netlink::open()?;
+/// The bridge with the gateway address, up, and forwarding on; its index.
+fn ensure_bridge(nl: &mut Netlink) -> Result<u32> {
     nl.create_bridge(BRIDGE)?;
     let br = netlink::index(BRIDGE).with_context(|| format!("bridge {BRIDGE} vanished"))?;
     nl.add_addr(br, GATEWAY, PREFIX)?;
@@ -208,15 +208,14 @@ fn ensure_bridge() -> Result<()> {
     if std::fs::read(fwd).is_ok_and(|v| v.first() != Some(&b'1')) {
         std::fs::write(fwd, "1").context("enable IPv4 forwarding")?;
     }
-    Ok(())
+    Ok(br)
 }
 
 /// The veth pair (`eth0` inside), its address and the default route.
-fn wire(id: &str, netns: &Path, ip: Ipv4Addr) -> Result<()> {
+fn wire(nl: &mut Netlink, br: u32, id: &str, netns: &Path, ip: Ipv4Addr) -> Result<()> {
     let ns = std::fs::File::open(netns).with_context(|| format!("open {}", netns.display()))?;
     let host = format!("veth{}", id.get(..11).unwrap_or(id));
-    let br = netlink::index(BRIDGE).with_context(|| format!("bridge {BRIDGE} vanished"))?;
-    Netlink::open()?.create_veth(&host, br, "eth0", ns.as_raw_fd())?;
+    nl.create_veth(&host, br, "eth0", ns.as_raw_fd())?;
     // Hairpin: a container reaches its own published port through the
     // bridge (what the CNI bridge plugin's hairpinMode sets).
     let hairpin = format!("/sys/class/net/{host}/brport/hairpin_mode");
