@@ -1332,3 +1332,87 @@ fn exposed_ports_publish_all_and_random_host_ports() {
     assert!(err(&o).contains("invalid port \"80/sctp\""), "{}", err(&o));
     s.ok(&["rm", "-f", "web"]);
 }
+
+/// The default profile is an allowlist with Docker's capability groups;
+/// `--security-opt seccomp=FILE` takes Docker-format profiles, whose
+/// includes/excludes are decided by the container's capabilities.
+#[test]
+fn seccomp_default_allowlist_and_docker_format_profiles() {
+    let s = Strata::new();
+    let run = |extra: &[&str], cmd: &[&str]| -> Output {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend_from_slice(extra);
+        args.push("busybox");
+        args.extend_from_slice(cmd);
+        s.run(&args)
+    };
+    // unshare needs no capability for a user namespace, so only the
+    // filter refuses it; CAP_SYS_ADMIN's group re-allows it (and clone
+    // with namespace flags).
+    let o = run(&[], &["unshare", "-U", "true"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
+    let o = run(&["--cap-add", "SYS_ADMIN"], &["unshare", "-U", "true"]);
+    assert!(o.status.success(), "{}", err(&o));
+    // syslog (dmesg) is CAP_SYSLOG's.
+    let o = run(&[], &["dmesg"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
+    let o = run(&["--cap-add", "SYSLOG"], &["sh", "-c", "dmesg | head -1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!out(&o).is_empty());
+    // Threads (clone3 answers ENOSYS, glibc falls back to clone), pipes,
+    // sockets and job control all work under the allowlist.
+    let o = run(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "set -e; echo a | cat; (sleep 0.1 &); nc -l -p 7000 & sleep 0.3; echo ping | nc 127.0.0.1 7000; wait $!",
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "a\nping\n");
+
+    // A Docker-format profile of the test's own.
+    let profile = s.dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                         "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+            "syscalls": [
+              {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+               "includes": {"caps": ["CAP_CHOWN"]}},
+              {"names": ["unshare"], "action": "SCMP_ACT_ERRNO",
+               "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+              {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO",
+               "includes": {"arches": ["s390x"]}}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let o = run(&["--security-opt", &opt], &["sh", "-c", "pwd; mkdir /x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(out(&o), "/\n", "getcwd's rule is for s390x only");
+    assert!(err(&o).contains("Permission denied"), "{}", err(&o));
+    let o = run(
+        &["--security-opt", &opt, "--cap-drop", "CHOWN"],
+        &["mkdir", "/x"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(&["--security-opt", &opt], &["unshare", "-U", "true"]);
+    assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
+    let o = run(
+        &["--security-opt", &opt, "--cap-add", "SYS_ADMIN"],
+        &["unshare", "-U", "true"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+
+    // A broken profile: one clear error, exit 125, no container.
+    std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_NOPE"}"#).unwrap();
+    let o = run(&["--security-opt", &opt], &["true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("SCMP_ACT_NOPE"), "{}", err(&o));
+    assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
+    assert_eq!(s.containers_dir_entries(), 0);
+}

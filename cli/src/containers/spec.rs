@@ -338,8 +338,8 @@ pub fn build(
         Some(Some(file)) => {
             let data =
                 std::fs::read(file).with_context(|| format!("read seccomp profile {file}"))?;
-            let v: Value = serde_json::from_slice(&data)
-                .with_context(|| format!("parse seccomp profile {file}"))?;
+            let v = super::seccomp::profile_from_file(&data, &caps)
+                .with_context(|| format!("seccomp profile {file}"))?;
             Some(v)
         }
     };

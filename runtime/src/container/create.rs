@@ -155,6 +155,7 @@ pub fn create_from(
         preserve_fds: preserve,
         extra_env,
         hook_state: state::hook_state(&st, Status::Creating),
+        seccomp: crate::security::seccomp::for_spec(spec, &root.path)?,
     };
     let (parent_sock, child_sock) = sync::pair()?;
     let stage1 = crate::process::fork_child(|| {

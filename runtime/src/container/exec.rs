@@ -9,6 +9,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use crate::error::{Context, Error, Result};
 use crate::process::sync::{self, Msg, SyncSocket};
 use crate::process::{namespaces, setup};
+use crate::security::seccomp::Compiled;
 use crate::state::{ContainerState, Root, Status};
 use crate::{security, signals};
 
@@ -35,6 +36,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
             ));
         }
     }
+    let seccomp = crate::security::seccomp::for_spec(&st.spec, &root.path)?;
     let tty = opts.process.terminal() == Some(true);
     if !opts.detach {
         crate::process::become_subreaper()?;
@@ -62,7 +64,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         // The child must not hold the parent's end, or the parent would
         // never see EOF when the child dies.
         let _ = nix::unistd::close(parent_sock.raw());
-        join_and_fork(&st, opts, console_raw, &child_sock)
+        join_and_fork(&st, opts, seccomp.as_ref(), console_raw, &child_sock)
     })?;
     drop(child_sock);
     drop(console);
@@ -110,6 +112,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
 fn join_and_fork(
     st: &ContainerState,
     opts: &ExecOptions,
+    seccomp: Option<&Compiled>,
     console: Option<i32>,
     sync: &SyncSocket,
 ) -> i32 {
@@ -131,7 +134,7 @@ fn join_and_fork(
         drop(fds);
         let in_new_userns = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
         let pid =
-            crate::process::fork_child(|| exec_child(st, opts, console, sync, in_new_userns))?;
+            crate::process::fork_child(|| exec_child(opts, seccomp, console, sync, in_new_userns))?;
         sync.send(&Msg::Pid(pid.as_raw()))
     })();
     match result {
@@ -144,8 +147,8 @@ fn join_and_fork(
 }
 
 fn exec_child(
-    st: &ContainerState,
     opts: &ExecOptions,
+    seccomp: Option<&Compiled>,
     console: Option<i32>,
     sync: &SyncSocket,
     userns: bool,
@@ -168,7 +171,6 @@ fn exec_child(
         nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;
         setup::set_rlimits(p)?;
         let (exe, env) = setup::resolve_program(p, &[])?;
-        let seccomp = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         setup::drop_privileges(p, seccomp)?;
         setup::cloexec_from(3 + opts.preserve_fds)?;
         Ok(setup::exec_program(&exe, p, &env, seccomp))

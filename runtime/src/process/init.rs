@@ -34,6 +34,8 @@ pub struct InitConfig<'a> {
     pub extra_env: Vec<String>,
     /// The hook state JSON, for createContainer/startContainer hooks.
     pub hook_state: serde_json::Value,
+    /// The seccomp filter, compiled by the parent.
+    pub seccomp: Option<security::seccomp::Compiled>,
 }
 
 fn has_new(spec: &Spec, t: LinuxNamespaceType) -> bool {
@@ -126,7 +128,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     setup::set_rlimits(process)?;
 
     let (exe, env) = setup::resolve_program(process, &cfg.extra_env)?;
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let seccomp = cfg.seccomp.as_ref();
     setup::drop_privileges(process, seccomp)?;
     setup::cloexec_from(3 + cfg.preserve_fds)?;
 

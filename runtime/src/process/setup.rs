@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{Gid, Uid};
-use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp, PosixRlimitType, Process};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
 
 use crate::error::{Context, Error, Result};
 use crate::security;
+use crate::security::seccomp::Compiled;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -197,12 +198,12 @@ pub fn switch_user(process: &Process) -> Result<()> {
 /// capability sets, no_new_privs. Seccomp with no_new_privs is loaded last,
 /// by `exec_program`, so the filter covers as little of our own setup as
 /// possible.
-pub fn drop_privileges(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Result<()> {
+pub fn drop_privileges(process: &Process, seccomp: Option<&Compiled>) -> Result<()> {
     let caps: Option<&LinuxCapabilities> = process.capabilities().as_ref();
     security::capabilities::drop_bounding(caps)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     if let (Some(sc), false) = (seccomp, nnp) {
-        security::seccomp::load(sc)?;
+        sc.load()?;
     }
     switch_user(process)?;
     security::capabilities::apply(caps)?;
@@ -245,7 +246,7 @@ pub fn exec_program(
     path: &Path,
     process: &Process,
     env: &[String],
-    seccomp: Option<&LinuxSeccomp>,
+    seccomp: Option<&Compiled>,
 ) -> Error {
     let to_c = |s: &str| {
         CString::new(s).map_err(|_| Error::InvalidProcess(format!("{s:?} contains a NUL byte")))
@@ -262,7 +263,7 @@ pub fn exec_program(
     reset_signals();
     if process.no_new_privileges().unwrap_or(false)
         && let Some(sc) = seccomp
-        && let Err(e) = security::seccomp::load(sc)
+        && let Err(e) = sc.load()
     {
         return e;
     }
