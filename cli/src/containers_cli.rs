@@ -73,6 +73,9 @@ pub struct CreateArgs {
     pub cap_drop: Vec<String>,
     #[arg(long)]
     pub privileged: bool,
+    /// A host device in the container: HOST[:CONTAINER][:PERMS]
+    #[arg(long = "device")]
+    pub device: Vec<String>,
     /// seccomp=FILE|unconfined, no-new-privileges
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
@@ -286,6 +289,7 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             cpus: a.cpus,
             pids_limit: a.pids_limit,
             init: a.init,
+            devices: a.device.clone(),
             mounts: Vec::new(),
         },
     })

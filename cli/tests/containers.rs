@@ -1416,3 +1416,54 @@ fn seccomp_default_allowlist_and_docker_format_profiles() {
     assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
     assert_eq!(s.containers_dir_entries(), 0);
 }
+
+/// `--privileged` gets the host's devices (not its console or pts);
+/// `--device` adds one node, renamed and with the cgroup access asked for.
+#[test]
+fn privileged_host_devices_and_device_flag() {
+    let s = Strata::new();
+    let run = |extra: &[&str], script: &str| -> Output {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sh", "-c", script]);
+        s.run(&args)
+    };
+    let o = run(&[], "test -e /dev/kmsg || test -e /dev/loop0 || echo none");
+    assert_eq!(out(&o), "none\n");
+    let o = run(
+        &["--privileged"],
+        "stat -c '%n %F %t:%T' /dev/kmsg /dev/loop0; readlink /dev/ptmx; \
+         test -e /dev/console && echo console; ls /dev/pts | grep -vc ptmx; \
+         dd if=/dev/kmsg bs=16k count=1 2>/dev/null | wc -c",
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "/dev/kmsg character special file 1:b");
+    assert_eq!(lines[1], "/dev/loop0 block special file 7:0");
+    assert_eq!(lines[2], "pts/ptmx", "the container's own ptmx");
+    assert_eq!(lines[3], "0", "no host pts, no host console");
+    assert_ne!(lines[4], "0", "the host's kernel log is readable");
+    // --device: renamed, read-only in the device cgroup; a node made for
+    // another device (loop1) stays closed.
+    let o = run(
+        &["--device", "/dev/loop0:/dev/xda:r"],
+        "stat -c '%F %t:%T' /dev/xda; dd if=/dev/xda of=/dev/null count=1 && echo read-ok; \
+         dd if=/dev/zero of=/dev/xda count=1 2>&1 | grep -o 'Operation not permitted'; \
+         mknod /dev/y b 7 1 && dd if=/dev/y of=/dev/null count=1 2>&1 | grep -o 'Operation not permitted'",
+    );
+    assert_eq!(
+        out(&o),
+        "block special file 7:0\nread-ok\nOperation not permitted\nOperation not permitted\n",
+        "{}",
+        err(&o)
+    );
+    // Bad --device values: one error, 125, nothing made.
+    for bad in ["/etc/passwd", "/dev/null:/dev/x:rwx", "/dev/nope"] {
+        let o = run(&["--device", bad], "true");
+        assert_eq!(o.status.code(), Some(125), "{bad}");
+        assert!(err(&o).contains(bad), "{bad}: {}", err(&o));
+        assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
+    }
+    assert_eq!(s.containers_dir_entries(), 0);
+}

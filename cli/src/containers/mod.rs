@@ -6,6 +6,7 @@
 //! here, never trusted.
 
 pub mod attach;
+pub mod devices;
 pub mod logs;
 pub mod monitor;
 pub mod netlink;

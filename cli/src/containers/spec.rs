@@ -121,6 +121,8 @@ pub struct Options {
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub init: bool,
+    /// `--device HOST[:CONTAINER][:PERMS]`.
+    pub devices: Vec<String>,
     /// OCI mounts from -v/--mount and the generated /etc files.
     pub mounts: Vec<Value>,
 }
@@ -308,7 +310,19 @@ pub fn build(
     if let Some(pl) = o.pids_limit {
         res["pids"] = json!({"limit": pl});
     }
+    let mut devices = Vec::new();
+    for d in &o.devices {
+        devices.extend(super::devices::parse(d)?);
+    }
+    if let Some(rules) = res["devices"].as_array_mut() {
+        rules.extend(devices.iter().map(|d| d.rule.clone()));
+    }
     if o.privileged {
+        // Every host device, as Docker gives (--device ones come after, so
+        // a renamed node is kept too).
+        let mut all = super::devices::host_devices();
+        all.append(&mut devices);
+        devices = all;
         res["devices"] = json!([{"allow": true, "access": "rwm"}]);
         if let Some(l) = linux.as_object_mut() {
             l.remove("maskedPaths");
@@ -331,6 +345,9 @@ pub fn build(
         }
     }
     spec["linux"]["resources"] = res;
+    if !devices.is_empty() {
+        spec["linux"]["devices"] = json!(devices.into_iter().map(|d| d.node).collect::<Vec<_>>());
+    }
     let seccomp = match &o.seccomp {
         _ if o.privileged => None,
         None => Some(super::seccomp::default_profile(&caps)),

@@ -188,7 +188,10 @@ fn cache_key(spec: &LinuxSeccomp) -> Result<String> {
 }
 
 fn from_bytes(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
-    if bytes.is_empty() || !bytes.len().is_multiple_of(INSN_SIZE) || bytes.len() / INSN_SIZE > MAX_INSNS {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(INSN_SIZE)
+        || bytes.len() / INSN_SIZE > MAX_INSNS
+    {
         return None;
     }
     Some(
