@@ -73,6 +73,9 @@ pub struct CreateArgs {
     pub cap_drop: Vec<String>,
     #[arg(long)]
     pub privileged: bool,
+    /// The key sequence that detaches a foreground `-it` run.
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// A host device in the container: HOST[:CONTAINER][:PERMS]
     #[arg(long = "device")]
     pub device: Vec<String>,
@@ -165,6 +168,7 @@ pub struct ExecArgs {
 
 /// Turn flags into engine options (all validated before anything is made).
 pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
+    strata::containers::attach::parse_detach_keys(&a.detach_keys)?;
     if !["none", "host", "bridge"].contains(&a.network.as_str()) {
         bail!(
             "invalid --network {:?}: want none, host or bridge",
@@ -347,13 +351,13 @@ impl Foreground {
 pub fn attach_wait(
     engine: &Engine,
     id: &str,
-    mut monitor: std::process::Child,
+    mut monitor: strata::containers::Monitor,
     fg: Foreground,
 ) -> Result<i32> {
     use nix::sys::signal::Signal;
     let Foreground { raw, signals } = fg;
     let pid = engine.dir(id).state()?.pid;
-    let monitor_pid = monitor.id() as i32;
+    let monitor_pid = monitor.child.id() as i32;
     std::thread::spawn(move || {
         while let Ok(sig) = signals.wait() {
             // Window changes go to the monitor, which owns the pty.
@@ -365,7 +369,15 @@ pub fn attach_wait(
             let _ = strata_runtime::signals::send(target, sig as i32);
         }
     });
-    let status = monitor.wait().context("wait for the container monitor")?;
+    if monitor.wait_detached() {
+        // The container runs on; the monitor no longer holds our terminal.
+        drop(raw);
+        return Ok(0);
+    }
+    let status = monitor
+        .child
+        .wait()
+        .context("wait for the container monitor")?;
     drop(raw);
     let st = engine.dir(id).state().ok();
     Ok(match st {
@@ -679,74 +691,6 @@ fn pid_namespace_members(init: i32) -> Option<Vec<i32>> {
     Some(pids)
 }
 
-/// `--detach-keys` as bytes: comma-separated `ctrl-X` or single
-/// characters, Docker's format; empty turns detaching off.
-pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
-    if spec.is_empty() {
-        return Ok(Vec::new());
-    }
-    spec.split(',')
-        .map(|k| {
-            let bad = || {
-                anyhow::anyhow!(
-                    "invalid detach keys {spec:?}: {k:?} is not ctrl-X or one character"
-                )
-            };
-            if let Some(c) = k.strip_prefix("ctrl-") {
-                let [c] = c.as_bytes() else {
-                    return Err(bad());
-                };
-                match c.to_ascii_lowercase() {
-                    c @ b'a'..=b'z' => Ok(c - b'a' + 1),
-                    b'@' => Ok(0),
-                    c @ b'['..=b'_' => Ok(c - b'[' + 27),
-                    _ => Err(bad()),
-                }
-            } else {
-                match k.as_bytes() {
-                    [c] if c.is_ascii() => Ok(*c),
-                    _ => Err(bad()),
-                }
-            }
-        })
-        .collect()
-}
-
-/// Watches input for the detach sequence: bytes that might begin it are
-/// held back until it is complete (detach) or broken (sent on).
-struct DetachMatcher {
-    keys: Vec<u8>,
-    held: usize,
-}
-
-impl DetachMatcher {
-    /// The bytes to pass on, and whether the sequence completed.
-    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(input.len());
-        if self.keys.is_empty() {
-            out.extend_from_slice(input);
-            return (out, false);
-        }
-        for &b in input {
-            if b == self.keys[self.held] {
-                self.held += 1;
-                if self.held == self.keys.len() {
-                    return (out, true);
-                }
-            } else {
-                out.extend_from_slice(&self.keys[..self.held]);
-                self.held = 0;
-                if b == self.keys[0] {
-                    self.held = 1;
-                } else {
-                    out.push(b);
-                }
-            }
-        }
-        (out, false)
-    }
-}
-
 /// `strata attach`: the container's output from now on, our input to its
 /// stdin (when it was made with `-i`), signals passed on; its exit code,
 /// or 0 after the detach keys.
@@ -754,7 +698,7 @@ pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
     use std::io::Read;
     use std::sync::{Arc, Mutex};
     use strata::containers::attach as proto;
-    let keys = parse_detach_keys(&a.detach_keys)?;
+    let keys = proto::parse_detach_keys(&a.detach_keys)?;
     let c = engine.find(&a.container)?;
     let st = engine.refresh(&c.id)?;
     if st.status != Status::Running {
@@ -809,10 +753,7 @@ pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
         let writer = writer.clone();
         let detached = detached.clone();
         let end = stream.try_clone().context("attach socket")?;
-        let mut matcher = DetachMatcher {
-            keys: if rec.tty { keys } else { Vec::new() },
-            held: 0,
-        };
+        let mut matcher = proto::DetachMatcher::new(if rec.tty { keys } else { Vec::new() });
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 32 << 10];
             let mut stdin = std::io::stdin();
@@ -858,39 +799,5 @@ pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
     match ended_by.load(std::sync::atomic::Ordering::SeqCst) {
         0 => Ok(engine.wait(&c.id, None)?.unwrap_or(0)),
         sig => Ok(128 + sig),
-    }
-}
-
-#[cfg(test)]
-mod attach_tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys_parse_the_docker_way() {
-        assert_eq!(
-            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
-            vec![0x10, 0x11]
-        );
-        assert_eq!(
-            parse_detach_keys("ctrl-@,ctrl-[,ctrl-_,a").unwrap(),
-            vec![0, 27, 31, b'a']
-        );
-        assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
-        for bad in ["ctrl-", "ctrl-pp", "ab", "ctrl-1"] {
-            assert!(parse_detach_keys(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn detach_matcher_holds_a_partial_sequence_back() {
-        let mut m = DetachMatcher {
-            keys: vec![0x10, 0x11],
-            held: 0,
-        };
-        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
-        // Broken sequence: the held byte goes on with the next.
-        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false));
-        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
-        assert_eq!(m.feed(b"\x11rest"), (Vec::new(), true));
     }
 }

@@ -40,6 +40,9 @@ enum Cmd {
         /// Attach to the output and wait.
         #[arg(short, long)]
         attach: bool,
+        /// The key sequence that detaches from a `-it` container.
+        #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -105,6 +108,9 @@ enum Cmd {
         /// fds 4 and 5 are the attached CLI's stdout and stderr.
         #[arg(long)]
         attach: bool,
+        /// Detach keys of a foreground `-it` run.
+        #[arg(long = "detach-keys", default_value = "")]
+        detach_keys: String,
         id: String,
     },
     /// Create an image from a rootfs tarball ("-" for stdin).
@@ -562,9 +568,18 @@ fn run_container(
         Ok(if failed > 0 { 1 } else { 0 })
     };
     match cmd {
-        Cmd::ContainerMonitor { id, attach } => {
+        Cmd::ContainerMonitor {
+            id,
+            attach,
+            detach_keys,
+        } => {
             drop(out);
-            Ok(strata::containers::monitor::main(&engine, &id, attach))
+            Ok(strata::containers::monitor::main(
+                &engine,
+                &id,
+                attach,
+                &detach_keys,
+            ))
         }
         Cmd::Create(a) => {
             let id = create(&mut engine, &a, config)?;
@@ -581,7 +596,12 @@ fn run_container(
                 Some(Ok(fg)) => Some(fg),
                 None => None,
             };
-            let monitor = match engine.start(&id, !a.detach) {
+            let keys = if a.tty && a.interactive {
+                a.detach_keys.as_str()
+            } else {
+                ""
+            };
+            let monitor = match engine.start_with(&id, !a.detach, keys) {
                 Ok(m) => m,
                 Err(e) => {
                     // Nothing half-made: a run that cannot start leaves
@@ -600,15 +620,25 @@ fn run_container(
                 None => Ok(0),
             }
         }
-        Cmd::Start { attach, containers } => {
+        Cmd::Start {
+            attach,
+            detach_keys,
+            containers,
+        } => {
             if attach {
                 let [c] = containers.as_slice() else {
                     anyhow::bail!("start --attach takes one container");
                 };
                 let id = engine.find(c)?.id;
-                let tty = engine.dir(&id).record()?.tty;
-                let fg = containers_cli::Foreground::prepare(tty)?;
-                let m = engine.start(&id, true)?;
+                let rec = engine.dir(&id).record()?;
+                let keys = if rec.tty && rec.interactive {
+                    detach_keys.as_str()
+                } else {
+                    ""
+                };
+                strata::containers::attach::parse_detach_keys(keys)?;
+                let fg = containers_cli::Foreground::prepare(rec.tty)?;
+                let m = engine.start_with(&id, true, keys)?;
                 drop(out);
                 return containers_cli::attach_wait(&engine, &id, m, fg);
             }

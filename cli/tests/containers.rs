@@ -1467,3 +1467,95 @@ fn privileged_host_devices_and_device_flag() {
     }
     assert_eq!(s.containers_dir_entries(), 0);
 }
+
+/// The detach keys of a foreground `run -it` (Docker's ctrl-p ctrl-q, or
+/// `--detach-keys`): the CLI exits 0 and gives its terminal back, the
+/// container runs on, and `attach` finds it.
+#[test]
+fn detach_keys_leave_a_foreground_run_running() {
+    let s = Strata::new();
+    // The CLI's exit status, with all it printed taken into `seen`.
+    let wait_exit = |p: &mut OnPty| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = p.child.try_wait().unwrap() {
+                while let Ok(t) = p.rx.recv_timeout(Duration::from_millis(300)) {
+                    p.seen.push_str(&t);
+                }
+                return st;
+            }
+            assert!(Instant::now() < deadline, "CLI still running: {:?}", p.seen);
+            if let Ok(t) = p.rx.recv_timeout(Duration::from_millis(50)) {
+                p.seen.push_str(&t);
+            }
+        }
+    };
+    let mut p = OnPty::spawn(
+        &s,
+        &[
+            "run",
+            "-it",
+            "--name",
+            "fg",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+        ],
+        24,
+        80,
+    );
+    p.send(b"echo one-$((20+22))\r");
+    p.wait_text("one-42");
+    // ctrl-p alone goes on after the next key; ctrl-p ctrl-q detaches.
+    p.send(b"\x10");
+    p.send(b"\x10\x11");
+    let st = wait_exit(&mut p);
+    assert_eq!(st.code(), Some(0), "{}", p.seen);
+    assert_eq!(s.inspect("fg")["State"]["Status"], "running");
+    // The container kept its shell; output after the detach went to the
+    // log only (echo's line is there, and later output is not ours).
+    let mut a = OnPty::spawn(&s, &["attach", "fg"], 24, 80);
+    std::thread::sleep(Duration::from_millis(300));
+    a.send(b"echo two-$((1+1)); exit 5\r");
+    let st = wait_exit(&mut a);
+    assert_eq!(st.code(), Some(5), "{}", a.seen);
+    assert!(a.seen.contains("two-2"), "{}", a.seen);
+    while let Ok(t) = p.rx.try_recv() {
+        p.seen.push_str(&t);
+    }
+    assert!(!p.seen.contains("two-2"), "{}", p.seen);
+    assert!(s.ok(&["logs", "fg"]).contains("one-42"));
+    s.ok(&["rm", "fg"]);
+
+    // Custom keys; the default pair is then plain input.
+    let mut p = OnPty::spawn(
+        &s,
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "--detach-keys",
+            "ctrl-x,x",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+        ],
+        24,
+        80,
+    );
+    p.send(b"echo three\r");
+    p.wait_text("three");
+    p.send(b"\x10\x11\x18x");
+    assert_eq!(wait_exit(&mut p).code(), Some(0), "{}", p.seen);
+    let ps = s.ps();
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0]["State"], "running");
+    s.ok(&["rm", "-f", ps[0]["Id"].as_str().unwrap()]);
+    // A bad sequence is refused before anything is made.
+    let o = s.run(&["run", "-it", "--detach-keys", "ctrl-", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("detach keys"), "{}", err(&o));
+    assert_eq!(s.containers_dir_entries(), 0);
+}

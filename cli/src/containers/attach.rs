@@ -205,3 +205,106 @@ mod tests {
         assert_eq!(parse_resize(&[1, 2, 3]), None);
     }
 }
+
+/// `--detach-keys` as bytes: comma-separated `ctrl-X` or single
+/// characters, Docker's format; empty turns detaching off.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    spec.split(',')
+        .map(|k| {
+            let bad = || {
+                anyhow::anyhow!(
+                    "invalid detach keys {spec:?}: {k:?} is not ctrl-X or one character"
+                )
+            };
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let [c] = c.as_bytes() else {
+                    return Err(bad());
+                };
+                match c.to_ascii_lowercase() {
+                    c @ b'a'..=b'z' => Ok(c - b'a' + 1),
+                    b'@' => Ok(0),
+                    c @ b'['..=b'_' => Ok(c - b'[' + 27),
+                    _ => Err(bad()),
+                }
+            } else {
+                match k.as_bytes() {
+                    [c] if c.is_ascii() => Ok(*c),
+                    _ => Err(bad()),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Watches input for the detach sequence: bytes that might begin it are
+/// held back until it is complete (detach) or broken (sent on).
+pub struct DetachMatcher {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl DetachMatcher {
+    pub fn new(keys: Vec<u8>) -> DetachMatcher {
+        DetachMatcher { keys, held: 0 }
+    }
+
+    /// The bytes to pass on, and whether the sequence completed.
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(input);
+            return (out, false);
+        }
+        for &b in input {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.held]);
+                self.held = 0;
+                if b == self.keys[0] {
+                    self.held = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_the_docker_way() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            vec![0x10, 0x11]
+        );
+        assert_eq!(
+            parse_detach_keys("ctrl-@,ctrl-[,ctrl-_,a").unwrap(),
+            vec![0, 27, 31, b'a']
+        );
+        assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
+        for bad in ["ctrl-", "ctrl-pp", "ab", "ctrl-1"] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn detach_matcher_holds_a_partial_sequence_back() {
+        let mut m = DetachMatcher::new(vec![0x10, 0x11]);
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        // Broken sequence: the held byte goes on with the next.
+        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(m.feed(b"\x11rest"), (Vec::new(), true));
+    }
+}

@@ -486,7 +486,14 @@ impl Engine {
     /// Start a created or exited container: spawn its monitor and wait
     /// until the container runs (or failed). `attach`: pass our stdout and
     /// stderr for a foreground run. Returns the monitor child.
-    pub fn start(&mut self, id: &str, attach: bool) -> Result<std::process::Child> {
+    pub fn start(&mut self, id: &str, attach: bool) -> Result<Monitor> {
+        self.start_with(id, attach, "")
+    }
+
+    /// `start`, and for a foreground `-it` the key sequence (Docker's
+    /// `--detach-keys` format) after which the monitor lets our terminal
+    /// go and the container runs on.
+    pub fn start_with(&mut self, id: &str, attach: bool, detach_keys: &str) -> Result<Monitor> {
         let row = self.find(id)?;
         let id = row.id;
         let dir = self.dir(&id);
@@ -502,6 +509,12 @@ impl Engine {
             .arg(&self.root)
             .arg("container-monitor")
             .args(attach.then_some("--attach"))
+            .args(
+                (attach && !detach_keys.is_empty())
+                    .then_some(["--detach-keys", detach_keys])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg(&id)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -542,14 +555,12 @@ impl Engine {
             let _ = nix::unistd::close(o);
             let _ = nix::unistd::close(e);
         }
+        let mut events = std::io::BufReader::new(std::fs::File::from(ready_r));
         let mut line = String::new();
-        let _ = std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(std::fs::File::from(ready_r)),
-            &mut line,
-        );
+        let _ = std::io::BufRead::read_line(&mut events, &mut line);
         let line = line.trim_end().to_string();
         if line.starts_with("ok") {
-            return Ok(child);
+            return Ok(Monitor { child, events });
         }
         let mut child = child;
         let _ = child.wait();
@@ -685,6 +696,24 @@ impl Engine {
         };
         remove_files(&self.root, &mut self.store, &rec, volumes)?;
         Ok(row.id)
+    }
+}
+
+/// A started container's monitor, as the CLI that started it sees it.
+pub struct Monitor {
+    pub child: std::process::Child,
+    /// The rest of the ready pipe: an attached monitor writes `detached`
+    /// when the user typed the detach keys; EOF when it exits.
+    events: std::io::BufReader<std::fs::File>,
+}
+
+impl Monitor {
+    /// Block until the user detached (true) or the monitor is gone
+    /// (false).
+    pub fn wait_detached(&mut self) -> bool {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut self.events, &mut line);
+        line.trim_end() == "detached"
     }
 }
 

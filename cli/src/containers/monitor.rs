@@ -49,13 +49,13 @@ pub fn failure_code(msg: &str) -> i32 {
 
 /// The monitor's main. Never returns on success paths' end: exits with
 /// the container's status.
-pub fn main(engine: &Engine, id: &str, attach: bool) -> i32 {
+pub fn main(engine: &Engine, id: &str, attach: bool, detach_keys: &str) -> i32 {
     // Only a pipe is the ready pipe (never write into a file we opened).
     let is_pipe =
         nix::sys::stat::fstat(READY_FD).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
     // SAFETY: fd 3 is a pipe the CLI gave us for this purpose.
     let mut ready = is_pipe.then(|| unsafe { std::fs::File::from_raw_fd(READY_FD) });
-    match run(engine, id, &mut ready, attach) {
+    match run(engine, id, &mut ready, attach, detach_keys) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -82,8 +82,10 @@ fn run(
     id: &str,
     ready: &mut Option<std::fs::File>,
     attached: bool,
+    detach_keys: &str,
 ) -> Result<i32> {
     let dir = engine.dir(id);
+    let keys = attach::parse_detach_keys(detach_keys)?;
     let rec = dir.record()?;
     strata_runtime::process::become_subreaper()?;
     // Blocked from the start, so a SIGWINCH the CLI forwards while the
@@ -194,12 +196,16 @@ fn run(
     if let Some(r) = ready.as_mut() {
         let _ = writeln!(r, "ok {}", st.pid);
     }
-    *ready = None;
+    // An attached CLI keeps listening on the pipe for `detached`.
+    let tty_input = attached && rec.tty && rec.interactive;
+    let events = ready.take().filter(|_| tty_input && !keys.is_empty());
     let code = Pump {
         pid: st.pid,
         pty,
         attach,
-        tty_input: attached && rec.tty && rec.interactive,
+        tty_input,
+        detach: attach::DetachMatcher::new(keys),
+        events,
         stdin_w,
         listener,
         clients: Vec::new(),
@@ -234,6 +240,10 @@ struct Pump {
     attach: [Option<std::fs::File>; 2],
     /// Copy our fd 0 (the foreground CLI's terminal) into the pty.
     tty_input: bool,
+    /// Watches that input for the detach keys.
+    detach: attach::DetachMatcher,
+    /// Where the foreground CLI hears that its user detached.
+    events: Option<std::fs::File>,
     /// The write end of the container's stdin pipe (`-i` without `-t`,
     /// not started in the foreground).
     stdin_w: Option<OwnedFd>,
@@ -354,7 +364,13 @@ impl Pump {
             {
                 match stdin.lock().read(&mut buf) {
                     Ok(0) | Err(_) => self.tty_input = false,
-                    Ok(n) => self.pending_in.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        let (data, detached) = self.detach.feed(&buf[..n]);
+                        self.pending_in.extend_from_slice(&data);
+                        if detached {
+                            self.let_the_terminal_go();
+                        }
+                    }
                 }
             }
             if take_input {
@@ -366,6 +382,19 @@ impl Pump {
             if out_ix.is_some() || !self.pending_in.is_empty() {
                 self.feed_input();
             }
+        }
+    }
+
+    /// The foreground user typed the detach keys: stop reading and
+    /// writing their terminal, tell their CLI, and run on as if detached.
+    fn let_the_terminal_go(&mut self) {
+        self.tty_input = false;
+        self.attach = [None, None];
+        if let Ok(null) = dev_null() {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        }
+        if let Some(mut e) = self.events.take() {
+            let _ = writeln!(e, "detached");
         }
     }
 
