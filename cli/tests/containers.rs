@@ -8,68 +8,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_strata");
-
-struct Strata {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::{BIN, Strata, err, out};
 
 impl Strata {
     /// A store with a `busybox` image imported from Debian's busybox-static.
     fn new() -> Strata {
-        let s = Strata {
-            dir: tempfile::Builder::new()
-                .prefix("strata-ctr-")
-                .tempdir()
-                .unwrap(),
-        };
-        let rootfs = s.dir.path().join("rootfs");
-        assert!(
-            Command::new("bash")
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../scripts/make-busybox-rootfs.sh"
-                ))
-                .arg(&rootfs)
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success()
-        );
-        let tar = s.dir.path().join("rootfs.tar");
-        assert!(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&rootfs)
-                .arg("-cf")
-                .arg(&tar)
-                .arg(".")
-                .status()
-                .unwrap()
-                .success()
-        );
-        s.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+        let s = Strata::empty("strata-ctr-");
+        s.import_busybox();
         s
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--root")
-            .arg(self.dir.path().join("store"))
-            .args(args);
-        c.stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "strata {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
     }
     fn ps(&self) -> Vec<Value> {
         serde_json::from_str::<Value>(&self.ok(&["ps", "-a", "--format", "json"]))
@@ -141,13 +88,6 @@ fn image_with_config(s: &Strata, name: &str, config: Value) -> String {
     std::fs::write(lay.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     s.ok(&["load", "-i", lay.to_str().unwrap()]);
     name.to_string()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

@@ -3,48 +3,19 @@
 //! hand-made tampered layouts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_strata");
+mod common;
+use common::Strata;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+type Env = Strata;
 
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::Builder::new()
-                .prefix("strata-img-")
-                .tempdir()
-                .unwrap(),
-        }
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--root")
-            .arg(self.root())
-            .args(args)
-            .stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "strata {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+impl Strata {
+    fn new() -> Strata {
+        Strata::empty("strata-img-")
     }
     fn images(&self) -> Vec<Value> {
         serde_json::from_str(&self.ok(&["images", "--format", "json"])).unwrap()
@@ -56,27 +27,7 @@ impl Env {
     }
     /// A busybox rootfs tarball.
     fn rootfs_tar(&self) -> PathBuf {
-        let rootfs = self.dir.path().join("rootfs");
-        let st = Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../scripts/make-busybox-rootfs.sh"
-            ))
-            .arg(&rootfs)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let tar = self.dir.path().join("rootfs.tar.gz");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-czf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
-        tar
+        self.busybox_tar(true)
     }
     /// An OCI layout made by umoci from the busybox rootfs, tag `v1`.
     fn umoci_layout(&self) -> PathBuf {

@@ -4,12 +4,13 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_strata");
+mod common;
+use common::{BIN, Strata};
 
 struct Registry {
     /// Holds the registry's storage and config until it is dropped.
@@ -108,77 +109,19 @@ impl Drop for Registry {
     }
 }
 
-struct Strata {
-    dir: tempfile::TempDir,
-}
-
 impl Strata {
     fn new() -> Strata {
-        Strata {
-            dir: tempfile::Builder::new()
-                .prefix("strata-regcli-")
-                .tempdir()
-                .unwrap(),
-        }
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--root")
-            .arg(self.dir.path().join("store"))
-            .args(args);
-        c.env("DOCKER_CONFIG", self.dir.path().join("docker"));
-        c.stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "strata {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        Strata::empty("strata-regcli-")
     }
     fn busybox(&self) -> String {
-        let rootfs = self.dir.path().join("rootfs");
-        assert!(
-            Command::new("bash")
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../scripts/make-busybox-rootfs.sh"
-                ))
-                .arg(&rootfs)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let tar = self.dir.path().join("rootfs.tar.gz");
-        assert!(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&rootfs)
-                .arg("-czf")
-                .arg(&tar)
-                .arg(".")
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.ok(&["import", tar.to_str().unwrap(), "busybox"])
-            .trim()
-            .to_string()
+        self.import_busybox()
     }
     fn inspect(&self, name: &str) -> Value {
         serde_json::from_str::<Value>(&self.ok(&["image", "inspect", name])).unwrap()[0].clone()
     }
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::err as stderr;
 
 #[test]
 fn push_then_pull_round_trip_read_by_skopeo() {
