@@ -3,8 +3,8 @@
 #   1. `strata run --rm busybox true` against
 #      `podman run --rm --network none --runtime crun` on the same image,
 #      and `strata run --rm --network none` for a like-for-like network;
-#   2. memory (RSS) of an idle detached container's monitor against
-#      podman's conmon;
+#   2. memory (RSS, PSS and private dirty) of an idle detached
+#      container's monitor against podman's conmon;
 #   3. `strata ps -a` with 100 containers (and podman ps -a with 100).
 # Prints the ratios. Usage: bash benches/engine.sh [RUNS]
 set -euo pipefail
@@ -55,11 +55,20 @@ jq -r '(.results|map({(.command): .mean})|add) as $m |
 echo "== idle detached container: monitor RSS vs conmon"
 s run -d --name idle --network none busybox sleep 600 >/dev/null
 p run -d --name idle --network none --runtime crun localhost/busybox sleep 600 >/dev/null
+# A binary built moments ago still has dirty page-cache pages, which
+# smaps counts as the process's own dirty memory: write them back first.
+sync
 sleep 1
 mon=$(jq -r .monitor_pid "$work/store/containers/$(s inspect idle | jq -r '.[0].Id')/state.json")
 conmon=$(pgrep -n conmon)
-rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
-echo "strata monitor: $(rss "$mon") kB   conmon: $(rss "$conmon") kB   ratio: $(echo "scale=2; $(rss "$mon")/$(rss "$conmon")" | bc)"
+# RSS counts the binary's clean file pages (shared with every other
+# process of that binary, reclaimable); Private_Dirty is the memory the
+# process alone costs (heap, stacks, written data).
+field() { awk -v f="$2:" '$1==f{print $2}' "/proc/$1/smaps_rollup"; }
+ratio() { echo "scale=2; $1/$2" | bc; }
+for f in Rss Pss Private_Dirty; do
+  echo "$f: strata monitor $(field "$mon" $f) kB   conmon $(field "$conmon" $f) kB   ratio $(ratio "$(field "$mon" $f)" "$(field "$conmon" $f)")"
+done
 s rm -f idle >/dev/null; p rm -f idle >/dev/null
 
 echo "== ps -a with 100 containers"

@@ -241,10 +241,26 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     let o = s.run(&["rm", "app"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(err(&o).contains("is running"), "{}", err(&o));
+    s.ok(&["exec", "app", "sh", "-c", "echo kept > /kept"]);
+    let merged = s.inspect("app")["GraphDriver"]["Data"]["MergedDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mounted = |p: &str| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p))
+    };
+    assert!(mounted(&merged), "the running container's rootfs");
     // sleep as PID 1 ignores SIGTERM: stop falls back to SIGKILL.
     let t = Instant::now();
     s.ok(&["stop", "-t", "1", "app"]);
     assert!(t.elapsed() < Duration::from_secs(8));
+    assert!(
+        !mounted(&merged),
+        "a stopped container's rootfs is unmounted"
+    );
     let c = &s.ps()[0];
     assert_eq!(c["State"], "exited");
     assert_eq!(c["ExitCode"], 137);
@@ -254,6 +270,7 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     // start again, kill with a signal, restart.
     s.ok(&["start", "app"]);
     assert_eq!(s.ps()[0]["State"], "running");
+    assert_eq!(s.ok(&["exec", "app", "cat", "/kept"]), "kept\n");
     s.ok(&["kill", "-s", "TERM", "app"]);
     s.ok(&["kill", "app"]);
     assert_eq!(s.ok(&["wait", "app"]).trim(), "137");

@@ -454,6 +454,11 @@ impl Engine {
             None => {}
         }
         let dir = self.dir(&rec.id);
+        // As Docker: a stopped container's rootfs is not left mounted; start
+        // mounts it again over the same upper dir.
+        if let Err(e) = unmount_rootfs(&dir.rootfs()) {
+            tracing::warn!("{e:#}");
+        }
         if let Ok(_l) = dir.lock()
             && let Ok(mut s) = dir.state()
         {
@@ -761,6 +766,20 @@ fn remove_files(root: &Path, store: &mut Store, rec: &Record, volumes: bool) -> 
     }
     store.remove_container(&rec.id)?;
     Ok(())
+}
+
+/// Unmount a container's rootfs if it is mounted; lazily if something
+/// still holds it.
+fn unmount_rootfs(p: &Path) -> Result<()> {
+    if !is_mountpoint(p) {
+        return Ok(());
+    }
+    match umount2(p, MntFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => umount2(p, MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmount {} (busy)", p.display())),
+        Err(e) => Err(e).with_context(|| format!("unmount {}", p.display())),
+    }
 }
 
 fn is_mountpoint(p: &Path) -> bool {
