@@ -99,6 +99,36 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 "hostname requires a new uts namespace".into(),
             ));
         }
+        if let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) {
+            let new_timens = linux
+                .namespaces()
+                .iter()
+                .flatten()
+                .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none());
+            if !new_timens {
+                return Err(Error::InvalidSpec(
+                    "timeOffsets need a new time namespace".into(),
+                ));
+            }
+            if let Some(clock) = offsets
+                .keys()
+                .find(|c| *c != "monotonic" && *c != "boottime")
+            {
+                return Err(Error::InvalidSpec(format!(
+                    "timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+                )));
+            }
+        }
+        if let Some(flags) = linux
+            .personality()
+            .as_ref()
+            .and_then(|p| p.flags().as_ref())
+            .filter(|f| !f.is_empty())
+        {
+            return Err(Error::InvalidSpec(format!(
+                "personality flags {flags:?} are not supported"
+            )));
+        }
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {

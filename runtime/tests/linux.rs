@@ -352,3 +352,75 @@ fn mqueue_and_devpts_and_shm_mounted() {
         "{out}"
     );
 }
+
+#[test]
+fn time_namespace_offsets_and_personality() {
+    let mut b = Bundle::new("cut -d' ' -f1 /proc/uptime; uname -m; readlink /proc/self/ns/time");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    // A year ahead on both clocks; /proc/uptime reads boottime.
+    b.config["linux"]["timeOffsets"] = json!({
+        "boottime": {"secs": 31_536_000, "nanosecs": 0},
+        "monotonic": {"secs": 31_536_000, "nanosecs": 500}
+    });
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.save();
+    let out = run_ok(&b, "ln-timens");
+    let lines: Vec<&str> = out.lines().collect();
+    let uptime: f64 = lines[0].parse().unwrap();
+    let host: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        uptime >= 31_536_000.0 + host - 5.0,
+        "{uptime} vs host {host}"
+    );
+    assert!(
+        uptime < 31_536_000.0 + host + 60.0,
+        "{uptime} vs host {host}"
+    );
+    assert_eq!(lines[1], "i686", "PER_LINUX32");
+    assert_ne!(lines[2], host_ns("time"));
+
+    // Unknown clocks and personality flags are refused, not ignored.
+    b.config["linux"]["timeOffsets"] = json!({"realtime": {"secs": 1}});
+    b.save();
+    let o = b.run("ln-timens-bad");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("realtime"), "{}", stderr(&o));
+    b.config["linux"]["timeOffsets"] = json!({});
+    b.config["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]});
+    b.save();
+    let o = b.run("ln-timens-bad2");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("personality flags"), "{}", stderr(&o));
+    assert_no_cgroup("ln-timens-bad");
+    assert_no_cgroup("ln-timens-bad2");
+}
+
+#[test]
+fn a_namespace_path_that_does_not_exist_is_named() {
+    let mut b = Bundle::new("true");
+    for ns in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            ns["path"] = json!("/proc/999999999/ns/net");
+        }
+    }
+    b.save();
+    let o = b.run("ln-nspath");
+    assert!(!o.status.success());
+    // Stage 1's own error, not the broken pipe the parent then meets.
+    assert!(
+        stderr(&o).contains("/proc/999999999/ns/net"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("EPIPE"), "{}", stderr(&o));
+    assert_no_cgroup("ln-nspath");
+}

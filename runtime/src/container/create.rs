@@ -177,7 +177,13 @@ pub fn create_from(
         std::fs::write(format!("/proc/{}/oom_score_adj", stage1), adj.to_string())
             .ctx(|| format!("set oom_score_adj {adj}"))?;
     }
-    parent_sock.send(&Msg::Go)?;
+    if let Err(e) = parent_sock.send(&Msg::Go) {
+        // Stage 1 failed before it waited for us: its message says why.
+        if let Ok(Some(Msg::Error(m))) = parent_sock.recv() {
+            return Err(Error::Container(m));
+        }
+        return Err(e);
+    }
 
     let linux = spec.linux().as_ref();
     loop {

@@ -126,6 +126,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     nix::unistd::chdir(process.cwd())
         .ctx(|| format!("chdir to cwd {:?} set in config.json", process.cwd()))?;
     setup::set_rlimits(process)?;
+    setup::set_personality(spec)?;
 
     let (exe, env) = setup::resolve_program(process, &cfg.extra_env)?;
     let seccomp = cfg.seccomp.as_ref();

@@ -65,6 +65,9 @@ pub fn stage1(cfg: &init::InitConfig, sync: &SyncSocket) -> i32 {
             }
         }
         namespaces::unshare_rest(flags)?;
+        if flags.contains(namespaces::clone_flag(LinuxNamespaceType::Time)) {
+            namespaces::write_time_offsets(cfg.spec)?;
+        }
         if !go_seen {
             sync.expect(Msg::Go)?;
         }

@@ -138,3 +138,30 @@ pub fn format_maps(maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>) -> Str
         .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
         .collect()
 }
+
+/// `linux.timeOffsets` into a time namespace we just unshared: they must
+/// be written before any process lives in it (our children will).
+pub fn write_time_offsets(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    let mut clocks: Vec<_> = offsets.iter().collect();
+    clocks.sort_by_key(|(k, _)| k.as_str());
+    // The clock names were checked with the spec (monotonic, boottime).
+    for (clock, off) in clocks {
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::Io {
+        context: "write /proc/self/timens_offsets".into(),
+        source: e,
+    })
+}

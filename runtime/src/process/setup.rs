@@ -277,6 +277,27 @@ pub fn exec_program(
     }
 }
 
+/// `linux.personality`: the execution domain (LINUX or LINUX32). No flags
+/// are defined by the spec's users yet; any given is refused, not ignored.
+pub fn set_personality(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain;
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) else {
+        return Ok(());
+    };
+    if let Some(flags) = p.flags().as_ref().filter(|f| !f.is_empty()) {
+        return Err(Error::InvalidSpec(format!(
+            "personality flags {flags:?} are not supported"
+        )));
+    }
+    let persona: libc::c_ulong = match p.domain() {
+        LinuxPersonalityDomain::PerLinux => 0x0000,
+        LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality takes a plain integer.
+    let rc = unsafe { libc::personality(persona) };
+    Errno::result(rc).map(drop).ctx(|| "set personality".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
