@@ -19,11 +19,53 @@ use crate::state::ContainerState;
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
 
-/// Is /sys/fs/cgroup a pure cgroup v2 mount?
-pub fn is_unified() -> bool {
-    nix::sys::statfs::statfs(CGROUP_ROOT)
+/// Names a cgroup v2 mount to put containers in, for hybrid hosts whose
+/// /sys/fs/cgroup is v1 but that also mount the unified hierarchy (such
+/// as /sys/fs/cgroup/unified). Read by `create`; the container's state
+/// keeps it for every later command.
+pub const V2_ROOT_ENV: &str = "STRATA_CGROUP2_ROOT";
+
+fn is_cgroup2(p: &Path) -> bool {
+    nix::sys::statfs::statfs(p)
         .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
+}
+
+/// Is /sys/fs/cgroup a pure cgroup v2 mount?
+pub fn is_unified() -> bool {
+    is_cgroup2(Path::new(CGROUP_ROOT))
+}
+
+/// The cgroup v2 mount new containers go in: `STRATA_CGROUP2_ROOT`, or
+/// /sys/fs/cgroup on a unified host; None for v1 (and hybrid) hosts.
+pub fn v2_root_for_new() -> Result<Option<PathBuf>> {
+    if let Some(root) = std::env::var_os(V2_ROOT_ENV).filter(|r| !r.is_empty()) {
+        let root = PathBuf::from(root);
+        if !is_cgroup2(&root) {
+            return Err(Error::Cgroup(format!(
+                "{V2_ROOT_ENV}={}: not a cgroup2 mount",
+                root.display()
+            )));
+        }
+        return Ok(Some(root));
+    }
+    Ok(is_unified().then(|| PathBuf::from(CGROUP_ROOT)))
+}
+
+/// A container's cgroup: its path, and the v2 mount it lives under (None:
+/// the host's v1 hierarchies, found by libcgroups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cgroup {
+    pub path: PathBuf,
+    pub v2_root: Option<PathBuf>,
+}
+
+impl Cgroup {
+    /// The directory in the v2 tree, if it is a v2 cgroup.
+    fn v2_dir(&self) -> Option<PathBuf> {
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        self.v2_root.as_ref().map(|r| r.join(rel))
+    }
 }
 
 /// The cgroup path of a container, following runc's conventions:
@@ -80,19 +122,30 @@ fn expand_slice(slice: &str) -> PathBuf {
     path
 }
 
-pub fn manager(path: &Path, id: &str) -> Result<AnyCgroupManager> {
+pub fn manager(cg: &Cgroup, id: &str) -> Result<AnyCgroupManager> {
+    let err = |e: &dyn std::fmt::Display| {
+        Error::Cgroup(format!("cgroup manager for {}: {e}", cg.path.display()))
+    };
+    if let Some(root) = &cg.v2_root {
+        // The v2 manager of libcgroups, on the mount we were given.
+        let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+        return libcgroups::v2::manager::Manager::new(root.clone(), rel.to_path_buf())
+            .map(AnyCgroupManager::V2)
+            .map_err(|e| err(&e));
+    }
     create_cgroup_manager(CgroupConfig {
-        cgroup_path: path.to_path_buf(),
+        cgroup_path: cg.path.clone(),
         systemd_cgroup: false,
         container_name: id.to_string(),
     })
-    .map_err(|e| Error::Cgroup(format!("cgroup manager for {}: {e}", path.display())))
+    .map_err(|e| err(&e))
 }
 
 /// Put `pid` into the container's cgroup (created on the way) and apply the
 /// spec's resources.
-pub fn setup(path: &Path, id: &str, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
-    let m = manager(path, id)?;
+pub fn setup(cg: &Cgroup, id: &str, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+    let path = &cg.path;
+    let m = manager(cg, id)?;
     m.add_task(Pid::from_raw(pid))
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
     let default = LinuxResources::default();
@@ -110,19 +163,19 @@ pub fn setup(path: &Path, id: &str, pid: i32, resources: Option<&LinuxResources>
 }
 
 /// Join an existing container cgroup (for `exec`).
-pub fn join(path: &Path, id: &str, pid: i32) -> Result<()> {
-    manager(path, id)?
+pub fn join(cg: &Cgroup, id: &str, pid: i32) -> Result<()> {
+    manager(cg, id)?
         .add_task(Pid::from_raw(pid))
-        .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))
+        .map_err(|e| Error::Cgroup(format!("join {}: {e}", cg.path.display())))
 }
 
-pub fn remove(path: &Path, id: &str) -> Result<()> {
-    if remove_empty(path) {
+pub fn remove(cg: &Cgroup, id: &str) -> Result<()> {
+    if remove_empty(cg) {
         return Ok(());
     }
-    manager(path, id)?
+    manager(cg, id)?
         .remove()
-        .map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))
+        .map_err(|e| Error::Cgroup(format!("remove {}: {e}", cg.path.display())))
 }
 
 /// The common case of `delete`: the container has exited and its cgroup
@@ -130,11 +183,11 @@ pub fn remove(path: &Path, id: &str) -> Result<()> {
 /// libcgroups manager (which re-reads mountinfo for every controller).
 /// False if anything is left (processes, child cgroups): the manager's
 /// removal, which kills and retries, takes over.
-fn remove_empty(path: &Path) -> bool {
-    let rel = path.strip_prefix("/").unwrap_or(path);
+fn remove_empty(cg: &Cgroup) -> bool {
+    let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
     let mut dirs = Vec::new();
-    if is_unified() {
-        dirs.push(Path::new(CGROUP_ROOT).join(rel));
+    if let Some(dir) = cg.v2_dir() {
+        dirs.push(dir);
     } else {
         let Ok(entries) = std::fs::read_dir(CGROUP_ROOT) else {
             return false;
@@ -156,33 +209,32 @@ fn remove_empty(path: &Path) -> bool {
     true
 }
 
-pub fn freeze(path: &Path, id: &str, frozen: bool) -> Result<()> {
+pub fn freeze(cg: &Cgroup, id: &str, frozen: bool) -> Result<()> {
     let state = if frozen {
         FreezerState::Frozen
     } else {
         FreezerState::Thawed
     };
-    manager(path, id)?
+    manager(cg, id)?
         .freeze(state)
-        .map_err(|e| Error::Cgroup(format!("freezer {}: {e}", path.display())))
+        .map_err(|e| Error::Cgroup(format!("freezer {}: {e}", cg.path.display())))
 }
 
-pub fn pids(path: &Path, id: &str) -> Result<Vec<i32>> {
-    let pids = manager(path, id)?
+pub fn pids(cg: &Cgroup, id: &str) -> Result<Vec<i32>> {
+    let pids = manager(cg, id)?
         .get_all_pids()
-        .map_err(|e| Error::Cgroup(format!("list pids of {}: {e}", path.display())))?;
+        .map_err(|e| Error::Cgroup(format!("list pids of {}: {e}", cg.path.display())))?;
     Ok(pids.into_iter().map(|p| p.as_raw()).collect())
 }
 
 /// Is the container's freezer cgroup frozen (paused)?
 pub fn is_frozen(st: &ContainerState) -> bool {
-    let Some(path) = st.cgroup_path.as_deref() else {
+    let Some(cg) = st.cgroup() else {
         return false;
     };
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    if is_unified() {
-        std::fs::read_to_string(Path::new(CGROUP_ROOT).join(rel).join("cgroup.freeze"))
-            .is_ok_and(|s| s.trim() == "1")
+    let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    if let Some(dir) = cg.v2_dir() {
+        std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
     } else {
         std::fs::read_to_string(
             Path::new(CGROUP_ROOT)

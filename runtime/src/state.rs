@@ -56,6 +56,10 @@ pub struct ContainerState {
     pub annotations: HashMap<String, String>,
     /// The cgroup path handed to libcgroups, if the container has one.
     pub cgroup_path: Option<PathBuf>,
+    /// The cgroup v2 mount that path is in; absent for v1 (and for states
+    /// from before this field, which were made on this host's layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup2_root: Option<PathBuf>,
     /// The config the container was created from (exec and hooks need it
     /// after the bundle may have changed).
     pub spec: Spec,
@@ -250,6 +254,16 @@ impl ContainerState {
             Some((start, state)) => start == self.pid_start && state != 'Z' && state != 'X',
             None => false,
         }
+    }
+
+    /// The container's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<crate::cgroups::Cgroup> {
+        let path = self.cgroup_path.clone()?;
+        let v2_root = self
+            .cgroup2_root
+            .clone()
+            .or_else(|| crate::cgroups::is_unified().then(|| PathBuf::from("/sys/fs/cgroup")));
+        Some(crate::cgroups::Cgroup { path, v2_root })
     }
 
     pub fn status(&self, dir: &Path) -> Status {

@@ -62,10 +62,9 @@ pub fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
 pub fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
     let st = root.load(id)?;
     let cg = st
-        .cgroup_path
-        .as_ref()
+        .cgroup()
         .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
-    let pids = crate::cgroups::pids(cg, id)?;
+    let pids = crate::cgroups::pids(&cg, id)?;
     let mut out = std::io::stdout().lock();
     if format == "json" {
         let s = serde_json::to_string(&pids).map_err(|e| Error::Container(e.to_string()))?;

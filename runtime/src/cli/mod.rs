@@ -245,11 +245,10 @@ fn update(root: &Root, id: &str, file: Option<&std::path::Path>) -> Result<()> {
     let res: oci_spec::runtime::LinuxResources =
         serde_json::from_slice(&data).map_err(|e| Error::InvalidSpec(format!("resources: {e}")))?;
     let cg = st
-        .cgroup_path
-        .as_ref()
+        .cgroup()
         .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
     use libcgroups::common::CgroupManager;
-    let m = crate::cgroups::manager(cg, id)?;
+    let m = crate::cgroups::manager(&cg, id)?;
     let opt = libcgroups::common::ControllerOpt {
         resources: &res,
         disable_oom_killer: false,
@@ -257,5 +256,5 @@ fn update(root: &Root, id: &str, file: Option<&std::path::Path>) -> Result<()> {
         freezer_state: None,
     };
     m.apply(&opt)
-        .map_err(|e| Error::Cgroup(format!("update {}: {e}", cg.display())))
+        .map_err(|e| Error::Cgroup(format!("update {}: {e}", cg.path.display())))
 }

@@ -36,7 +36,7 @@ struct Cleanup<'a> {
     root: &'a Root,
     id: String,
     pids: Vec<i32>,
-    cgroup: Option<PathBuf>,
+    cgroup: Option<cgroups::Cgroup>,
     armed: bool,
 }
 
@@ -87,6 +87,10 @@ pub fn create_from(
     let _lock = root.lock(&opts.id)?;
 
     let cgroup_path = cgroups::path_for(spec, &opts.id, opts.systemd_cgroup)?;
+    let cgroup = cgroups::Cgroup {
+        path: cgroup_path.clone(),
+        v2_root: cgroups::v2_root_for_new()?,
+    };
     let mut st = ContainerState {
         id: opts.id.clone(),
         bundle: bundle.dir.clone(),
@@ -102,6 +106,7 @@ pub fn create_from(
             .into_iter()
             .collect(),
         cgroup_path: Some(cgroup_path.clone()),
+        cgroup2_root: cgroup.v2_root.clone(),
         spec: spec.clone(),
     };
     root.save(&st)?;
@@ -147,7 +152,7 @@ pub fn create_from(
         spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
-        cgroup_path: Some(&cgroup_path),
+        cgroup: Some(&cgroup),
         fifo_path: &fifo_path,
         console: console_raw,
         no_pivot: opts.no_pivot,
@@ -170,9 +175,9 @@ pub fn create_from(
 
     // cgroup before anything runs in the namespaces, so that the cgroup
     // namespace (if any) is rooted at the container's cgroup.
-    cleanup.cgroup = Some(cgroup_path.clone());
+    cleanup.cgroup = Some(cgroup.clone());
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    cgroups::setup(&cgroup_path, &opts.id, stage1.as_raw(), resources)?;
+    cgroups::setup(&cgroup, &opts.id, stage1.as_raw(), resources)?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         std::fs::write(format!("/proc/{}/oom_score_adj", stage1), adj.to_string())
             .ctx(|| format!("set oom_score_adj {adj}"))?;

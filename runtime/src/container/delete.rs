@@ -26,9 +26,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Status::Created => kill_and_wait(&st)?,
         Status::Running | Status::Paused if force => {
             if status == Status::Paused
-                && let Some(cg) = &st.cgroup_path
+                && let Some(cg) = st.cgroup()
             {
-                let _ = crate::cgroups::freeze(cg, id, false);
+                let _ = crate::cgroups::freeze(&cg, id, false);
             }
             kill_and_wait(&st)?;
         }
@@ -58,9 +58,9 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
 }
 
 fn destroy(root: &Root, st: &ContainerState) -> Result<()> {
-    if let Some(cg) = &st.cgroup_path {
+    if let Some(cg) = st.cgroup() {
         // Processes left behind (no PID namespace) go with the cgroup.
-        crate::cgroups::remove(cg, &st.id)?;
+        crate::cgroups::remove(&cg, &st.id)?;
     }
     let hs = state::hook_state(st, Status::Stopped);
     if let Err(e) = hooks::run(

@@ -68,8 +68,8 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     })?;
     drop(child_sock);
     drop(console);
-    if let Some(cg) = &st.cgroup_path
-        && let Err(e) = crate::cgroups::join(cg, &opts.id, stage1.as_raw())
+    if let Some(cg) = st.cgroup()
+        && let Err(e) = crate::cgroups::join(&cg, &opts.id, stage1.as_raw())
     {
         let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(stage1, None);

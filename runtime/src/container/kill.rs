@@ -10,13 +10,13 @@ pub fn kill(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
     if matches!(status, Status::Stopped | Status::Creating) {
         return Err(Error::NotRunning);
     }
-    if all && let Some(cg) = &st.cgroup_path {
-        for pid in crate::cgroups::pids(cg, id)? {
+    if all && let Some(cg) = st.cgroup() {
+        for pid in crate::cgroups::pids(&cg, id)? {
             let _ = signals::send(pid, sig);
         }
         if status == Status::Paused && (sig == libc::SIGKILL || sig == libc::SIGTERM) {
             // A frozen task only acts on its signal once thawed.
-            crate::cgroups::freeze(cg, id, false)?;
+            crate::cgroups::freeze(&cg, id, false)?;
         }
         return Ok(());
     }

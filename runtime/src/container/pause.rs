@@ -14,8 +14,7 @@ pub fn set_paused(root: &Root, id: &str, paused: bool) -> Result<()> {
         _ => return Err(Error::NotRunning),
     }
     let cg = st
-        .cgroup_path
-        .as_ref()
+        .cgroup()
         .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
-    crate::cgroups::freeze(cg, id, paused)
+    crate::cgroups::freeze(&cg, id, paused)
 }

@@ -23,7 +23,7 @@ pub struct InitConfig<'a> {
     pub spec: &'a Spec,
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
-    pub cgroup_path: Option<&'a Path>,
+    pub cgroup: Option<&'a crate::cgroups::Cgroup>,
     pub fifo_path: &'a Path,
     pub console: Option<RawFd>,
     pub no_pivot: bool,
@@ -86,7 +86,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
         spec,
         rootfs: cfg.rootfs,
         bundle: cfg.bundle,
-        cgroup_path: cfg.cgroup_path,
+        cgroup: cfg.cgroup,
         new_userns: has_new(spec, LinuxNamespaceType::User),
         new_cgroupns: has_new(spec, LinuxNamespaceType::Cgroup),
     };

@@ -24,7 +24,7 @@ pub struct RootfsContext<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
-    pub cgroup_path: Option<&'a Path>,
+    pub cgroup: Option<&'a crate::cgroups::Cgroup>,
     pub new_userns: bool,
     pub new_cgroupns: bool,
 }

@@ -193,7 +193,10 @@ fn mount_cgroup(
 ) -> Result<()> {
     let target = ensure_target(root_fd, dest, true)?;
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
-    let unified = crate::cgroups::is_unified();
+    let unified = match ctx.cgroup {
+        Some(cg) => cg.v2_root.is_some(),
+        None => crate::cgroups::is_unified(),
+    };
     if unified && ctx.new_cgroupns {
         mount(
             Some("cgroup2"),
@@ -205,7 +208,7 @@ fn mount_cgroup(
         .map_err(|e| sys("mount cgroup2", e))?;
         return apply_propagation(root_fd, dest, opts);
     }
-    let Some(cgroup_path) = ctx.cgroup_path else {
+    let Some(cgroup) = ctx.cgroup else {
         // No cgroup of its own: an empty tmpfs, like a container without cgroups.
         mount(
             Some("tmpfs"),
@@ -217,8 +220,9 @@ fn mount_cgroup(
         .map_err(|e| sys("mount cgroup tmpfs", e))?;
         return Ok(());
     };
-    if unified {
-        let src = Path::new("/sys/fs/cgroup").join(super::paths::relative(cgroup_path));
+    let cgroup_path = &cgroup.path;
+    if let Some(root) = &cgroup.v2_root {
+        let src = root.join(super::paths::relative(cgroup_path));
         mount(
             Some(&src),
             &fd_path(&target),
