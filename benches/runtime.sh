@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of strata-runtime, runc and crun (Debian packages):
-#  - 100 containers back to back: `run` of busybox /bin/true
+#  - 100 containers back to back: `run` of busybox /bin/true (in 5 rounds,
+#    the runtimes taking turns in a rotating order)
 #  - the same split into create / start / delete
 #  - peak RSS of one `run`
 # Prints per-runtime figures and the ratios strata/crun and strata/runc.
@@ -28,14 +29,30 @@ mv "$work/c.json" "$work/bundle/config.json"
 now() { date +%s%N; }
 ms() { awk -v ns="$1" -v n="$N" 'BEGIN { printf "%.2f", ns / n / 1e6 }'; }
 declare -A RUN CREATE START DELETE RSS
+bin_of() { if [ "$1" = strata ]; then echo "$strata"; else echo "$1"; fi; }
+# `run`: in ROUNDS rounds of N/ROUNDS each, the three runtimes taking
+# turns and the order rotating, so that drift of the machine (frequency,
+# page cache, other load) falls on all three alike.
+ROUNDS=${ROUNDS:-5}
+per=$(( N / ROUNDS ))
+order=(strata runc crun)
 for rt in strata runc crun; do
-  bin=$rt; [ "$rt" = strata ] && bin=$strata
+  RUN[$rt]=0
+  "$(bin_of $rt)" --root "$work/state-$rt" run --bundle "$work/bundle" warm-$rt >/dev/null
+done
+for r in $(seq "$ROUNDS"); do
+  for rt in "${order[@]}"; do
+    bin=$(bin_of "$rt")
+    t0=$(now)
+    for i in $(seq "$per"); do "$bin" --root "$work/state-$rt" run --bundle "$work/bundle" "r$r-$i" >/dev/null; done
+    RUN[$rt]=$(( RUN[$rt] + $(now) - t0 ))
+  done
+  order=("${order[@]:1}" "${order[0]}")
+done
+N_RUN=$(( per * ROUNDS ))
+for rt in strata runc crun; do
+  bin=$(bin_of "$rt")
   root="$work/state-$rt"
-  # warm up caches
-  "$bin" --root "$root" run --bundle "$work/bundle" warm-$rt >/dev/null
-  t0=$(now)
-  for i in $(seq "$N"); do "$bin" --root "$root" run --bundle "$work/bundle" "r$i" >/dev/null; done
-  RUN[$rt]=$(( $(now) - t0 ))
   c=0; s=0; d=0
   for i in $(seq "$N"); do
     t0=$(now); "$bin" --root "$root" create --bundle "$work/bundle" "s$i" </dev/null >/dev/null
