@@ -141,13 +141,31 @@ pub fn manager(cg: &Cgroup, id: &str) -> Result<AnyCgroupManager> {
     .map_err(|e| err(&e))
 }
 
-/// Put `pid` into the container's cgroup (created on the way) and apply the
-/// spec's resources.
-pub fn setup(cg: &Cgroup, id: &str, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
-    let path = &cg.path;
-    let m = manager(cg, id)?;
-    m.add_task(Pid::from_raw(pid))
-        .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
+/// Put `pid` into the container's cgroup, created on the way. On v1 this
+/// is our own short path (one read of mountinfo, a directory and a
+/// `cgroup.procs` write per hierarchy); libcgroups' manager, which reads
+/// mountinfo once per controller, is left for [`apply`].
+pub fn place(cg: &Cgroup, id: &str, pid: i32) -> Result<()> {
+    if cg.v2_root.is_none() {
+        return place_v1(cg, pid);
+    }
+    manager(cg, id)?
+        .add_task(Pid::from_raw(pid))
+        .map_err(|e| Error::Cgroup(format!("join {}: {e}", cg.path.display())))
+}
+
+/// Apply the spec's resources to the container's cgroup (as runc, after
+/// the process is placed; before the container's program runs).
+pub fn apply(cg: &Cgroup, id: &str, resources: Option<&LinuxResources>) -> Result<()> {
+    apply_with(&manager(cg, id)?, cg, resources)
+}
+
+/// [`apply`] with a manager built beforehand.
+pub fn apply_with(
+    m: &AnyCgroupManager,
+    cg: &Cgroup,
+    resources: Option<&LinuxResources>,
+) -> Result<()> {
     let default = LinuxResources::default();
     let opt = ControllerOpt {
         resources: resources.unwrap_or(&default),
@@ -159,7 +177,68 @@ pub fn setup(cg: &Cgroup, id: &str, pid: i32, resources: Option<&LinuxResources>
         freezer_state: None,
     };
     m.apply(&opt)
-        .map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", path.display())))
+        .map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", cg.path.display())))
+}
+
+/// The v1 controllers libcgroups manages; a task goes into every
+/// hierarchy that carries one of them (not named ones like
+/// name=systemd).
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "hugetlb",
+    "memory",
+    "pids",
+    "perf_event",
+    "blkio",
+    "net_prio",
+    "net_cls",
+    "freezer",
+];
+
+fn place_v1(cg: &Cgroup, pid: i32) -> Result<()> {
+    let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        Error::Cgroup(format!("{what} {}: {e}", p.display()))
+    };
+    for h in v1_hierarchies() {
+        if !h
+            .controllers
+            .iter()
+            .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
+        {
+            continue;
+        }
+        let cpuset = h.controllers.iter().any(|c| c == "cpuset");
+        let mut dir = h.mount_point.clone();
+        for comp in rel.components() {
+            let parent = dir.clone();
+            dir.push(comp);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("create", &dir, e)),
+            }
+            // A new cpuset has no cpus or mems, and takes no task until
+            // it has: inherit the parent's, level by level.
+            if cpuset {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let mine = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                    if mine.trim().is_empty() {
+                        let theirs = std::fs::read_to_string(parent.join(f))
+                            .map_err(|e| io("read", &parent.join(f), e))?;
+                        std::fs::write(dir.join(f), theirs.trim())
+                            .map_err(|e| io("write", &dir.join(f), e))?;
+                    }
+                }
+            }
+        }
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(|e| io("write", &procs, e))?;
+    }
+    Ok(())
 }
 
 /// Join an existing container cgroup (for `exec`).
@@ -249,6 +328,8 @@ pub fn is_frozen(st: &ContainerState) -> bool {
 /// A mounted cgroup v1 hierarchy.
 pub struct Hierarchy {
     pub mount_point: PathBuf,
+    /// The controllers (and `name=` of a named hierarchy) it carries.
+    pub controllers: Vec<String>,
 }
 
 pub fn v1_hierarchies() -> Vec<Hierarchy> {
@@ -263,8 +344,20 @@ pub fn v1_hierarchies() -> Vec<Hierarchy> {
                 return None;
             }
             let mp = pre.split(' ').nth(4)?;
+            // Super options: "rw,cpu,cpuacct" (after type and source).
+            let controllers = post
+                .split(' ')
+                .nth(2)
+                .unwrap_or_default()
+                .split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro") && !o.contains('=') || o.starts_with("name=")
+                })
+                .map(str::to_string)
+                .collect();
             Some(Hierarchy {
                 mount_point: PathBuf::from(crate::rootfs::mounts::unescape_mountinfo(mp)),
+                controllers,
             })
         })
         .collect()

@@ -424,3 +424,17 @@ fn a_namespace_path_that_does_not_exist_is_named() {
     assert!(!stderr(&o).contains("EPIPE"), "{}", stderr(&o));
     assert_no_cgroup("ln-nspath");
 }
+
+/// Resources are set once the init has built its rootfs, as runc does:
+/// a device cgroup closed while the init makes its default device nodes
+/// made about one `run` in ten fail with "mknod /dev/null: EPERM".
+#[test]
+fn devices_cgroup_closes_after_the_default_nodes_are_made() {
+    let mut b = Bundle::new("test -c /dev/null && test -c /dev/zero");
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    b.save();
+    for i in 0..40 {
+        let o = b.run(&format!("ln-devrace-{i}"));
+        assert!(o.status.success(), "run {i}: {}", stderr(&o));
+    }
+}

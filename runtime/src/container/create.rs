@@ -176,8 +176,15 @@ pub fn create_from(
     // cgroup before anything runs in the namespaces, so that the cgroup
     // namespace (if any) is rooted at the container's cgroup.
     cleanup.cgroup = Some(cgroup.clone());
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    cgroups::setup(&cgroup, &opts.id, stage1.as_raw(), resources)?;
+    // libcgroups' manager (needed for the resources) takes most of a
+    // millisecond to find the hierarchies: a thread builds it while we
+    // place the process and let stage 1 go. (No fork follows in this
+    // process while the thread lives.)
+    let manager = {
+        let (cg, id) = (cgroup.clone(), opts.id.clone());
+        std::thread::spawn(move || cgroups::manager(&cg, &id))
+    };
+    cgroups::place(&cgroup, &opts.id, stage1.as_raw())?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         std::fs::write(format!("/proc/{}/oom_score_adj", stage1), adj.to_string())
             .ctx(|| format!("set oom_score_adj {adj}"))?;
@@ -189,6 +196,8 @@ pub fn create_from(
         }
         return Err(e);
     }
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let mut manager = Some(manager);
 
     let linux = spec.linux().as_ref();
     loop {
@@ -204,6 +213,16 @@ pub fn create_from(
                 cleanup.pids.push(pid);
             }
             Some(Msg::MountsDone) => {
+                // Resources once the rootfs is built, as runc sets them:
+                // a device cgroup closed earlier would race the init's
+                // mknod of the default devices. The program cannot run
+                // before this: the init waits for HooksDone.
+                if let Some(m) = manager.take() {
+                    let m = m
+                        .join()
+                        .map_err(|_| Error::Cgroup("cgroup manager thread panicked".into()))??;
+                    cgroups::apply_with(&m, &cgroup, resources)?;
+                }
                 let hs = state::hook_state(&st, Status::Creating);
                 let h = spec.hooks().as_ref();
                 hooks::run("prestart", h.and_then(|h| h.prestart().as_ref()), &hs)?;
