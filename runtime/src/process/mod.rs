@@ -24,9 +24,11 @@ use sync::{Msg, SyncSocket};
 
 /// Fork; the child runs `child` and never returns to the caller's code.
 pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
-    // SAFETY: strata-runtime is single-threaded (no thread is ever spawned
-    // before a fork: hooks run in the forked children or after), so the
-    // child may run ordinary code; it leaves through _exit.
+    // SAFETY: no other thread lives at a fork (hooks run in the forked
+    // children or after; create's cgroup-manager thread starts after the
+    // stage 1 fork and is joined, or the create has failed, before
+    // anything forks again), so the child may run ordinary code; it
+    // leaves through _exit.
     match unsafe { nix::unistd::fork() }.ctx(|| "fork".into())? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
