@@ -498,34 +498,56 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
     if a.format != "table" {
         bail!("invalid --format {:?}: want table or json", a.format);
     }
-    writeln!(
-        out,
-        "{:<14}{:<24}{:<24}{:<24}{:<34}{:<28}NAMES",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
-    )?;
+    let mut table = vec![
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ]
+        .map(String::from),
+    ];
     for (c, rec, _, status) in &rows {
         let mut cmd = format!("\"{}\"", rec.command.join(" "));
-        if cmd.len() > 22 {
-            cmd = format!(
-                "{}…\"",
-                &cmd[..cmd
-                    .char_indices()
-                    .nth(19)
-                    .map(|(i, _)| i)
-                    .unwrap_or(cmd.len())]
-            );
+        if cmd.chars().count() > 22 {
+            let cut: String = cmd.chars().take(19).collect();
+            cmd = format!("{cut}…\"");
         }
-        writeln!(
-            out,
-            "{:<14}{:<24}{:<24}{:<24}{:<34}{:<28}{}",
-            short(&c.id),
-            rec.image_name,
+        table.push([
+            short(&c.id).to_string(),
+            rec.image_name.clone(),
             cmd,
             format!("{} ago", ago(&c.created)),
-            status,
+            status.clone(),
             ports_text(&rec.ports),
-            c.name
-        )?;
+            c.name.clone(),
+        ]);
+    }
+    write_table(out, &table)
+}
+
+/// Columns as wide as their widest cell plus three spaces, as Docker's
+/// tabwriter lays them out; the last one unpadded.
+fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> Result<()> {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < N {
+                let pad = widths[i] - cell.chars().count() + 3;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
@@ -799,5 +821,27 @@ pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
     match ended_by.load(std::sync::atomic::Ordering::SeqCst) {
         0 => Ok(engine.wait(&c.id, None)?.unwrap_or(0)),
         sig => Ok(128 + sig),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_never_run_together() {
+        let rows = [
+            ["ID", "STATUS", "NAMES"].map(String::from),
+            ["abc", "Exited (137) Less than a second ago", "web"].map(String::from),
+            ["d", "Up", "x"].map(String::from),
+        ];
+        let mut out = Vec::new();
+        write_table(&mut out, &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID    STATUS                                NAMES\n\
+             abc   Exited (137) Less than a second ago   web\n\
+             d     Up                                    x\n"
+        );
     }
 }

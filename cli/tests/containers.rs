@@ -1525,3 +1525,67 @@ fn detach_keys_leave_a_foreground_run_running() {
     assert!(err(&o).contains("detach keys"), "{}", err(&o));
     assert_eq!(s.containers_dir_entries(), 0);
 }
+
+/// The monitor is `strata-monitor` when it sits beside `strata` (a small
+/// binary), else `strata container-monitor`; both run the container.
+#[test]
+fn monitor_is_the_lean_binary_or_strata_itself() {
+    let s = Strata::new();
+    let monitor_exe = |s: &Strata, name: &str| -> (String, String) {
+        let id = s.inspect(name)["Id"].as_str().unwrap().to_string();
+        let st: Value = serde_json::from_slice(
+            &std::fs::read(s.root().join("containers").join(&id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let pid = st["monitor_pid"].as_i64().unwrap();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        (
+            exe.file_name().unwrap().to_string_lossy().into_owned(),
+            String::from_utf8_lossy(&cmdline).replace('\0', " "),
+        )
+    };
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lean",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let (exe, _) = monitor_exe(&s, "lean");
+    assert_eq!(exe, "strata-monitor");
+    assert_eq!(s.ok(&["exec", "lean", "echo", "hi"]), "hi\n");
+    s.ok(&["rm", "-f", "lean"]);
+
+    // strata alone (no strata-monitor beside it): its own hidden verb.
+    let alone = s.dir.path().join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(BIN, alone.join("strata")).unwrap();
+    let o = Command::new(alone.join("strata"))
+        .arg("--root")
+        .arg(s.root())
+        .args([
+            "run",
+            "-d",
+            "--name",
+            "fat",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let (exe, cmdline) = monitor_exe(&s, "fat");
+    assert_eq!(exe, "strata");
+    assert!(cmdline.contains("container-monitor"), "{cmdline}");
+    assert_eq!(s.ps()[0]["State"], "running");
+    s.ok(&["rm", "-f", "fat"]);
+}

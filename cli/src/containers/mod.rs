@@ -56,6 +56,9 @@ pub struct NetState {
     pub ip: Option<String>,
 }
 
+/// The lean monitor binary's name.
+pub const MONITOR_BIN: &str = "strata-monitor";
+
 pub struct Engine {
     pub root: PathBuf,
     pub run_dir: PathBuf,
@@ -77,6 +80,36 @@ impl Engine {
             store,
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("strata")),
         }
+    }
+
+    /// An engine whose run dir is given (the monitor is told its
+    /// starter's).
+    pub fn with_run_dir(root: PathBuf, store: Store, run_dir: PathBuf) -> Engine {
+        Engine {
+            root,
+            run_dir,
+            store,
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("strata")),
+        }
+    }
+
+    /// The monitor program: `strata-monitor` beside us (a small binary
+    /// without the registry client or the CLI), else our own hidden
+    /// `container-monitor` verb.
+    fn monitor_command(&self) -> std::process::Command {
+        let lean = self.exe.with_file_name(MONITOR_BIN);
+        let mut cmd;
+        if lean.is_file() {
+            cmd = std::process::Command::new(lean);
+            cmd.arg("--root")
+                .arg(&self.root)
+                .arg("--run-dir")
+                .arg(&self.run_dir);
+        } else {
+            cmd = std::process::Command::new(&self.exe);
+            cmd.arg("--root").arg(&self.root).arg("container-monitor");
+        }
+        cmd
     }
 
     pub fn dir(&self, id: &str) -> Dir {
@@ -509,11 +542,8 @@ impl Engine {
         // Close-on-exec: the monitor gets only the dup2'd copies.
         let (ready_r, ready_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
-        let mut cmd = std::process::Command::new(&self.exe);
-        cmd.arg("--root")
-            .arg(&self.root)
-            .arg("container-monitor")
-            .args(attach.then_some("--attach"))
+        let mut cmd = self.monitor_command();
+        cmd.args(attach.then_some("--attach"))
             .args(
                 (attach && !detach_keys.is_empty())
                     .then_some(["--detach-keys", detach_keys])

@@ -1,0 +1,56 @@
+//! `strata-monitor`: the per-container monitor as a binary of its own.
+//!
+//! The engine starts it (see `containers::monitor` for its file
+//! descriptors and duties) as
+//! `strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID`.
+//! It links only the engine, the image store and the runtime: not the
+//! registry client, its TLS and async stacks, or the CLI's parser, so an
+//! idle container costs less memory than a re-exec of `strata` would.
+
+use std::path::PathBuf;
+
+fn usage() -> ! {
+    eprintln!("usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID");
+    std::process::exit(125)
+}
+
+fn main() {
+    let mut root = None;
+    let mut run_dir = None;
+    let mut attach = false;
+    let mut detach_keys = String::new();
+    let mut id = None;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("--root") => root = args.next().map(PathBuf::from),
+            Some("--run-dir") => run_dir = args.next().map(PathBuf::from),
+            Some("--attach") => attach = true,
+            Some("--detach-keys") => {
+                detach_keys = args
+                    .next()
+                    .and_then(|k| k.into_string().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            Some(s) if !s.starts_with('-') && id.is_none() => id = Some(s.to_string()),
+            _ => usage(),
+        }
+    }
+    let (Some(root), Some(run_dir), Some(id)) = (root, run_dir, id) else {
+        usage()
+    };
+    let store = match strata_imagestore::Store::open(&root) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("strata-monitor: open store at {}: {e}", root.display());
+            std::process::exit(125)
+        }
+    };
+    let engine = strata::containers::Engine::with_run_dir(root, store, run_dir);
+    std::process::exit(strata::containers::monitor::main(
+        &engine,
+        &id,
+        attach,
+        &detach_keys,
+    ))
+}
