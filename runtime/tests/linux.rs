@@ -438,3 +438,33 @@ fn devices_cgroup_closes_after_the_default_nodes_are_made() {
         assert!(o.status.success(), "run {i}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn update_changes_a_running_containers_resources() {
+    let mut b = Bundle::new("sleep 1000");
+    b.config["linux"]["cgroupsPath"] = json!("/strata-test/update");
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+    b.save();
+    b.create("ln-update");
+    b.ok(&["start", "ln-update"]);
+    let mem = "/sys/fs/cgroup/memory/strata-test/update/memory.limit_in_bytes";
+    let pids = "/sys/fs/cgroup/pids/strata-test/update/pids.max";
+    assert_eq!(std::fs::read_to_string(mem).unwrap().trim(), "67108864");
+    let file = b.path().join("res.json");
+    std::fs::write(
+        &file,
+        r#"{"memory": {"limit": 33554432}, "pids": {"limit": 20}}"#,
+    )
+    .unwrap();
+    b.ok(&["update", "-r", file.to_str().unwrap(), "ln-update"]);
+    assert_eq!(std::fs::read_to_string(mem).unwrap().trim(), "33554432");
+    assert_eq!(std::fs::read_to_string(pids).unwrap().trim(), "20");
+    // Malformed resources: a clear error, limits unchanged.
+    std::fs::write(&file, r#"{"memory": {"limit": "lots"}}"#).unwrap();
+    let o = b.rt(&["update", "-r", file.to_str().unwrap(), "ln-update"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("resources"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(mem).unwrap().trim(), "33554432");
+    b.ok(&["delete", "-f", "ln-update"]);
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/strata-test/update").exists());
+}

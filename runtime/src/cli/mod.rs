@@ -247,14 +247,5 @@ fn update(root: &Root, id: &str, file: Option<&std::path::Path>) -> Result<()> {
     let cg = st
         .cgroup()
         .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
-    use libcgroups::common::CgroupManager;
-    let m = crate::cgroups::manager(&cg, id)?;
-    let opt = libcgroups::common::ControllerOpt {
-        resources: &res,
-        disable_oom_killer: false,
-        oom_score_adj: None,
-        freezer_state: None,
-    };
-    m.apply(&opt)
-        .map_err(|e| Error::Cgroup(format!("update {}: {e}", cg.path.display())))
+    crate::cgroups::apply(&cg, id, Some(&res))
 }
