@@ -49,7 +49,12 @@ pub fn v2_root_for_new() -> Result<Option<PathBuf>> {
         }
         return Ok(Some(root));
     }
-    Ok(is_unified().then(|| PathBuf::from(CGROUP_ROOT)))
+    Ok(host_v2_root())
+}
+
+/// /sys/fs/cgroup on a unified (pure v2) host, else None.
+pub fn host_v2_root() -> Option<PathBuf> {
+    is_unified().then(|| PathBuf::from(CGROUP_ROOT))
 }
 
 /// A container's cgroup: its path, and the v2 mount it lives under (None:

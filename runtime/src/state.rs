@@ -262,7 +262,7 @@ impl ContainerState {
         let v2_root = self
             .cgroup2_root
             .clone()
-            .or_else(|| crate::cgroups::is_unified().then(|| PathBuf::from("/sys/fs/cgroup")));
+            .or_else(crate::cgroups::host_v2_root);
         Some(crate::cgroups::Cgroup { path, v2_root })
     }
 
