@@ -74,12 +74,7 @@ impl Engine {
         } else {
             root.join("run")
         };
-        Engine {
-            root,
-            run_dir,
-            store,
-            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("strata")),
-        }
+        Engine::with_run_dir(root, store, run_dir)
     }
 
     /// An engine whose run dir is given (the monitor is told its

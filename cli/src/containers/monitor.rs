@@ -1,7 +1,8 @@
-//! The per-container monitor: a re-exec of `strata` in its own session
-//! that starts the container through the runtime library and stays as
-//! its parent (a subreaper), copying its output into the json-file log
-//! (and to an attached CLI), and recording its exit. Detached containers
+//! The per-container monitor: `strata-monitor` (or `strata
+//! container-monitor` where that binary is not installed) in its own
+//! session. It starts the container through the runtime library and
+//! stays its parent (a subreaper), copying its output into the json-file
+//! log (and to an attached CLI), and recording its exit. Detached containers
 //! outlive the CLI that started them; the monitor tidies up after them,
 //! including `--rm`.
 //!
