@@ -239,14 +239,13 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Compiled
         action(rule.action(), rule.errno_ret())?;
     }
     let flags = filter_flags(spec);
-    let cached = cache_dir.map(|d| -> Result<_> { Ok(d.join(CACHE_DIR).join(cache_key(spec)?)) });
-    let cached = match cached.transpose() {
-        Ok(c) => c,
+    let cached = cache_dir.and_then(|d| match cache_key(spec) {
+        Ok(key) => Some(d.join(CACHE_DIR).join(key)),
         Err(e) => {
             tracing::debug!("seccomp cache: {e}");
             None
         }
-    };
+    });
     if let Some(path) = &cached
         && let Ok(bytes) = std::fs::read(path)
     {
