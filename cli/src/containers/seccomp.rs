@@ -815,15 +815,8 @@ pub fn default_docker_profile() -> Profile {
             architecture: "SCMP_ARCH_X86_64".into(),
             sub_architectures: vec!["SCMP_ARCH_X86".into(), "SCMP_ARCH_X32".into()],
         }],
+        syscalls,
         ..Profile::default()
-    }
-    .with_rules(syscalls)
-}
-
-impl Profile {
-    fn with_rules(mut self, rules: Vec<Rule>) -> Profile {
-        self.syscalls = rules;
-        self
     }
 }
 
