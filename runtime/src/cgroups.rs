@@ -16,6 +16,8 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use crate::error::{Error, Result};
 use crate::state::ContainerState;
 
+pub mod device_filter;
+
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
 
@@ -159,17 +161,30 @@ pub fn place(cg: &Cgroup, id: &str, pid: i32) -> Result<()> {
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", cg.path.display())))
 }
 
-/// Apply the spec's resources to the container's cgroup (as runc, after
-/// the process is placed; before the container's program runs).
+/// Change a running container's resources (`update`): on v2 its device
+/// filter is replaced only when `resources` names devices.
 pub fn apply(cg: &Cgroup, id: &str, resources: Option<&LinuxResources>) -> Result<()> {
-    apply_with(&manager(cg, id)?, cg, resources)
+    let devices = resources.is_some_and(|r| r.devices().is_some());
+    apply_resources(&manager(cg, id)?, cg, resources, devices)
 }
 
-/// [`apply`] with a manager built beforehand.
+/// Apply the spec's resources to a new container's cgroup (as runc, after
+/// the process is placed; before the container's program runs), with a
+/// manager built beforehand. On v2 the device filter is always attached:
+/// no rules means only the default devices.
 pub fn apply_with(
     m: &AnyCgroupManager,
     cg: &Cgroup,
     resources: Option<&LinuxResources>,
+) -> Result<()> {
+    apply_resources(m, cg, resources, true)
+}
+
+fn apply_resources(
+    m: &AnyCgroupManager,
+    cg: &Cgroup,
+    resources: Option<&LinuxResources>,
+    devices: bool,
 ) -> Result<()> {
     let default = LinuxResources::default();
     let opt = ControllerOpt {
@@ -182,7 +197,14 @@ pub fn apply_with(
         freezer_state: None,
     };
     m.apply(&opt)
-        .map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", cg.path.display())))
+        .map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", cg.path.display())))?;
+    // v1's devices controller is libcgroups'; v2 has none, it takes an
+    // eBPF program (ours: libcgroups' needs CAP_SYS_RESOURCE).
+    if let Some(dir) = cg.v2_dir().filter(|_| devices) {
+        let rules = device_filter::rules_for(resources.and_then(|r| r.devices().as_ref()))?;
+        device_filter::install(&dir, &rules)?;
+    }
+    Ok(())
 }
 
 /// The v1 controllers libcgroups manages; a task goes into every

@@ -4,8 +4,9 @@
 //! every later command (which run without the variable). This tree has
 //! no controllers enabled here, so what v2 gives without them is checked:
 //! placement, the cgroup namespace and cgroup2 mount, freeze, pid
-//! listing, kill --all and removal; a resource the tree cannot apply is
-//! a clean error.
+//! listing, kill --all and removal, the device rules (an eBPF program,
+//! which needs no controller); a resource the tree cannot apply is a clean
+//! error.
 
 mod common;
 
@@ -122,4 +123,63 @@ fn v2_resources_the_tree_cannot_apply_fail_cleanly() {
         "{}",
         stderr(&out)
     );
+}
+
+/// v2 has no devices controller: the runtime attaches an eBPF program to
+/// the container's cgroup. Here the container is in the unified tree only
+/// (its v1 devices cgroup is the host's root, which allows everything), so
+/// what it may open is that program's doing alone.
+#[test]
+fn v2_device_rules_are_enforced_by_an_ebpf_filter() {
+    // /dev/loop0 and /dev/loop-control: nodes the host's root may open,
+    // and not among a container's defaults.
+    let mut b = Bundle::new(
+        "mknod /tmp/disk b 7 0; mknod /tmp/kmsg c 1 11; mknod /tmp/loopctl c 10 237; \
+         (head -c 512 /tmp/disk > /dev/null) 2> /out/disk; echo $? >> /out/disk; \
+         (echo strata-v2-device-test > /tmp/kmsg) 2> /out/kmsg; echo $? >> /out/kmsg; \
+         (cat /tmp/kmsg > /dev/null) 2> /out/kmsg_read; echo $? >> /out/kmsg_read; \
+         (cat /tmp/loopctl > /dev/null) 2> /out/loopctl; echo $? >> /out/loopctl; \
+         (echo x > /dev/null && head -c 4 /dev/zero | wc -c) > /out/defaults 2>&1; \
+         echo done > /out/end",
+    );
+    let out = b.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]
+    }));
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    b.config["linux"]["cgroupsPath"] = json!("/strata-v2-test3/c4");
+    b.config["linux"]["resources"] = json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"},
+        {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "r"},
+    ]});
+    b.save();
+    let st = create_v2(&b, "v2-c4");
+    assert!(st.success(), "{}", b.file("v2-c4.err"));
+    b.ok(&["start", "v2-c4"]);
+    b.wait_file("out/end", "done");
+    let denied = |f: &str| {
+        let s = b.file(&format!("out/{f}"));
+        assert!(
+            s.contains("Operation not permitted") && s.trim().lines().last() != Some("0"),
+            "{f}: {s}"
+        );
+    };
+    // Not in the rules: a loop disk, /dev/loop-control.
+    denied("disk");
+    denied("loopctl");
+    // /dev/kmsg allowed rw, then its reads denied by a later rule.
+    assert_eq!(b.file("out/kmsg").trim(), "0", "kmsg write");
+    denied("kmsg_read");
+    // The default devices work.
+    assert_eq!(b.file("out/defaults").trim(), "4");
+    b.wait_status("v2-c4", "stopped");
+    b.ok(&["delete", "v2-c4"]);
+    let _ = std::fs::remove_dir(Path::new(UNIFIED).join("strata-v2-test3"));
 }
