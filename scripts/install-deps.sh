@@ -5,7 +5,7 @@ pkgs=(
   runc crun containerd podman skopeo umoci docker-registry busybox-static
   containernetworking-plugins slirp4netns passt uidmap fuse-overlayfs libseccomp-dev
   hyperfine bats pkg-config iptables jq time procps apache2-utils debootstrap openssl curl
-  tini iproute2 util-linux
+  tini iproute2 util-linux qemu-system-x86
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -17,3 +17,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The kernel the cgroup v2 VM test boots.
+bash "$(dirname "$0")/fetch-test-kernel.sh"

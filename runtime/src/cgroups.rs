@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::state::ContainerState;
 
 pub mod device_filter;
+mod v2_files;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
@@ -186,11 +187,23 @@ fn apply_resources(
     resources: Option<&LinuxResources>,
     devices: bool,
 ) -> Result<()> {
-    let default = LinuxResources::default();
+    let mut resources = resources.cloned().unwrap_or_default();
+    // libcgroups' v2 io controller converts the blkio weight to io.weight
+    // in u16 arithmetic, which overflows for weights above 16 (a panic in
+    // debug builds, a wrong weight in release): on v2 we write it.
+    let v2_weight = cg
+        .v2_dir()
+        .zip(resources.block_io().as_ref().and_then(|b| b.weight()));
+    if v2_weight.is_some() {
+        let mut bio = resources.block_io().clone().unwrap_or_default();
+        bio.set_weight(None);
+        resources.set_block_io(Some(bio));
+    }
     let opt = ControllerOpt {
-        resources: resources.unwrap_or(&default),
+        resources: &resources,
         disable_oom_killer: resources
-            .and_then(|r| r.memory().as_ref())
+            .memory()
+            .as_ref()
             .and_then(|m| m.disable_oom_killer())
             .unwrap_or(false),
         oom_score_adj: None,
@@ -198,10 +211,16 @@ fn apply_resources(
     };
     m.apply(&opt)
         .map_err(|e| Error::Cgroup(format!("apply resources to {}: {e}", cg.path.display())))?;
+    if let Some((dir, weight)) = v2_weight {
+        v2_files::io_weight(&dir, weight)?;
+    }
+    if let Some(dir) = cg.v2_dir() {
+        v2_files::no_swap(&dir, resources.memory().as_ref())?;
+    }
     // v1's devices controller is libcgroups'; v2 has none, it takes an
     // eBPF program (ours: libcgroups' needs CAP_SYS_RESOURCE).
     if let Some(dir) = cg.v2_dir().filter(|_| devices) {
-        let rules = device_filter::rules_for(resources.and_then(|r| r.devices().as_ref()))?;
+        let rules = device_filter::rules_for(resources.devices().as_ref())?;
         device_filter::install(&dir, &rules)?;
     }
     Ok(())

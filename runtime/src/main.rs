@@ -10,6 +10,12 @@ fn main() {
         eprintln!("open log file: {e}");
         std::process::exit(1);
     }
+    // A bug (ours or a library's) still ends as one error line on stderr
+    // and in the log, where containerd's shim looks for it.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("internal error: {info}");
+        eprintln!("strata-runtime: internal error: {info}");
+    }));
     match dispatch(&cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
