@@ -1589,3 +1589,84 @@ fn monitor_is_the_lean_binary_or_strata_itself() {
     assert_eq!(s.ps()[0]["State"], "running");
     s.ok(&["rm", "-f", "fat"]);
 }
+
+/// Two free host TCP ports in a row, for a published range.
+fn free_port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn published_port_ranges_and_udp_reach_the_container() {
+    let s = Strata::new();
+    let tcp = free_port_pair();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let range = format!("127.0.0.1:{}-{}:80-81", tcp, tcp + 1);
+    let udp_publish = format!("127.0.0.1:{udp}:9000/udp");
+    // busybox has no UDP server: the host's python3 answers, run from the
+    // host's /usr mounted read-only.
+    let echo = "import socket\n\
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                s.bind(('0.0.0.0', 9000))\n\
+                while True:\n    d, a = s.recvfrom(512)\n    s.sendto(b'echo:' + d, a)\n";
+    let script = format!(
+        "mkdir /a /b; echo eighty > /a/index.html; echo eighty-one > /b/index.html; \
+         httpd -p 80 -h /a; httpd -p 81 -h /b; exec /usr/bin/python3 -c \"{echo}\""
+    );
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ranges",
+        "-p",
+        &range,
+        "-p",
+        &udp_publish,
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        "/usr/lib:/lib:ro",
+        "-v",
+        "/usr/lib64:/lib64:ro",
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let ports = s.ok(&["port", "ranges"]);
+    for want in [
+        format!("80/tcp -> 127.0.0.1:{tcp}"),
+        format!("81/tcp -> 127.0.0.1:{}", tcp + 1),
+        format!("9000/udp -> 127.0.0.1:{udp}"),
+    ] {
+        assert!(ports.contains(&want), "{want} not in {ports}");
+    }
+    // Each host port of the range reaches its own container port.
+    for (port, page) in [(tcp, "eighty\n"), (tcp + 1, "eighty-one\n")] {
+        let addr = format!("127.0.0.1:{port}");
+        wait_for(&format!("httpd through {addr}"), || {
+            http_get(&addr).is_some_and(|r| r.ends_with(&format!("\r\n\r\n{page}")))
+        });
+    }
+    // A datagram to the published UDP port comes back from the container.
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    wait_for("the UDP echo through -p", || {
+        c.send_to(b"ping", ("127.0.0.1", udp)).unwrap();
+        matches!(c.recv(&mut buf), Ok(n) if &buf[..n] == b"echo:ping")
+    });
+    s.ok(&["rm", "-f", "ranges"]);
+    // Removal takes the published ports away.
+    let addr = format!("127.0.0.1:{tcp}");
+    assert!(http_get(&addr).is_none(), "{addr} still answers after rm");
+}
