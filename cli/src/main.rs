@@ -604,9 +604,12 @@ fn run_container(
             let monitor = match engine.start_with(&id, !a.detach, keys) {
                 Ok(m) => m,
                 Err(e) => {
-                    // Nothing half-made: a run that cannot start leaves
-                    // no container behind.
-                    let _ = engine.remove(&id, true, true);
+                    // As Docker: a run whose command cannot start leaves
+                    // the container created, with the error and 125/126/127
+                    // in its state, unless --rm asked for it to go.
+                    if a.rm {
+                        let _ = engine.remove(&id, true, true);
+                    }
                     return Err(e);
                 }
             };

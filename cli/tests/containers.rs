@@ -634,6 +634,19 @@ fn http_get_path(addr: &str, path: &str) -> Option<String> {
     Some(s)
 }
 
+/// No NAT rule names the container (portmap's chains carry its id).
+fn assert_no_nat_rules(id: &str) {
+    let nat = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    assert!(
+        !out(&nat).contains(&id[..12]),
+        "NAT rules left: {}",
+        out(&nat)
+    );
+}
+
 #[test]
 fn bridge_publish_and_container_to_container() {
     let s = Strata::new();
@@ -728,15 +741,7 @@ fn bridge_publish_and_container_to_container() {
     let id = s.inspect("web")["Id"].as_str().unwrap().to_string();
     s.ok(&["rm", "-f", "web"]);
     assert!(http_get(&addr).is_none_or(|r| !r.contains("hello")));
-    let nat = Command::new("iptables")
-        .args(["-t", "nat", "-S"])
-        .output()
-        .unwrap();
-    assert!(
-        !out(&nat).contains(&id[..12]),
-        "NAT rules left: {}",
-        out(&nat)
-    );
+    assert_no_nat_rules(&id);
     assert!(!s.dir.path().join("store/run/netns").join(&id).exists());
     // Its address went back to the pool.
     assert!(
@@ -926,6 +931,38 @@ fn bad_input_is_one_clear_error_and_nothing_is_made() {
     let o = s.run(&["rmi", "busybox"]);
     assert_eq!(o.status.code(), Some(125));
     s.ok(&["rm", "taken"]);
+    // A command that is not found fails inside the runtime, after the
+    // bridge and the published port were set up: 127, and none of the
+    // network is left (netns, NAT rules, lease), then rm leaves nothing.
+    let publish = format!("127.0.0.1:{}:80", free_port());
+    let o = s.run(&[
+        "run", "--name", "nocmd", "-p", &publish, "busybox", "/no/such",
+    ]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(err(&o).contains("/no/such"), "{}", err(&o));
+    // As Docker: the container stays, created, with the code and error.
+    let c = s.inspect("nocmd");
+    assert_eq!(c["State"]["Status"], "created", "{c}");
+    assert_eq!(c["State"]["ExitCode"], 127, "{c}");
+    assert!(c["State"]["Error"].as_str().unwrap().contains("/no/such"));
+    let id = c["Id"].as_str().unwrap().to_string();
+    assert!(!s.dir.path().join("store/run/netns").join(&id).exists());
+    assert_no_nat_rules(&id);
+    let leases = std::fs::read_dir("/run/strata/ipam/strata")
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .filter(|l| l.contains(&id))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leases, 0, "a lease names {id}");
+    s.ok(&["rm", "nocmd"]);
+    assert_eq!(s.containers_dir_entries(), 0);
+    // With --rm it goes at once.
+    let o = s.run(&["run", "--rm", "busybox", "/no/such"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert_eq!(s.containers_dir_entries(), 0);
+    assert_eq!(s.mounts(), 0);
     s.ok(&["rmi", "busybox"]);
 }
 

@@ -499,6 +499,10 @@ impl Engine {
                 // reports an exit it could not learn.
                 s.status = Status::Exited;
                 s.exit_code = 255;
+            } else if let (None, Some(e)) = (code, error) {
+                // It never started: Docker's code for why (127 not
+                // found, 126 not executable, 125 anything else).
+                s.exit_code = monitor::failure_code(e);
             }
             s.exit_code = code.unwrap_or(s.exit_code);
             s.finished_at = code.map(|_| record::now()).or(s.finished_at);
