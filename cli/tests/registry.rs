@@ -123,6 +123,15 @@ impl Strata {
 
 use common::err as stderr;
 
+/// `skopeo inspect` of an image on a plain-HTTP registry of ours.
+fn skopeo_inspect(image: &str) -> std::process::Output {
+    Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn push_then_pull_round_trip_read_by_skopeo() {
     let reg = Registry::start(None);
@@ -132,11 +141,7 @@ fn push_then_pull_round_trip_read_by_skopeo() {
     let out = a.ok(&["push", "busybox", &dest]);
     assert!(out.starts_with(&format!("Pushed {dest}: sha256:")), "{out}");
     // skopeo sees what we pushed.
-    let o = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false"])
-        .arg(format!("docker://{dest}"))
-        .output()
-        .unwrap();
+    let o = skopeo_inspect(&dest);
     assert!(o.status.success(), "skopeo inspect: {}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
@@ -954,11 +959,7 @@ fn push_to_another_repository_mounts_blobs() {
         .count();
     assert_eq!(mounts, 2, "layer and config mounted from team-a");
     assert_eq!(puts(&l), before, "the second push uploaded blob data");
-    let o = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false"])
-        .arg(format!("docker://{}/team-b/busybox:1", reg.addr))
-        .output()
-        .unwrap();
+    let o = skopeo_inspect(&format!("{}/team-b/busybox:1", reg.addr));
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -1226,4 +1227,51 @@ fn insecure_registries_from_strata_toml_speak_plain_http() {
     let o = strata(Some(&cfg), &["pull", "-q", &dest]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+}
+
+/// examples/ci/pipeline.sh against a registry of ours: it publishes an
+/// image that skopeo sees, a clean store runs it, and a failing test step
+/// fails the pipeline with that step's status before anything is pushed.
+#[test]
+fn ci_pipeline_example_publishes_and_deploys() {
+    let reg = Registry::start(None);
+    let work = tempfile::tempdir().unwrap();
+    let pipeline = |build_id: &str, test_cmd: Option<&str>| {
+        let mut c = Command::new("bash");
+        c.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/ci/pipeline.sh"
+        ))
+        .env("STRATA", BIN)
+        .env("REGISTRY", &reg.addr)
+        .env("BUILD_ID", build_id)
+        .env("WORK", work.path().join(build_id))
+        .env("DOCKER_CONFIG", work.path().join("docker"))
+        .stdin(Stdio::null());
+        if let Some(t) = test_cmd {
+            c.env("TEST_CMD", t);
+        }
+        c.output().unwrap()
+    };
+    let o = pipeline("b1", None);
+    let log = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{log}{}", stderr(&o));
+    let image = format!("{}/ci/hello:b1", reg.addr);
+    assert!(
+        log.contains(&format!("pipeline: ok ({image}, image sha256:")),
+        "{log}"
+    );
+    let seen = skopeo_inspect(&image);
+    assert!(seen.status.success(), "skopeo: {}", stderr(&seen));
+    assert!(work.path().join("b1/hello.tar").metadata().unwrap().len() > 1 << 20);
+    // A failing test step: its exit status, and no publish.
+    let o = pipeline("b2", Some("echo failing; exit 3"));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let log = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        log.contains("failing") && !log.contains("--- publish"),
+        "{log}"
+    );
+    let missing = skopeo_inspect(&format!("{}/ci/hello:b2", reg.addr));
+    assert!(!missing.status.success());
 }

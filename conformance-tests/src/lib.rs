@@ -52,15 +52,30 @@ pub struct Containerd {
 }
 
 impl Containerd {
+    /// Without the CRI plugin (the tests drive containerd with ctr).
     pub fn start(namespace: &str) -> Containerd {
+        Self::start_with(
+            namespace,
+            "[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable = true\n",
+        )
+    }
+
+    /// With `plugins`: TOML tables after our root, state and sockets
+    /// (a `version` line in it is dropped: ours says 2).
+    pub fn start_with(namespace: &str, plugins: &str) -> Containerd {
         let dir = tempfile::Builder::new()
             .prefix("strata-ctd-")
             .tempdir()
             .unwrap();
         let socket = dir.path().join("containerd.sock");
+        let plugins: String = plugins
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("version"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let config = format!(
             "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{1}\"\n\
-             [ttrpc]\n  address = \"{1}.ttrpc\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable = true\n",
+             [ttrpc]\n  address = \"{1}.ttrpc\"\n{plugins}",
             dir.path().display(),
             socket.display()
         );
@@ -176,17 +191,19 @@ impl Podman {
             .prefix("strata-podman-")
             .tempdir()
             .unwrap();
-        // No systemd here: cgroupfs, file events. No CAP_SYS_RESOURCE:
-        // podman's default nofile ulimit would exceed the hard limit.
+        // The shipped example (strata as podman's runtime, cgroupfs, no
+        // ulimits), pointed at the binary under test.
+        let example = workspace_dir().join("examples/podman/containers.conf");
+        let conf = std::fs::read_to_string(&example).unwrap();
+        let runtime = runtime_bin();
+        let installed = "\"/usr/local/bin/strata-runtime\"";
+        assert!(conf.contains(installed), "{}", example.display());
         std::fs::write(
             dir.path().join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            conf.replace(installed, &format!("\"{}\"", runtime.display())),
         )
         .unwrap();
-        Podman {
-            dir,
-            runtime: runtime_bin(),
-        }
+        Podman { dir, runtime }
     }
 
     /// The full podman command line (program first).
@@ -198,7 +215,6 @@ impl Podman {
             ("--runroot", d.join("runroot")),
             ("--tmpdir", d.join("tmp")),
             ("--storage-driver", "overlay".into()),
-            ("--runtime", self.runtime.clone()),
         ] {
             v.push(flag.into());
             v.push(val.display().to_string());

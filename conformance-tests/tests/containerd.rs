@@ -162,3 +162,30 @@ fn ctr_shows_runtime_errors() {
     );
     assert!(!std::path::Path::new("/run/containerd/runc/strata-ct-err/err1").exists());
 }
+
+/// examples/containerd/config.toml: containerd 1.6 takes it, and its CRI
+/// plugin loads with the strata runtime handler. (The handler's options
+/// are runc.v2's BinaryName/Root, the ones `--runc-binary` sets above.)
+#[test]
+fn containerd_loads_the_example_cri_config() {
+    let example = strata_conformance_tests::workspace_dir().join("examples/containerd/config.toml");
+    let conf = std::fs::read_to_string(&example).unwrap();
+    let ctd = Containerd::start_with("strata-ct-cri", &conf);
+    let plugins = text(&ctd.ctr(&["plugins", "ls"]).stdout);
+    let cri = plugins
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("cri"))
+        .unwrap_or_else(|| panic!("no cri plugin: {plugins}"));
+    assert_eq!(
+        cri.split_whitespace().last(),
+        Some("ok"),
+        "{cri}\n{}",
+        ctd.log()
+    );
+    assert!(
+        !ctd.log()
+            .contains("failed to load plugin io.containerd.grpc.v1.cri"),
+        "{}",
+        ctd.log()
+    );
+}

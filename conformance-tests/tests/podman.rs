@@ -69,6 +69,31 @@ fn podman_run_rm_with_default_seccomp() {
     assert!(text(&pm.run(&["ps", "-aq"]).stdout).trim().is_empty());
 }
 
+/// examples/podman/containers.conf makes strata-runtime podman's runtime
+/// with no `--runtime` flag.
+#[test]
+fn podman_takes_strata_from_the_example_containers_conf() {
+    let pm = Podman::new();
+    let out = pm.run(&[
+        "info",
+        "--format",
+        "{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Path}}",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("strata {}", pm.runtime.display())
+    );
+    let img = pm.import_busybox();
+    let out = pm.run(&["create", "--network", "none", img, "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let rt = pm.run(&["inspect", "-f", "{{.OCIRuntime}}", &id]);
+    assert_eq!(text(&rt.stdout).trim(), "strata");
+    let out = pm.run(&["start", "-a", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 #[test]
 fn podman_exit_codes_126_127() {
     let pm = Podman::new();
