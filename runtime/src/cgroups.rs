@@ -149,17 +149,42 @@ pub fn manager(cg: &Cgroup, id: &str) -> Result<AnyCgroupManager> {
     .map_err(|e| err(&e))
 }
 
-/// Put `pid` into the container's cgroup, created on the way. On v1 this
-/// is our own short path (one read of mountinfo, a directory and a
-/// `cgroup.procs` write per hierarchy); libcgroups' manager, which reads
-/// mountinfo once per controller, is left for [`apply`].
+/// Put `pid` into the container's cgroup, created on the way (v2; on v1
+/// the process moves itself: [`prepare_self_join`]).
 pub fn place(cg: &Cgroup, id: &str, pid: i32) -> Result<()> {
-    if cg.v2_root.is_none() {
-        return place_v1(cg, pid);
-    }
     manager(cg, id)?
         .add_task(Pid::from_raw(pid))
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", cg.path.display())))
+}
+
+/// On v1: create the container's cgroup in every hierarchy (our own short
+/// path: one read of mountinfo and a directory per hierarchy; libcgroups'
+/// manager, which reads mountinfo once per controller, is left for
+/// [`apply`]) and return the `tasks` files through which the process to
+/// be placed moves itself with [`join_self`]. (`None` on v2, where the
+/// parent places it with [`place`].)
+///
+/// Why the process moves itself: a pid written to `cgroup.procs` takes
+/// the kernel's global threadgroup lock for writing, which waits for an
+/// RCU grace period: 4 to 13 ms on this kernel, most of a container's
+/// start. A single thread writing "0" to `tasks` moves only itself, and
+/// kernels since 6.0 skip that lock for it (0.04 ms here). A freshly
+/// forked child is single-threaded, so it moves whole.
+pub fn prepare_self_join(cg: &Cgroup) -> Result<Option<Vec<PathBuf>>> {
+    if cg.v2_root.is_some() {
+        return Ok(None);
+    }
+    prepare_v1(cg, "tasks").map(Some)
+}
+
+/// Move the calling (single-threaded) process into the cgroups whose
+/// `tasks` files [`prepare_self_join`] returned.
+pub fn join_self(tasks: &[PathBuf]) -> Result<()> {
+    tasks.iter().try_for_each(|t| write_file(t, "0"))
+}
+
+fn write_file(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| Error::Cgroup(format!("write {}: {e}", path.display())))
 }
 
 /// Change a running container's resources (`update`): on v2 its device
@@ -244,8 +269,11 @@ const V1_CONTROLLERS: &[&str] = &[
     "freezer",
 ];
 
-fn place_v1(cg: &Cgroup, pid: i32) -> Result<()> {
+/// Create the container's cgroup in each v1 hierarchy (cpusets filled in
+/// from their parents); the path of `file` in each.
+fn prepare_v1(cg: &Cgroup, file: &str) -> Result<Vec<PathBuf>> {
     let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    let mut files = Vec::new();
     let io = |what: &str, p: &Path, e: std::io::Error| {
         Error::Cgroup(format!("{what} {}: {e}", p.display()))
     };
@@ -281,10 +309,9 @@ fn place_v1(cg: &Cgroup, pid: i32) -> Result<()> {
                 }
             }
         }
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string()).map_err(|e| io("write", &procs, e))?;
+        files.push(dir.join(file));
     }
-    Ok(())
+    Ok(files)
 }
 
 /// Join an existing container cgroup (for `exec`).

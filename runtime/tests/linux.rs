@@ -321,12 +321,29 @@ fn cgroup_resources_applied() {
 
 #[test]
 fn cgroups_path_is_honoured() {
-    let mut b = Bundle::new("cat /proc/self/cgroup | grep -E ':(memory|pids):'");
+    // Every controller hierarchy (not the named systemd one, nor the v2
+    // mount of a hybrid host): the init moved itself into each.
+    let mut b = Bundle::new("grep -vE '^[0-9]+:(name=[^:]*)?:' /proc/self/cgroup");
     b.config["linux"]["cgroupsPath"] = json!("/strata-test/ln-cgpath");
     b.config["linux"]["namespaces"] =
         json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
     b.save();
     let out = run_ok(&b, "ln-cgpath");
+    // The host's controller hierarchies, as this test process sees them.
+    let host = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let hierarchies: Vec<&str> = host
+        .lines()
+        .filter_map(|l| l.rsplit_once(':').map(|(h, _)| h))
+        .filter(|h| !h.contains("name=") && !h.ends_with(':'))
+        .collect();
+    assert!(!hierarchies.is_empty(), "{host}");
+    for h in hierarchies {
+        assert!(
+            out.lines()
+                .any(|l| l == format!("{h}:/strata-test/ln-cgpath")),
+            "{h}: {out}"
+        );
+    }
     assert!(
         out.lines().all(|l| l.ends_with(":/strata-test/ln-cgpath")),
         "{out}"

@@ -147,12 +147,17 @@ pub fn create_from(
         preserve = preserve.max(n);
     }
 
+    // cgroup before anything runs in the namespaces, so that the cgroup
+    // namespace (if any) is rooted at the container's cgroup.
+    cleanup.cgroup = Some(cgroup.clone());
+    let self_join = cgroups::prepare_self_join(&cgroup)?;
     let cfg = InitConfig {
         id: &opts.id,
         spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
         cgroup: Some(&cgroup),
+        cgroup_tasks: self_join.clone().unwrap_or_default(),
         fifo_path: &fifo_path,
         console: console_raw,
         no_pivot: opts.no_pivot,
@@ -173,9 +178,6 @@ pub fn create_from(
     cleanup.pids.push(stage1.as_raw());
     drop(console);
 
-    // cgroup before anything runs in the namespaces, so that the cgroup
-    // namespace (if any) is rooted at the container's cgroup.
-    cleanup.cgroup = Some(cgroup.clone());
     // libcgroups' manager (needed for the resources) takes most of a
     // millisecond to find the hierarchies: a thread builds it while we
     // place the process and let stage 1 go. (No fork follows in this
@@ -184,7 +186,9 @@ pub fn create_from(
         let (cg, id) = (cgroup.clone(), opts.id.clone());
         std::thread::spawn(move || cgroups::manager(&cg, &id))
     };
-    cgroups::place(&cgroup, &opts.id, stage1.as_raw())?;
+    if self_join.is_none() {
+        cgroups::place(&cgroup, &opts.id, stage1.as_raw())?;
+    }
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         std::fs::write(format!("/proc/{}/oom_score_adj", stage1), adj.to_string())
             .ctx(|| format!("set oom_score_adj {adj}"))?;

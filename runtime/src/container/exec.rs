@@ -58,17 +58,25 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         _ => (None, None),
     };
 
+    // On v1 stage 1 moves itself into the container's cgroup (see
+    // cgroups::prepare_self_join); on v2 we place it.
+    let cgroup = st.cgroup();
+    let self_join = match &cgroup {
+        Some(cg) => crate::cgroups::prepare_self_join(cg)?,
+        None => None,
+    };
     let (parent_sock, child_sock) = sync::pair()?;
     let console_raw = console.as_ref().map(|c| c.as_raw_fd());
     let stage1 = crate::process::fork_child(|| {
         // The child must not hold the parent's end, or the parent would
         // never see EOF when the child dies.
         let _ = nix::unistd::close(parent_sock.raw());
-        join_and_fork(&st, opts, seccomp.as_ref(), console_raw, &child_sock)
+        let tasks = self_join.as_deref().unwrap_or_default();
+        join_and_fork(&st, opts, seccomp.as_ref(), console_raw, tasks, &child_sock)
     })?;
     drop(child_sock);
     drop(console);
-    if let Some(cg) = st.cgroup()
+    if let Some(cg) = cgroup.filter(|_| self_join.is_none())
         && let Err(e) = crate::cgroups::join(&cg, &opts.id, stage1.as_raw())
     {
         let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
@@ -114,10 +122,12 @@ fn join_and_fork(
     opts: &ExecOptions,
     seccomp: Option<&Compiled>,
     console: Option<i32>,
+    cgroup_tasks: &[PathBuf],
     sync: &SyncSocket,
 ) -> i32 {
     let result = (|| -> Result<()> {
         sync.expect(Msg::Go)?;
+        crate::cgroups::join_self(cgroup_tasks)?;
         let mut joins = Vec::new();
         for (t, _) in crate::spec::namespaces(&st.spec) {
             let path = PathBuf::from(format!("/proc/{}/ns/{}", st.pid, namespaces::proc_name(t)));

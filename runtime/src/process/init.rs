@@ -24,6 +24,10 @@ pub struct InitConfig<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub cgroup: Option<&'a crate::cgroups::Cgroup>,
+    /// v1 `tasks` files stage 1 writes "0" to, placing itself (and so the
+    /// init it forks) in the container's cgroup; empty when the parent
+    /// places it.
+    pub cgroup_tasks: Vec<std::path::PathBuf>,
     pub fifo_path: &'a Path,
     pub console: Option<RawFd>,
     pub no_pivot: bool,

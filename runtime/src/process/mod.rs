@@ -1,8 +1,9 @@
 //! Process creation: the fork into namespaces, the sync protocol with the
 //! parent, the container init and the final exec.
 //!
-//! Shape of a create: the CLI (parent) forks stage 1; the parent puts it in
-//! the cgroup and sends Go; stage 1 joins namespaces given by path, unshares
+//! Shape of a create: the CLI (parent) forks stage 1; stage 1 moves itself
+//! into the cgroup the parent made (v1; on v2 the parent places it), the
+//! parent sends Go; stage 1 joins namespaces given by path, unshares
 //! a user namespace (the parent writes its id maps), unshares the rest and
 //! forks the init (PID 1 of a new PID namespace), reports its pid, exits.
 //! The init is reparented to the nearest subreaper (containerd's shim,
@@ -47,6 +48,8 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
 /// container's cgroup and a new cgroup namespace is rooted there.
 pub fn stage1(cfg: &init::InitConfig, sync: &SyncSocket) -> i32 {
     let result = (|| -> Result<()> {
+        // Into the cgroup first, while still in the host's namespaces.
+        crate::cgroups::join_self(&cfg.cgroup_tasks)?;
         let wanted = crate::spec::namespaces(cfg.spec);
         let joins: Vec<(LinuxNamespaceType, PathBuf)> = wanted
             .iter()
