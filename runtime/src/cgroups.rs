@@ -149,36 +149,94 @@ pub fn manager(cg: &Cgroup, id: &str) -> Result<AnyCgroupManager> {
     .map_err(|e| err(&e))
 }
 
-/// Put `pid` into the container's cgroup, created on the way (v2; on v1
-/// the process moves itself: [`prepare_self_join`]).
+/// Put `pid` into the container's cgroup, created on the way: the slow
+/// path ([`Placement`] says why), for v2 kernels without clone3.
 pub fn place(cg: &Cgroup, id: &str, pid: i32) -> Result<()> {
     manager(cg, id)?
         .add_task(Pid::from_raw(pid))
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", cg.path.display())))
 }
 
-/// On v1: create the container's cgroup in every hierarchy (our own short
-/// path: one read of mountinfo and a directory per hierarchy; libcgroups'
-/// manager, which reads mountinfo once per controller, is left for
-/// [`apply`]) and return the `tasks` files through which the process to
-/// be placed moves itself with [`join_self`]. (`None` on v2, where the
-/// parent places it with [`place`].)
+/// How a new process gets into the container's cgroup without the parent
+/// writing its pid to `cgroup.procs`.
 ///
-/// Why the process moves itself: a pid written to `cgroup.procs` takes
-/// the kernel's global threadgroup lock for writing, which waits for an
-/// RCU grace period: 4 to 13 ms on this kernel, most of a container's
-/// start. A single thread writing "0" to `tasks` moves only itself, and
-/// kernels since 6.0 skip that lock for it (0.04 ms here). A freshly
-/// forked child is single-threaded, so it moves whole.
-pub fn prepare_self_join(cg: &Cgroup) -> Result<Option<Vec<PathBuf>>> {
-    if cg.v2_root.is_some() {
-        return Ok(None);
+/// Why: a pid written to `cgroup.procs` takes the kernel's global
+/// threadgroup lock for writing, which waits for an RCU grace period: 4 to
+/// 16 ms on this kernel, v1 and v2 alike, most of a container's start.
+pub enum Placement {
+    /// v1: the process writes "0" to each hierarchy's `tasks` file
+    /// ([`join_self`]). A single thread moving itself skips that lock on
+    /// kernels since 6.0 (0.04 ms here); a freshly forked child is
+    /// single-threaded, so it moves whole.
+    SelfJoin(Vec<PathBuf>),
+    /// v2: the process is born in the cgroup (clone3 with
+    /// CLONE_INTO_CGROUP and this directory fd), which takes only the
+    /// read side of that lock. Kernels before 5.7 lack it: the parent
+    /// places the process with [`place`] then.
+    Born(std::os::fd::OwnedFd),
+}
+
+/// Create the container's cgroup (our own short path: one read of
+/// mountinfo and a directory per v1 hierarchy; on v2 the directories with
+/// the controllers enabled above them, as libcgroups' v2 manager does;
+/// libcgroups' manager, which reads mountinfo once per controller on v1,
+/// is left for [`apply`]) and say how the new process joins it.
+pub fn prepare(cg: &Cgroup) -> Result<Placement> {
+    match cg.v2_dir() {
+        None => prepare_v1(cg, "tasks").map(Placement::SelfJoin),
+        Some(dir) => prepare_v2(cg, &dir).map(Placement::Born),
     }
-    prepare_v1(cg, "tasks").map(Some)
+}
+
+/// The v2 controllers libcgroups manages.
+const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "hugetlb", "io", "memory", "pids"];
+
+fn prepare_v2(cg: &Cgroup, leaf: &Path) -> Result<std::os::fd::OwnedFd> {
+    let root = cg.v2_root.clone().unwrap_or_default();
+    let available = std::fs::read_to_string(root.join("cgroup.controllers"))
+        .map_err(|e| Error::Cgroup(format!("read {}/cgroup.controllers: {e}", root.display())))?;
+    let wanted: Vec<&str> = available
+        .split_whitespace()
+        .filter(|c| V2_CONTROLLERS.contains(c))
+        .collect();
+    // Best effort, as libcgroups: a controller that cannot be enabled
+    // fails when a limit needs it.
+    let enable = |dir: &Path| {
+        let file = dir.join("cgroup.subtree_control");
+        let on = std::fs::read_to_string(&file).unwrap_or_default();
+        for c in wanted
+            .iter()
+            .filter(|c| !on.split_whitespace().any(|o| o == **c))
+        {
+            if let Err(e) = std::fs::write(&file, format!("+{c}")) {
+                tracing::debug!("enable {c} in {}: {e}", file.display());
+            }
+        }
+    };
+    enable(&root);
+    let mut dir = root.clone();
+    let rel = leaf.strip_prefix(&root).unwrap_or(leaf);
+    let mut parts = rel.components().peekable();
+    while let Some(part) = parts.next() {
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::Cgroup(format!("create {}: {e}", dir.display()))),
+        }
+        // Not the leaf: a cgroup with controllers for its children may
+        // hold no process ("no internal processes").
+        if parts.peek().is_some() {
+            enable(&dir);
+        }
+    }
+    std::fs::File::open(&dir)
+        .map(std::os::fd::OwnedFd::from)
+        .map_err(|e| Error::Cgroup(format!("open {}: {e}", dir.display())))
 }
 
 /// Move the calling (single-threaded) process into the cgroups whose
-/// `tasks` files [`prepare_self_join`] returned.
+/// `tasks` files [`Placement::SelfJoin`] holds.
 pub fn join_self(tasks: &[PathBuf]) -> Result<()> {
     tasks.iter().try_for_each(|t| write_file(t, "0"))
 }

@@ -16,6 +16,8 @@ pub enum Error {
     NotExist(String),
     #[error("container not running")]
     NotRunning,
+    #[error("sync: peer closed while waiting for {0}")]
+    SyncClosed(String),
     #[error("cannot start a container that has stopped")]
     StartStopped,
     #[error("cannot start an already running container")]

@@ -150,14 +150,17 @@ pub fn create_from(
     // cgroup before anything runs in the namespaces, so that the cgroup
     // namespace (if any) is rooted at the container's cgroup.
     cleanup.cgroup = Some(cgroup.clone());
-    let self_join = cgroups::prepare_self_join(&cgroup)?;
+    let placement = cgroups::prepare(&cgroup)?;
     let cfg = InitConfig {
         id: &opts.id,
         spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
         cgroup: Some(&cgroup),
-        cgroup_tasks: self_join.clone().unwrap_or_default(),
+        cgroup_tasks: match &placement {
+            cgroups::Placement::SelfJoin(tasks) => tasks.clone(),
+            cgroups::Placement::Born(_) => Vec::new(),
+        },
         fifo_path: &fifo_path,
         console: console_raw,
         no_pivot: opts.no_pivot,
@@ -168,12 +171,13 @@ pub fn create_from(
         seccomp: crate::security::seccomp::for_spec(spec, &root.path)?,
     };
     let (parent_sock, child_sock) = sync::pair()?;
-    let stage1 = crate::process::fork_child(|| {
+    let (stage1, placed) = crate::process::fork_placed(&placement, || {
         // The child must not hold the parent's end, or the parent would
         // never see EOF when the child dies.
         let _ = nix::unistd::close(parent_sock.raw());
         crate::process::stage1(&cfg, &child_sock)
     })?;
+    drop(placement);
     drop(child_sock);
     cleanup.pids.push(stage1.as_raw());
     drop(console);
@@ -186,7 +190,7 @@ pub fn create_from(
         let (cg, id) = (cgroup.clone(), opts.id.clone());
         std::thread::spawn(move || cgroups::manager(&cg, &id))
     };
-    if self_join.is_none() {
+    if !placed {
         cgroups::place(&cgroup, &opts.id, stage1.as_raw())?;
     }
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {

@@ -58,25 +58,37 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         _ => (None, None),
     };
 
-    // On v1 stage 1 moves itself into the container's cgroup (see
-    // cgroups::prepare_self_join); on v2 we place it.
+    // Stage 1 joins the container's cgroup on its way in (see
+    // cgroups::Placement); a container without one runs it as forked.
     let cgroup = st.cgroup();
-    let self_join = match &cgroup {
-        Some(cg) => crate::cgroups::prepare_self_join(cg)?,
-        None => None,
+    let placement = cgroup.as_ref().map(crate::cgroups::prepare).transpose()?;
+    let tasks = match &placement {
+        Some(crate::cgroups::Placement::SelfJoin(t)) => t.clone(),
+        _ => Vec::new(),
     };
     let (parent_sock, child_sock) = sync::pair()?;
     let console_raw = console.as_ref().map(|c| c.as_raw_fd());
-    let stage1 = crate::process::fork_child(|| {
+    let stage1_main = || {
         // The child must not hold the parent's end, or the parent would
         // never see EOF when the child dies.
         let _ = nix::unistd::close(parent_sock.raw());
-        let tasks = self_join.as_deref().unwrap_or_default();
-        join_and_fork(&st, opts, seccomp.as_ref(), console_raw, tasks, &child_sock)
-    })?;
+        join_and_fork(
+            &st,
+            opts,
+            seccomp.as_ref(),
+            console_raw,
+            &tasks,
+            &child_sock,
+        )
+    };
+    let (stage1, placed) = match &placement {
+        Some(p) => crate::process::fork_placed(p, stage1_main)?,
+        None => (crate::process::fork_child(stage1_main)?, true),
+    };
+    drop(placement);
     drop(child_sock);
     drop(console);
-    if let Some(cg) = cgroup.filter(|_| self_join.is_none())
+    if let Some(cg) = cgroup.filter(|_| !placed)
         && let Err(e) = crate::cgroups::join(&cg, &opts.id, stage1.as_raw())
     {
         let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);

@@ -55,8 +55,11 @@ pub fn run(cfg: &InitConfig, sync: &SyncSocket) -> ! {
         Err(e) => e,
     };
     // Before `start` the parent reports the error; after it, nobody listens
-    // on sync any more and the container's stderr is the place.
-    if sync.send(&Msg::Error(err.to_string())).is_err() {
+    // on sync any more and the container's stderr is the place. A parent
+    // that went away mid-setup has failed (and says why) or was killed:
+    // nothing to add then.
+    let parent_gone = matches!(err, Error::SyncClosed(_));
+    if !parent_gone && sync.send(&Msg::Error(err.to_string())).is_err() {
         let _ = writeln!(std::io::stderr(), "strata-runtime: {err}");
     }
     // SAFETY: _exit is async-signal-safe and skips Rust destructors, which

@@ -40,6 +40,80 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid> {
     }
 }
 
+/// `fork_child`, with the child born in the cgroup v2 directory `cgroup`
+/// (clone3 with CLONE_INTO_CGROUP). None when the kernel has no clone3 or
+/// no CLONE_INTO_CGROUP (before 5.7): the caller forks and places the
+/// child itself then.
+pub fn fork_child_into(
+    cgroup: std::os::fd::BorrowedFd,
+    child: impl FnOnce() -> i32,
+) -> Result<Option<Pid>> {
+    // The kernel's struct clone_args, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&cgroup);
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: u64::try_from(fd).unwrap_or_default(),
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of
+    // this address space, and the struct is read before it returns. As
+    // in `fork_child`, no other thread lives at this point, so the child
+    // may run ordinary code; it leaves through _exit.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match rc {
+        0 => {
+            let code = child();
+            // SAFETY: _exit skips destructors that belong to the parent.
+            unsafe { libc::_exit(code) }
+        }
+        pid if pid > 0 => Ok(Some(Pid::from_raw(pid as i32))),
+        _ => match nix::errno::Errno::last() {
+            nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG => Ok(None),
+            e => Err(e).ctx(|| "clone3 into the container's cgroup".into()),
+        },
+    }
+}
+
+/// Fork `child` on its way into the container's cgroup by `placement`.
+/// Returns its pid and whether it is placed (or places itself); when not
+/// (a v2 kernel without CLONE_INTO_CGROUP) the caller must place it.
+pub fn fork_placed(
+    placement: &crate::cgroups::Placement,
+    child: impl Fn() -> i32,
+) -> Result<(Pid, bool)> {
+    use crate::cgroups::Placement;
+    match placement {
+        Placement::SelfJoin(_) => Ok((fork_child(child)?, true)),
+        Placement::Born(dir) => match fork_child_into(std::os::fd::AsFd::as_fd(dir), &child)? {
+            Some(pid) => Ok((pid, true)),
+            None => Ok((fork_child(child)?, false)),
+        },
+    }
+}
+
 /// Stage 1 of a create: namespaces, then fork the init.
 ///
 /// Namespace creation (a network namespace is the slow one) overlaps with

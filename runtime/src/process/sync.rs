@@ -81,9 +81,7 @@ impl SyncSocket {
             Some(other) => Err(Error::Container(format!(
                 "sync: expected {want:?}, got {other:?}"
             ))),
-            None => Err(Error::Container(format!(
-                "sync: peer closed while waiting for {want:?}"
-            ))),
+            None => Err(Error::SyncClosed(format!("{want:?}"))),
         }
     }
 }
