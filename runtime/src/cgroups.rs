@@ -457,6 +457,87 @@ pub fn is_frozen(st: &ContainerState) -> bool {
 }
 
 /// A mounted cgroup v1 hierarchy.
+/// The directory of the container's cgroup in the hierarchy that carries
+/// `controller` (v1), or in the v2 tree.
+fn controller_dir(cg: &Cgroup, controller: &str) -> Option<PathBuf> {
+    if let Some(dir) = cg.v2_dir() {
+        return Some(dir);
+    }
+    let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    v1_hierarchies()
+        .into_iter()
+        .find(|h| h.controllers.iter().any(|c| c == controller))
+        .map(|h| h.mount_point.join(rel))
+}
+
+/// How many processes the OOM killer has killed in the container's
+/// cgroup (v1 `memory.oom_control`, v2 `memory.events`; 0 when unknown).
+pub fn oom_kills(cg: &Cgroup) -> u64 {
+    let file = if cg.v2_root.is_some() {
+        "memory.events"
+    } else {
+        "memory.oom_control"
+    };
+    let text = controller_dir(cg, "memory")
+        .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The v1 cpuset files as runc's `events` reports them (None on v2, or
+/// without a cpuset hierarchy).
+pub fn cpuset_stats(cg: &Cgroup) -> Option<serde_json::Value> {
+    if cg.v2_root.is_some() {
+        return None;
+    }
+    let dir = controller_dir(cg, "cpuset")?;
+    let read = |f: &str| std::fs::read_to_string(dir.join(format!("cpuset.{f}"))).ok();
+    let list = |f: &str| serde_json::Value::from(parse_cpu_list(&read(f).unwrap_or_default()));
+    let num = |f: &str| {
+        serde_json::Value::from(
+            read(f)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(0),
+        )
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("cpus".into(), list("cpus"));
+    m.insert("cpu_exclusive".into(), num("cpu_exclusive"));
+    m.insert("mems".into(), list("mems"));
+    for f in [
+        "mem_hardwall",
+        "mem_exclusive",
+        "memory_migrate",
+        "memory_spread_page",
+        "memory_spread_slab",
+        "memory_pressure",
+        "sched_load_balance",
+        "sched_relax_domain_level",
+    ] {
+        m.insert(f.into(), num(f));
+    }
+    Some(serde_json::Value::Object(m))
+}
+
+/// "0-2,5" as [0, 1, 2, 5]; what does not parse is left out.
+fn parse_cpu_list(s: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    out.extend(a..=b.min(a.saturating_add(4096)));
+                }
+            }
+            None => out.extend(part.parse::<u32>().ok()),
+        }
+    }
+    out
+}
+
 pub struct Hierarchy {
     pub mount_point: PathBuf,
     /// The controllers (and `name=` of a named hierarchy) it carries.
@@ -497,6 +578,14 @@ pub fn v1_hierarchies() -> Vec<Hierarchy> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-2,5\n"), vec![0, 1, 2, 5]);
+        assert_eq!(parse_cpu_list("0"), vec![0]);
+        assert!(parse_cpu_list("").is_empty());
+        assert_eq!(parse_cpu_list("x,3"), vec![3]);
+    }
 
     fn spec_with(path: Option<&str>) -> Spec {
         let mut j = serde_json::json!({"ociVersion": "1.0.2", "linux": {}});

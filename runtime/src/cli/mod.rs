@@ -119,6 +119,16 @@ pub enum Command {
     },
     /// Run a process in a running container.
     Exec(exec::ExecArgs),
+    /// Display a container's cgroup statistics and OOM events (JSON lines).
+    Events {
+        id: String,
+        /// Stats collection interval (Go duration syntax: 5s, 100ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Display the container's stats once, then exit.
+        #[arg(long)]
+        stats: bool,
+    },
     /// Suspend all processes of a container.
     Pause { id: String },
     /// Resume a paused container.
@@ -202,6 +212,15 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Exec(a) => {
             let opts = a.options(&root)?;
             container::exec::exec(&root, &opts)
+        }
+        Command::Events {
+            id,
+            interval,
+            stats,
+        } => {
+            let interval = container::events::parse_interval(interval)?;
+            let mut out = std::io::stdout().lock();
+            container::events::events(&root, id, interval, *stats, &mut out).map(|_| 0)
         }
         Command::Pause { id } => container::pause::set_paused(&root, id, true).map(|_| 0),
         Command::Resume { id } => container::pause::set_paused(&root, id, false).map(|_| 0),

@@ -1,0 +1,267 @@
+//! `events`: a container's cgroup statistics in runc's JSON shape, once
+//! (`--stats`) or every interval, with an `oom` event each time the
+//! kernel's OOM killer strikes in the container's cgroup. One JSON object
+//! a line; the stream ends when the container stops.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use libcgroups::common::CgroupManager;
+use libcgroups::stats::{BlkioDeviceStat, MemoryData, Stats};
+use serde_json::{Map, Value, json};
+
+use crate::cgroups::{self, Cgroup};
+use crate::error::{Error, Result};
+use crate::state::{Root, Status};
+
+/// How often the stream looks for OOM kills and for the container's exit.
+const POLL: Duration = Duration::from_millis(100);
+
+pub fn events(
+    root: &Root,
+    id: &str,
+    interval: Duration,
+    stats_only: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let st = root.load(id)?;
+    let dir = root.dir(id);
+    let running = |st: &crate::state::ContainerState| {
+        matches!(st.status(&dir), Status::Running | Status::Paused)
+    };
+    if !running(&st) {
+        return Err(Error::Container(format!(
+            "container with id {id} is not running"
+        )));
+    }
+    let cg = st
+        .cgroup()
+        .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
+    let manager = cgroups::manager(&cg, id)?;
+    let mut emit = |event: Value| -> Result<()> {
+        writeln!(out, "{event}")
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::Io {
+                context: "write event".into(),
+                source: e,
+            })
+    };
+    let stats = || -> Result<Value> {
+        let s = manager
+            .stats()
+            .map_err(|e| Error::Cgroup(format!("stats of {}: {e}", cg.path.display())))?;
+        Ok(json!({"type": "stats", "id": id, "data": runc_stats(&s, &cg)}))
+    };
+    if stats_only {
+        return emit(stats()?);
+    }
+    let mut ooms = cgroups::oom_kills(&cg);
+    let mut next = Instant::now();
+    loop {
+        if Instant::now() >= next {
+            emit(stats()?)?;
+            next += interval;
+        }
+        let now = cgroups::oom_kills(&cg);
+        for _ in ooms..now {
+            emit(json!({"type": "oom", "id": id}))?;
+        }
+        ooms = ooms.max(now);
+        if !running(&st) {
+            return Ok(());
+        }
+        std::thread::sleep(POLL.min(next.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// Go's duration syntax as runc's `--interval` takes it: "5s", "100ms",
+/// "1.5s", "1m30s".
+pub fn parse_interval(s: &str) -> Result<Duration> {
+    let bad = || {
+        Error::Container(format!(
+            "invalid value {s:?} for flag -interval: parse error"
+        ))
+    };
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    if total <= 0.0 || !total.is_finite() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// libcgroups' statistics in the field names and omissions of runc's
+/// `events` (libcontainer's types.Stats): zero counters runc leaves out
+/// are left out here too.
+fn runc_stats(s: &Stats, cg: &Cgroup) -> Value {
+    let cpu = &s.cpu;
+    let mut throttling = Map::new();
+    for (k, v) in [
+        ("periods", cpu.throttling.periods),
+        ("throttled_periods", cpu.throttling.throttled_periods),
+        ("throttled_time", cpu.throttling.throttled_time),
+    ] {
+        if v != 0 {
+            throttling.insert(k.into(), v.into());
+        }
+    }
+    let mut memory = Map::new();
+    memory.insert("usage".into(), memory_data(&s.memory.memory, true));
+    memory.insert("swap".into(), memory_data(&s.memory.memswap, true));
+    memory.insert("kernel".into(), memory_data(&s.memory.kernel, true));
+    memory.insert("kernelTCP".into(), memory_data(&s.memory.kernel_tcp, false));
+    if s.memory.cache != 0 {
+        memory.insert("cache".into(), s.memory.cache.into());
+    }
+    let mut raw: Vec<(&String, &u64)> = s.memory.stats.iter().collect();
+    raw.sort();
+    memory.insert(
+        "raw".into(),
+        Value::Object(
+            raw.into_iter()
+                .map(|(k, v)| (k.clone(), (*v).into()))
+                .collect(),
+        ),
+    );
+    let mut pids = Map::new();
+    pids.insert("current".into(), s.pids.current.into());
+    if s.pids.limit != 0 {
+        pids.insert("limit".into(), s.pids.limit.into());
+    }
+    let mut blkio = Map::new();
+    for (k, v) in [
+        ("io_service_bytes_recursive", &s.blkio.service_bytes),
+        ("io_serviced_recursive", &s.blkio.serviced),
+        ("io_queue_recursive", &s.blkio.queued),
+        ("io_service_time_recursive", &s.blkio.service_time),
+        ("io_wait_time_recursive", &s.blkio.wait_time),
+        ("io_merged_recursive", &s.blkio.merged),
+        ("io_time_recursive", &s.blkio.time),
+        ("sectors_recursive", &s.blkio.sectors),
+    ] {
+        if !v.is_empty() {
+            blkio.insert(k.into(), v.iter().map(blkio_entry).collect());
+        }
+    }
+    let mut hugetlb: Vec<_> = s.hugetlb.iter().collect();
+    hugetlb.sort_by(|a, b| a.0.cmp(b.0));
+    let hugetlb: Map<String, Value> = hugetlb
+        .into_iter()
+        .map(|(size, h)| {
+            let mut m = Map::new();
+            if h.usage != 0 {
+                m.insert("usage".into(), h.usage.into());
+            }
+            if h.max_usage != 0 {
+                m.insert("max".into(), h.max_usage.into());
+            }
+            m.insert("failcnt".into(), h.fail_count.into());
+            (size.clone(), Value::Object(m))
+        })
+        .collect();
+    let mut data = Map::new();
+    data.insert(
+        "cpu".into(),
+        json!({
+            "usage": {
+                "total": cpu.usage.usage_total,
+                "percpu": cpu.usage.per_core_usage_total,
+                "percpu_kernel": cpu.usage.per_core_usage_kernel,
+                "percpu_user": cpu.usage.per_core_usage_user,
+                "kernel": cpu.usage.usage_kernel,
+                "user": cpu.usage.usage_user,
+            },
+            "throttling": throttling,
+        }),
+    );
+    if let Some(cpuset) = cgroups::cpuset_stats(cg) {
+        data.insert("cpuset".into(), cpuset);
+    }
+    data.insert("memory".into(), Value::Object(memory));
+    data.insert("pids".into(), Value::Object(pids));
+    data.insert("blkio".into(), Value::Object(blkio));
+    data.insert("hugetlb".into(), Value::Object(hugetlb));
+    data.insert("intel_rdt".into(), json!({}));
+    data.insert("network_interfaces".into(), Value::Null);
+    Value::Object(data)
+}
+
+/// runc's MemoryData: usage and max left out when zero (and, for
+/// kernelTCP, always), failcnt and limit always there.
+fn memory_data(m: &MemoryData, with_usage: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("limit".into(), m.limit.into());
+    if with_usage && m.usage != 0 {
+        o.insert("usage".into(), m.usage.into());
+    }
+    if with_usage && m.max_usage != 0 {
+        o.insert("max".into(), m.max_usage.into());
+    }
+    o.insert("failcnt".into(), m.fail_count.into());
+    Value::Object(o)
+}
+
+fn blkio_entry(e: &BlkioDeviceStat) -> Value {
+    json!({
+        "major": e.major,
+        "minor": e.minor,
+        "op": e.op_type.clone().unwrap_or_default(),
+        "value": e.value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_in_go_syntax() {
+        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_interval("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_interval("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_interval("1m30s").unwrap(), Duration::from_secs(90));
+        for bad in ["", "bogus", "5", "5x", "-1s", "0s", "s"] {
+            let e = parse_interval(bad).unwrap_err().to_string();
+            assert!(e.contains("parse error"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn memory_data_omits_what_runc_omits() {
+        let m = MemoryData {
+            usage: 0,
+            max_usage: 7,
+            fail_count: 0,
+            limit: 9,
+        };
+        assert_eq!(
+            memory_data(&m, true),
+            json!({"limit": 9, "max": 7, "failcnt": 0})
+        );
+        assert_eq!(memory_data(&m, false), json!({"limit": 9, "failcnt": 0}));
+    }
+}
