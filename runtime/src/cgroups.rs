@@ -188,6 +188,32 @@ pub fn prepare(cg: &Cgroup) -> Result<Placement> {
     }
 }
 
+/// A failure to create a cgroup directory: `CgroupDenied` when the tree
+/// is not writable for us (a rootless runtime may go on without).
+fn create_error(dir: &Path, e: std::io::Error) -> Error {
+    let msg = format!("create {}: {e}", dir.display());
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM | libc::EROFS) => Error::CgroupDenied(msg),
+        _ => Error::Cgroup(msg),
+    }
+}
+
+/// Does the spec ask for resource limits (which need a cgroup)? Device
+/// rules alone do not: without a devices cgroup the container still gets
+/// only the devices it is given.
+pub fn limits_requested(spec: &Spec) -> bool {
+    let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return false;
+    };
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
+}
+
 /// The v2 controllers libcgroups manages.
 const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "hugetlb", "io", "memory", "pids"];
 
@@ -222,7 +248,7 @@ fn prepare_v2(cg: &Cgroup, leaf: &Path) -> Result<std::os::fd::OwnedFd> {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::Cgroup(format!("create {}: {e}", dir.display()))),
+            Err(e) => return Err(create_error(&dir, e)),
         }
         // Not the leaf: a cgroup with controllers for its children may
         // hold no process ("no internal processes").
@@ -351,7 +377,7 @@ fn prepare_v1(cg: &Cgroup, file: &str) -> Result<Vec<PathBuf>> {
             match std::fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io("create", &dir, e)),
+                Err(e) => return Err(create_error(&dir, e)),
             }
             // A new cpuset has no cpus or mems, and takes no task until
             // it has: inherit the parent's, level by level.

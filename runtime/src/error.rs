@@ -16,6 +16,9 @@ pub enum Error {
     NotExist(String),
     #[error("container not running")]
     NotRunning,
+    /// The cgroup tree is not ours to write (rootless).
+    #[error("{0}")]
+    CgroupDenied(String),
     #[error("sync: peer closed while waiting for {0}")]
     SyncClosed(String),
     #[error("cannot start a container that has stopped")]

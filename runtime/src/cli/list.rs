@@ -30,11 +30,7 @@ pub fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
                         s.status.to_string(),
                         s.bundle.display().to_string(),
                         s.created.clone(),
-                        if s.owner.is_empty() {
-                            "root".into()
-                        } else {
-                            s.owner.clone()
-                        },
+                        s.owner.clone(),
                     ]
                 })
                 .collect();

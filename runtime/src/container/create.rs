@@ -150,16 +150,33 @@ pub fn create_from(
     // cgroup before anything runs in the namespaces, so that the cgroup
     // namespace (if any) is rooted at the container's cgroup.
     cleanup.cgroup = Some(cgroup.clone());
-    let placement = cgroups::prepare(&cgroup)?;
+    let placement = match cgroups::prepare(&cgroup) {
+        Ok(p) => Some(p),
+        // Rootless, as runc: without access to the cgroup tree the
+        // container runs in ours, unless it asked for limits.
+        Err(Error::CgroupDenied(e)) if !nix::unistd::geteuid().is_root() => {
+            if cgroups::limits_requested(spec) {
+                return Err(Error::Cgroup(format!(
+                    "rootless container cannot set resource limits: {e}"
+                )));
+            }
+            cleanup.cgroup = None;
+            st.cgroup_path = None;
+            st.cgroup2_root = None;
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let own_cgroup = placement.as_ref().map(|_| &cgroup);
     let cfg = InitConfig {
         id: &opts.id,
         spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
-        cgroup: Some(&cgroup),
+        cgroup: own_cgroup,
         cgroup_tasks: match &placement {
-            cgroups::Placement::SelfJoin(tasks) => tasks.clone(),
-            cgroups::Placement::Born(_) => Vec::new(),
+            Some(cgroups::Placement::SelfJoin(tasks)) => tasks.clone(),
+            _ => Vec::new(),
         },
         fifo_path: &fifo_path,
         console: console_raw,
@@ -171,12 +188,16 @@ pub fn create_from(
         seccomp: crate::security::seccomp::for_spec(spec, &root.path)?,
     };
     let (parent_sock, child_sock) = sync::pair()?;
-    let (stage1, placed) = crate::process::fork_placed(&placement, || {
+    let stage1_main = || {
         // The child must not hold the parent's end, or the parent would
         // never see EOF when the child dies.
         let _ = nix::unistd::close(parent_sock.raw());
         crate::process::stage1(&cfg, &child_sock)
-    })?;
+    };
+    let (stage1, placed) = match &placement {
+        Some(p) => crate::process::fork_placed(p, stage1_main)?,
+        None => (crate::process::fork_child(stage1_main)?, true),
+    };
     drop(placement);
     drop(child_sock);
     cleanup.pids.push(stage1.as_raw());
@@ -186,10 +207,10 @@ pub fn create_from(
     // millisecond to find the hierarchies: a thread builds it while we
     // place the process and let stage 1 go. (No fork follows in this
     // process while the thread lives.)
-    let manager = {
-        let (cg, id) = (cgroup.clone(), opts.id.clone());
+    let manager = own_cgroup.map(|cg| {
+        let (cg, id) = (cg.clone(), opts.id.clone());
         std::thread::spawn(move || cgroups::manager(&cg, &id))
-    };
+    });
     if !placed {
         cgroups::place(&cgroup, &opts.id, stage1.as_raw())?;
     }
@@ -205,7 +226,7 @@ pub fn create_from(
         return Err(e);
     }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let mut manager = Some(manager);
+    let mut manager = manager;
 
     let linux = spec.linux().as_ref();
     loop {

@@ -12,8 +12,25 @@ pub fn list(root: &Root) -> Result<Vec<StateView>> {
     for id in root.ids()? {
         // A container deleted while we list is simply not listed.
         if let Ok(st) = root.load(&id) {
-            out.push(st.view(&root.dir(&id)));
+            let dir = root.dir(&id);
+            let mut view = st.view(&dir);
+            view.owner = owner_of(&dir);
+            out.push(view);
         }
     }
     Ok(out)
+}
+
+/// The user who owns a container's state directory, by name as runc's
+/// `list` shows it (the uid when the name is unknown).
+fn owner_of(dir: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return String::new();
+    };
+    let uid = nix::unistd::Uid::from_raw(meta.uid());
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => format!("#{uid}"),
+    }
 }
