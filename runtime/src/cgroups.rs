@@ -176,6 +176,17 @@ pub enum Placement {
     Born(std::os::fd::OwnedFd),
 }
 
+impl Placement {
+    /// The `tasks` files the process writes itself into (empty when it
+    /// is born in its cgroup).
+    pub fn self_join_tasks(&self) -> &[PathBuf] {
+        match self {
+            Placement::SelfJoin(tasks) => tasks,
+            Placement::Born(_) => &[],
+        }
+    }
+}
+
 /// Create the container's cgroup (our own short path: one read of
 /// mountinfo and a directory per v1 hierarchy; on v2 the directories with
 /// the controllers enabled above them, as libcgroups' v2 manager does;
@@ -183,7 +194,7 @@ pub enum Placement {
 /// is left for [`apply`]) and say how the new process joins it.
 pub fn prepare(cg: &Cgroup) -> Result<Placement> {
     match cg.v2_dir() {
-        None => prepare_v1(cg, "tasks").map(Placement::SelfJoin),
+        None => prepare_v1(cg).map(Placement::SelfJoin),
         Some(dir) => prepare_v2(cg, &dir).map(Placement::Born),
     }
 }
@@ -354,8 +365,8 @@ const V1_CONTROLLERS: &[&str] = &[
 ];
 
 /// Create the container's cgroup in each v1 hierarchy (cpusets filled in
-/// from their parents); the path of `file` in each.
-fn prepare_v1(cg: &Cgroup, file: &str) -> Result<Vec<PathBuf>> {
+/// from their parents); the `tasks` file of each.
+fn prepare_v1(cg: &Cgroup) -> Result<Vec<PathBuf>> {
     let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
     let mut files = Vec::new();
     let io = |what: &str, p: &Path, e: std::io::Error| {
@@ -393,7 +404,7 @@ fn prepare_v1(cg: &Cgroup, file: &str) -> Result<Vec<PathBuf>> {
                 }
             }
         }
-        files.push(dir.join(file));
+        files.push(dir.join("tasks"));
     }
     Ok(files)
 }
@@ -482,7 +493,6 @@ pub fn is_frozen(st: &ContainerState) -> bool {
     }
 }
 
-/// A mounted cgroup v1 hierarchy.
 /// The directory of the container's cgroup in the hierarchy that carries
 /// `controller` (v1), or in the v2 tree.
 fn controller_dir(cg: &Cgroup, controller: &str) -> Option<PathBuf> {
@@ -564,6 +574,7 @@ fn parse_cpu_list(s: &str) -> Vec<u32> {
     out
 }
 
+/// A mounted cgroup v1 hierarchy.
 pub struct Hierarchy {
     pub mount_point: PathBuf,
     /// The controllers (and `name=` of a named hierarchy) it carries.

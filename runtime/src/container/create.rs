@@ -174,10 +174,10 @@ pub fn create_from(
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
         cgroup: own_cgroup,
-        cgroup_tasks: match &placement {
-            Some(cgroups::Placement::SelfJoin(tasks)) => tasks.clone(),
-            _ => Vec::new(),
-        },
+        cgroup_tasks: placement
+            .as_ref()
+            .map(|p| p.self_join_tasks().to_vec())
+            .unwrap_or_default(),
         fifo_path: &fifo_path,
         console: console_raw,
         no_pivot: opts.no_pivot,
@@ -194,10 +194,7 @@ pub fn create_from(
         let _ = nix::unistd::close(parent_sock.raw());
         crate::process::stage1(&cfg, &child_sock)
     };
-    let (stage1, placed) = match &placement {
-        Some(p) => crate::process::fork_placed(p, stage1_main)?,
-        None => (crate::process::fork_child(stage1_main)?, true),
-    };
+    let (stage1, placed) = crate::process::fork_placed(placement.as_ref(), stage1_main)?;
     drop(placement);
     drop(child_sock);
     cleanup.pids.push(stage1.as_raw());
@@ -207,7 +204,7 @@ pub fn create_from(
     // millisecond to find the hierarchies: a thread builds it while we
     // place the process and let stage 1 go. (No fork follows in this
     // process while the thread lives.)
-    let manager = own_cgroup.map(|cg| {
+    let mut manager = own_cgroup.map(|cg| {
         let (cg, id) = (cg.clone(), opts.id.clone());
         std::thread::spawn(move || cgroups::manager(&cg, &id))
     });
@@ -226,7 +223,6 @@ pub fn create_from(
         return Err(e);
     }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let mut manager = manager;
 
     let linux = spec.linux().as_ref();
     loop {

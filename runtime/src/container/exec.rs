@@ -62,10 +62,10 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     // cgroups::Placement); a container without one runs it as forked.
     let cgroup = st.cgroup();
     let placement = cgroup.as_ref().map(crate::cgroups::prepare).transpose()?;
-    let tasks = match &placement {
-        Some(crate::cgroups::Placement::SelfJoin(t)) => t.clone(),
-        _ => Vec::new(),
-    };
+    let tasks = placement
+        .as_ref()
+        .map(|p| p.self_join_tasks().to_vec())
+        .unwrap_or_default();
     let (parent_sock, child_sock) = sync::pair()?;
     let console_raw = console.as_ref().map(|c| c.as_raw_fd());
     let stage1_main = || {
@@ -81,10 +81,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
             &child_sock,
         )
     };
-    let (stage1, placed) = match &placement {
-        Some(p) => crate::process::fork_placed(p, stage1_main)?,
-        None => (crate::process::fork_child(stage1_main)?, true),
-    };
+    let (stage1, placed) = crate::process::fork_placed(placement.as_ref(), stage1_main)?;
     drop(placement);
     drop(child_sock);
     drop(console);

@@ -1,9 +1,9 @@
 //! Process creation: the fork into namespaces, the sync protocol with the
 //! parent, the container init and the final exec.
 //!
-//! Shape of a create: the CLI (parent) forks stage 1; stage 1 moves itself
-//! into the cgroup the parent made (v1; on v2 the parent places it), the
-//! parent sends Go; stage 1 joins namespaces given by path, unshares
+//! Shape of a create: the parent makes the cgroup and forks stage 1, which
+//! moves itself into it (v1) or is born in it (v2, clone3); the parent
+//! sends Go; stage 1 joins namespaces given by path, unshares
 //! a user namespace (the parent writes its id maps), unshares the rest and
 //! forks the init (PID 1 of a new PID namespace), reports its pid, exits.
 //! The init is reparented to the nearest subreaper (containerd's shim,
@@ -97,20 +97,23 @@ pub fn fork_child_into(
     }
 }
 
-/// Fork `child` on its way into the container's cgroup by `placement`.
-/// Returns its pid and whether it is placed (or places itself); when not
-/// (a v2 kernel without CLONE_INTO_CGROUP) the caller must place it.
+/// Fork `child` on its way into the container's cgroup by `placement`
+/// (None: the container has no cgroup of its own). Returns its pid and
+/// whether it is placed (or places itself); when not (a v2 kernel
+/// without CLONE_INTO_CGROUP) the caller must place it.
 pub fn fork_placed(
-    placement: &crate::cgroups::Placement,
+    placement: Option<&crate::cgroups::Placement>,
     child: impl Fn() -> i32,
 ) -> Result<(Pid, bool)> {
     use crate::cgroups::Placement;
     match placement {
-        Placement::SelfJoin(_) => Ok((fork_child(child)?, true)),
-        Placement::Born(dir) => match fork_child_into(std::os::fd::AsFd::as_fd(dir), &child)? {
-            Some(pid) => Ok((pid, true)),
-            None => Ok((fork_child(child)?, false)),
-        },
+        None | Some(Placement::SelfJoin(_)) => Ok((fork_child(child)?, true)),
+        Some(Placement::Born(dir)) => {
+            match fork_child_into(std::os::fd::AsFd::as_fd(dir), &child)? {
+                Some(pid) => Ok((pid, true)),
+                None => Ok((fork_child(child)?, false)),
+            }
+        }
     }
 }
 
