@@ -59,9 +59,15 @@ impl SyncSocket {
     /// The next message; None when the other side has closed.
     pub fn recv(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; MAX_MSG];
+        let mut reset = false;
         let n = loop {
             match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The peer exited with a message of ours unread (a Go it
+                // never waited for). The kernel says so once, ahead of
+                // what the peer sent before it went (its Error): read on.
+                Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
+                Err(nix::errno::Errno::ECONNRESET) => break 0,
                 other => break other.ctx(|| "receive sync message".into())?,
             }
         };
