@@ -298,7 +298,15 @@ impl Extractor {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        let fd = openat2(self.root.as_raw_fd(), p, how)?;
+        // EAGAIN: a mount or rename elsewhere raced a ".." walk and the
+        // kernel could not prove it stayed inside the root; retry.
+        let mut tries = 0;
+        let fd = loop {
+            match openat2(self.root.as_raw_fd(), p, how) {
+                Err(nix::errno::Errno::EAGAIN) if tries < 32 => tries += 1,
+                other => break other?,
+            }
+        };
         // SAFETY: fresh fd from openat2.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }

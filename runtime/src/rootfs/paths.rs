@@ -17,6 +17,9 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 
+/// How often an openat2 that the kernel answered with EAGAIN is retried.
+const OPENAT2_RETRIES: u32 = 32;
+
 /// Resolve `path` inside the root `root_fd` and open it with `flags`.
 pub fn open_in_root(
     root_fd: RawFd,
@@ -28,7 +31,15 @@ pub fn open_in_root(
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | extra);
-    let fd = openat2(root_fd, rel.as_os_str(), how)?;
+    // EAGAIN: a mount or rename elsewhere raced a ".." walk and the kernel
+    // could not prove it stayed inside the root; it asks for a retry.
+    let mut tries = 0;
+    let fd = loop {
+        match openat2(root_fd, rel.as_os_str(), how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < OPENAT2_RETRIES => tries += 1,
+            other => break other?,
+        }
+    };
     // SAFETY: openat2 returned a fresh fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
