@@ -43,9 +43,13 @@ done
 for r in $(seq "$ROUNDS"); do
   for rt in "${order[@]}"; do
     bin=$(bin_of "$rt")
-    t0=$(now)
-    for i in $(seq "$per"); do "$bin" --root "$work/state-$rt" run --bundle "$work/bundle" "r$r-$i" >/dev/null; done
-    RUN[$rt]=$(( RUN[$rt] + $(now) - t0 ))
+    for i in $(seq "$per"); do
+      t0=$(now)
+      "$bin" --root "$work/state-$rt" run --bundle "$work/bundle" "r$r-$i" >/dev/null
+      t1=$(now)
+      RUN[$rt]=$(( RUN[$rt] + t1 - t0 ))
+      echo $(( t1 - t0 )) >> "$work/run-$rt.ns"
+    done
   done
   order=("${order[@]:1}" "${order[0]}")
 done
@@ -74,6 +78,19 @@ for rt in strata runc crun; do
     "$(ms "${START[$rt]}")" "$(ms "${DELETE[$rt]}")" "${RSS[$rt]}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+# Each run's own time too: the median and the 90th percentile say more than
+# the mean on a machine whose hiccups land on one runtime's round.
+pct() { sort -n "$work/run-$1.ns" | awk -v q="$2" '{ a[NR] = $1 } END { i = int(NR * q); if (i < 1) i = 1; printf "%.2f", a[i] / 1e6 }'; }
+echo
+printf '%-8s %12s %12s\n' runtime "run p50 ms" "run p90 ms"
+for rt in strata runc crun; do
+  printf '%-8s %12s %12s\n' "$rt" "$(pct "$rt" 0.5)" "$(pct "$rt" 0.9)"
+done
+echo
+for peer in crun runc; do
+  echo "strata/$peer: run p50 $(ratio "$(pct strata 0.5)" "$(pct "$peer" 0.5)")x, p90 $(ratio "$(pct strata 0.9)" "$(pct "$peer" 0.9)")x"
+done
 echo
 for peer in crun runc; do
   echo "strata/$peer: run $(ratio "${RUN[strata]}" "${RUN[$peer]}")x," \
