@@ -109,7 +109,7 @@ pub fn create_from(
         cgroup2_root: cgroup.v2_root.clone(),
         spec: spec.clone(),
     };
-    root.save(&st)?;
+    root.save_creating(&st)?;
     let fifo_path = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
         .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
