@@ -506,21 +506,34 @@ fn controller_dir(cg: &Cgroup, controller: &str) -> Option<PathBuf> {
         .map(|h| h.mount_point.join(rel))
 }
 
-/// How many processes the OOM killer has killed in the container's
-/// cgroup (v1 `memory.oom_control`, v2 `memory.events`; 0 when unknown).
-pub fn oom_kills(cg: &Cgroup) -> u64 {
-    let file = if cg.v2_root.is_some() {
-        "memory.events"
-    } else {
-        "memory.oom_control"
-    };
-    let text = controller_dir(cg, "memory")
-        .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+/// The file that counts the container's OOM kills (v1
+/// `memory.oom_control`, v2 `memory.events`), found once: on v1 finding
+/// it reads mountinfo, and `events` polls the count ten times a second.
+pub struct OomCounter(Option<PathBuf>);
+
+impl OomCounter {
+    pub fn new(cg: &Cgroup) -> OomCounter {
+        let file = if cg.v2_root.is_some() {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        OomCounter(controller_dir(cg, "memory").map(|d| d.join(file)))
+    }
+
+    /// How many processes the OOM killer has killed in the cgroup (0
+    /// when unknown).
+    pub fn kills(&self) -> u64 {
+        let text = self
+            .0
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 /// The v1 cpuset files as runc's `events` reports them (None on v2, or

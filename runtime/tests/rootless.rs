@@ -56,16 +56,18 @@ fn as_user(c: &mut Command) -> &mut Command {
 }
 
 /// `strata-runtime --root <bundle>/state ARGS` as the user.
+fn rt_cmd(b: &Bundle, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--root")
+        .arg(b.path().join("state"))
+        .args(args)
+        .current_dir(b.path());
+    as_user(&mut c);
+    c
+}
+
 fn rt(b: &Bundle, args: &[&str]) -> Output {
-    as_user(
-        Command::new(BIN)
-            .arg("--root")
-            .arg(b.path().join("state"))
-            .args(args)
-            .current_dir(b.path()),
-    )
-    .output()
-    .unwrap()
+    rt_cmd(b, args).output().unwrap()
 }
 
 #[test]
@@ -90,17 +92,11 @@ fn rootless_run_maps_the_user_to_root_without_a_cgroup() {
     b.config["process"]["args"] = json!(["sleep", "1000"]);
     b.save();
     // The init keeps create's stdio: not our pipes.
-    let created = as_user(
-        Command::new(BIN)
-            .arg("--root")
-            .arg(b.path().join("state"))
-            .args(["create", "rl-bg"])
-            .current_dir(b.path()),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .status()
-    .unwrap();
+    let created = rt_cmd(&b, &["create", "rl-bg"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(created.success(), "rootless create");
     assert!(rt(&b, &["start", "rl-bg"]).status.success());
     let st: Value = serde_json::from_slice(&rt(&b, &["state", "rl-bg"]).stdout).unwrap();

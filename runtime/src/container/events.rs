@@ -55,14 +55,15 @@ pub fn events(
     if stats_only {
         return emit(stats()?);
     }
-    let mut ooms = cgroups::oom_kills(&cg);
+    let counter = cgroups::OomCounter::new(&cg);
+    let mut ooms = counter.kills();
     let mut next = Instant::now();
     loop {
         if Instant::now() >= next {
             emit(stats()?)?;
             next += interval;
         }
-        let now = cgroups::oom_kills(&cg);
+        let now = counter.kills();
         for _ in ooms..now {
             emit(json!({"type": "oom", "id": id}))?;
         }

@@ -25,8 +25,8 @@ pub struct InitConfig<'a> {
     pub rootfs: &'a Path,
     pub cgroup: Option<&'a crate::cgroups::Cgroup>,
     /// v1 `tasks` files stage 1 writes "0" to, placing itself (and so the
-    /// init it forks) in the container's cgroup; empty when the parent
-    /// places it.
+    /// init it forks) in the container's cgroup; empty on v2 (born in it)
+    /// or without a cgroup of its own.
     pub cgroup_tasks: Vec<std::path::PathBuf>,
     pub fifo_path: &'a Path,
     pub console: Option<RawFd>,
