@@ -837,6 +837,10 @@ fn monitor_or_container_sigkilled_ps_tells_the_truth() {
         .args(["-9", &real["pid"].to_string()])
         .stderr(Stdio::null())
         .status();
+    // Its monitor, which a real reboot would have taken too, finishes
+    // its clean-up in the container's directory before rm removes it.
+    let monitor = format!("/proc/{}", real["monitor_pid"]);
+    wait_for("the real monitor to exit", || !Path::new(&monitor).exists());
     s.ok(&["rm", "-f", "b"]);
 }
 
