@@ -1375,7 +1375,9 @@ fn seccomp_default_allowlist_and_docker_format_profiles() {
         &[
             "sh",
             "-c",
-            "set -e; echo a | cat; (sleep 0.1 &); nc -l -p 7000 & sleep 0.3; echo ping | nc 127.0.0.1 7000; wait $!",
+            // The listener's stdin stays open (a background job's is
+            // /dev/null, whose EOF could end busybox nc before it read).
+            "set -e; echo a | cat; (sleep 0.1 &); sleep 3 | nc -l -p 7000 & sleep 0.3; echo ping | nc 127.0.0.1 7000; wait $!",
         ],
     );
     assert!(o.status.success(), "{}", err(&o));
