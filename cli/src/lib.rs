@@ -2,6 +2,7 @@
 //! (issue 3); containers, build, network and the registry come with
 //! issues 4 and 5.
 
+pub mod build;
 pub mod config;
 pub mod containers;
 pub mod images;

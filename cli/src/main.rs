@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use strata::images;
 use strata_imagestore::Store;
 
+mod commands;
 mod containers_cli;
 use containers_cli::{ContainerCmd, CreateArgs, ExecArgs, LogsArgs, PsArgs};
 
@@ -112,6 +113,46 @@ enum Cmd {
         #[arg(long = "detach-keys", default_value = "")]
         detach_keys: String,
         id: String,
+    },
+    /// Build an image from a Dockerfile.
+    Build(Box<commands::build::BuildArgs>),
+    /// Run one build step's container (internal).
+    #[command(hide = true, name = "build-step-run")]
+    BuildStepRun {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        result: PathBuf,
+    },
+    /// Build cache commands.
+    #[command(subcommand)]
+    Builder(BuilderCmd),
+    /// Create a new image from a container's changes.
+    Commit(commands::images::CommitArgs),
+    /// Show a container's changed files (A added, C changed, D deleted).
+    Diff { container: String },
+    /// Write a container's filesystem as a tar archive.
+    Export {
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Show an image's history.
+    History(commands::images::HistoryArgs),
+    /// Copy files between a container and the host.
+    Cp {
+        /// Keep the owners (uid:gid) of what is copied.
+        #[arg(short, long)]
+        archive: bool,
+        /// Accepted for Docker compatibility (symlinks are copied as symlinks).
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        source: String,
+        destination: String,
     },
     /// Create an image from a rootfs tarball ("-" for stdin).
     Import {
@@ -234,6 +275,23 @@ enum ImageCmd {
     Unmount {
         image: String,
     },
+    /// Show an image's history.
+    History(commands::images::HistoryArgs),
+    /// Build an image from a Dockerfile.
+    Build(Box<commands::build::BuildArgs>),
+}
+
+#[derive(Subcommand)]
+enum BuilderCmd {
+    /// Remove the build cache (entries, and the layers only it kept).
+    Prune {
+        /// Everything (the default here: there are no cache filters yet).
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (nothing is asked: accepted for Docker scripts).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +361,34 @@ fn run(cli: Cli) -> Result<i32> {
     let config = strata::config::load(cli.config.as_deref())?;
     let mut store =
         Store::open(&root).with_context(|| format!("open store at {}", root.display()))?;
+    if let Cmd::BuildStepRun {
+        state,
+        bundle,
+        id,
+        result,
+    } = &cli.cmd
+    {
+        drop(store);
+        return Ok(commands::build::step_run(state, bundle, id, result));
+    }
+    if let Cmd::Build(a) | Cmd::Image(ImageCmd::Build(a)) = &cli.cmd {
+        drop(store);
+        let run_dir = if default_root {
+            PathBuf::from("/run/strata")
+        } else {
+            root.join("run")
+        };
+        let cfg = &config;
+        let puller = |name: &str| -> Result<()> {
+            let mut s = Store::open(&root)?;
+            pull_quietly(&mut s, cfg, name, true)
+        };
+        let pusher = |name: &str| -> Result<()> {
+            let mut s = Store::open(&root)?;
+            push_quietly(&mut s, cfg, name)
+        };
+        return commands::build::run(&root, run_dir, a, &puller, &pusher);
+    }
     if is_container_cmd(&cli.cmd) {
         let engine = strata::containers::Engine::new(root, store, default_root);
         return run_container(cli.cmd, engine, &config);
@@ -459,6 +545,16 @@ fn run(cli: Cli) -> Result<i32> {
             let format: strata_imagestore::archive::Format = format.parse()?;
             strata_imagestore::archive::save(&store, &names, format, &output)?;
         }
+        Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => {
+            commands::images::history(&store, &a, &mut out)?
+        }
+        Cmd::Builder(BuilderCmd::Prune { .. }) => {
+            let (entries, blobs, snaps) = store.cache_prune(None)?;
+            writeln!(
+                out,
+                "Deleted build cache objects: {entries} ({blobs} blobs, {snaps} snapshots)"
+            )?;
+        }
         Cmd::System(SystemCmd::Df) => {
             let (n, size, blobs, snaps) = store.df()?;
             writeln!(out, "TYPE        TOTAL   SIZE")?;
@@ -502,6 +598,10 @@ fn is_container_cmd(c: &Cmd) -> bool {
             | Cmd::Port { .. }
             | Cmd::Container(_)
             | Cmd::ContainerMonitor { .. }
+            | Cmd::Commit(_)
+            | Cmd::Diff { .. }
+            | Cmd::Export { .. }
+            | Cmd::Cp { .. }
     )
 }
 
@@ -518,6 +618,17 @@ fn pull_quietly(
     let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
     let reg = strata_registry::Registry::new(opts, &hosts)?;
     reg.pull(store, reference)?;
+    Ok(())
+}
+
+/// Push `image` to the registry its name names (for `build --push`).
+fn push_quietly(store: &mut Store, config: &strata::config::Config, image: &str) -> Result<()> {
+    let r = strata_imagestore::reference::Reference::parse(image)?;
+    let mut opts = config.registry_options(true, &r.domain);
+    opts.mirrors.clear();
+    opts.progress = strata_registry::progress::Mode::Quiet;
+    let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
+    reg.push(store, image, None)?;
     Ok(())
 }
 
@@ -746,6 +857,37 @@ fn run_container(
                 }
             }
             writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            Ok(0)
+        }
+        Cmd::Commit(a) => {
+            let id = commands::images::commit(&mut engine, &a)?;
+            writeln!(out, "{id}")?;
+            Ok(0)
+        }
+        Cmd::Diff { container } => {
+            for l in engine.diff(&container)? {
+                writeln!(out, "{l}")?;
+            }
+            Ok(0)
+        }
+        Cmd::Export { output, container } => {
+            let dest = output.unwrap_or_else(|| PathBuf::from("-"));
+            if dest == std::path::Path::new("-") && nix::unistd::isatty(1).unwrap_or(false) {
+                anyhow::bail!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                );
+            }
+            drop(out);
+            engine.export(&container, &dest)?;
+            Ok(0)
+        }
+        Cmd::Cp {
+            archive,
+            source,
+            destination,
+            ..
+        } => {
+            engine.cp(&source, &destination, archive)?;
             Ok(0)
         }
         Cmd::Top { container } => {

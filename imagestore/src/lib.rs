@@ -3,10 +3,13 @@
 //! processes (see DESIGN.md).
 
 pub mod archive;
+pub mod cache;
+pub mod commit;
 pub mod containers;
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod layer;
 pub mod metadata;
 pub mod mounts;
 pub mod reference;

@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS mounts (
     path TEXT PRIMARY KEY,
     image TEXT NOT NULL REFERENCES images(id)
 );
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,
+    blob TEXT,
+    media_type TEXT,
+    diff_id TEXT,
+    chain_id TEXT,
+    used TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -70,7 +78,7 @@ pub struct ImageRow {
     pub names: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerRow {
     pub blob: Digest,
     pub media_type: String,
@@ -217,7 +225,8 @@ impl Db {
     /// Snapshots (id, chain id) no image references.
     pub fn unreferenced_snapshots(&self) -> Result<Vec<(i64, Digest)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, chain_id FROM snapshots WHERE chain_id NOT IN (SELECT chain_id FROM layers)",
+            "SELECT id, chain_id FROM snapshots WHERE chain_id NOT IN (SELECT chain_id FROM layers)
+             AND chain_id NOT IN (SELECT chain_id FROM build_cache WHERE chain_id IS NOT NULL)",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, digest(r.get(1)?)?)))?
@@ -246,7 +255,9 @@ impl Db {
             out.insert(a);
             out.insert(b);
         }
-        let mut stmt = self.conn.prepare("SELECT blob FROM layers")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT blob FROM layers UNION SELECT blob FROM build_cache WHERE blob IS NOT NULL",
+        )?;
         for r in stmt.query_map([], |r| digest(r.get(0)?))? {
             out.insert(r?);
         }

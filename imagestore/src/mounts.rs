@@ -1,7 +1,18 @@
-//! `image mount`: a read-only overlay of an image's snapshots (a bind
-//! mount for a one-layer image), recorded in the database as a GC root.
+//! Overlay mounts of snapshot stacks, and `image mount`: a read-only
+//! overlay of an image's snapshots (a bind mount for a one-layer image),
+//! recorded in the database as a GC root.
+//!
+//! Stacks are mounted through the new mount API where the kernel has
+//! `lowerdir+` (Linux 6.8+): one lower layer per fsconfig call, so the
+//! number of layers is not capped by the one page that the classic
+//! option string must fit in. Elsewhere the classic mount(2) is used, and
+//! a stack whose options outgrow the page is refused with an error that
+//! names the limit (the kernel alone would answer a bare ENOENT or EINVAL).
 
-use std::path::PathBuf;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
@@ -41,15 +52,17 @@ impl Store {
                 )
             })
         } else {
-            // lowerdir lists the newest layer first.
-            let lower: Vec<String> = dirs.iter().rev().map(|d| d.display().to_string()).collect();
-            mount(
-                Some("overlay"),
-                &target,
-                Some("overlay"),
-                MsFlags::MS_RDONLY,
-                Some(format!("lowerdir={}", lower.join(":")).as_str()),
-            )
+            let lower: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
+            return match mount_overlay(&lower, None, &target) {
+                Ok(()) => {
+                    self.record_mount(&target, id)?;
+                    Ok(target)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&target);
+                    Err(e)
+                }
+            };
         };
         if let Err(e) = res {
             let _ = std::fs::remove_dir(&target);
@@ -81,4 +94,173 @@ impl Store {
         self.forget_mount(&path)?;
         Ok(PathBuf::from(path))
     }
+}
+
+/// An overlay's writable half: the upper dir and overlay's work dir (on
+/// the same filesystem).
+pub struct Upper<'a> {
+    pub upper: &'a Path,
+    pub work: &'a Path,
+}
+
+/// The most bytes of options the classic mount(2) takes (one page).
+const OPTIONS_MAX: usize = 4095;
+
+/// Mount an overlay at `target`: `lower` newest first, writable when an
+/// upper is given (read-only otherwise). Redirects, index and metacopy
+/// are off, so an upper dir is a plain tree of changes that can be
+/// written as a layer and stacked as a lower dir anywhere.
+pub fn mount_overlay(lower: &[PathBuf], upper: Option<Upper>, target: &Path) -> Result<()> {
+    if lower.is_empty() {
+        return Err(Error::BadImage(
+            "an overlay needs at least one lower layer".into(),
+        ));
+    }
+    match mount_overlay_fsconfig(lower, upper.as_ref(), target) {
+        Ok(()) => return Ok(()),
+        // No new mount API or no lowerdir+ (before 6.8): the classic way.
+        Err(Errno::ENOSYS) | Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => {}
+        Err(e) => {
+            return Err(Error::Sys {
+                context: format!(
+                    "mount overlay of {} layers at {}",
+                    lower.len(),
+                    target.display()
+                ),
+                source: e,
+            });
+        }
+    }
+    let mut data = format!(
+        "lowerdir={}",
+        lower
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    if let Some(u) = &upper {
+        data.push_str(&format!(
+            ",upperdir={},workdir={}",
+            u.upper.display(),
+            u.work.display()
+        ));
+    }
+    data.push_str(",redirect_dir=off,index=off,metacopy=off");
+    if data.len() > OPTIONS_MAX {
+        return Err(Error::BadImage(format!(
+            "{} layers are more than this kernel can stack: the overlay mount options take {} bytes, over the one page ({OPTIONS_MAX}) that mount(2) accepts, and this kernel has no lowerdir+ (Linux 6.8+)",
+            lower.len(),
+            data.len()
+        )));
+    }
+    let flags = if upper.is_some() {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|e| Error::Sys {
+        context: format!("mount overlay at {}", target.display()),
+        source: e,
+    })
+}
+
+use nix::errno::Errno;
+
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+fn cstr(s: &[u8]) -> std::result::Result<CString, Errno> {
+    CString::new(s).map_err(|_| Errno::EINVAL)
+}
+
+fn fsconfig_string(fs: &OwnedFd, key: &str, value: &Path) -> std::result::Result<(), Errno> {
+    let k = cstr(key.as_bytes())?;
+    let v = cstr(value.as_os_str().as_bytes())?;
+    // SAFETY: fsconfig on our own fs context fd with NUL-terminated strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            k.as_ptr(),
+            v.as_ptr(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+fn mount_overlay_fsconfig(
+    lower: &[PathBuf],
+    upper: Option<&Upper>,
+    target: &Path,
+) -> std::result::Result<(), Errno> {
+    let name = cstr(b"overlay")?;
+    // SAFETY: fsopen with a NUL-terminated filesystem name; the fd is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: fsopen returned a fresh fd that nothing else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    for l in lower {
+        fsconfig_string(&fs, "lowerdir+", l)?;
+    }
+    if let Some(u) = upper {
+        fsconfig_string(&fs, "upperdir", u.upper)?;
+        fsconfig_string(&fs, "workdir", u.work)?;
+    }
+    for (k, v) in [
+        ("redirect_dir", "off"),
+        ("index", "off"),
+        ("metacopy", "off"),
+    ] {
+        fsconfig_string(&fs, k, Path::new(v))?;
+    }
+    // SAFETY: the create command on our fs context fd takes no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    Errno::result(rc)?;
+    let attrs = if upper.is_some() {
+        0
+    } else {
+        MOUNT_ATTR_RDONLY
+    };
+    // SAFETY: fsmount on our configured fs context fd.
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    let m = Errno::result(m)?;
+    // SAFETY: fsmount returned a fresh mount fd that nothing else owns.
+    let mnt = unsafe { OwnedFd::from_raw_fd(m as i32) };
+    let empty = cstr(b"")?;
+    let t = cstr(target.as_os_str().as_bytes())?;
+    // SAFETY: move_mount of our detached mount fd onto a NUL-terminated path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(rc).map(drop)
 }

@@ -102,7 +102,7 @@ impl<R: Read> Read for Tee<R> {
 /// Store-wide lock: writers that add content (import, load) hold it shared
 /// for their whole run; gc and check hold it exclusive, so they never sweep
 /// blobs or snapshot dirs a load has written but not yet registered.
-fn store_lock(root: &Path, exclusive: bool) -> Result<Flock<File>> {
+pub(crate) fn store_lock(root: &Path, exclusive: bool) -> Result<Flock<File>> {
     let f = File::create(root.join("locks").join("store")).ctx(|| "create store lock".into())?;
     let arg = if exclusive {
         FlockArg::LockExclusive

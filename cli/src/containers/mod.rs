@@ -6,6 +6,7 @@
 //! here, never trusted.
 
 pub mod attach;
+pub mod changes;
 pub mod devices;
 pub mod logs;
 pub mod monitor;
@@ -20,7 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, umount2};
 use serde_json::{Value, json};
 use strata_imagestore::Store;
 use strata_imagestore::containers::ContainerRow;
@@ -118,7 +119,7 @@ impl Engine {
     /// The bridge, its addresses and host ports are host-wide, whatever
     /// the store: their bookkeeping lives in one place.
     fn ipam_dir(&self) -> PathBuf {
-        PathBuf::from("/run/strata/ipam")
+        network::ipam_dir()
     }
 
     fn ports_dir(&self) -> PathBuf {
@@ -378,40 +379,29 @@ impl Engine {
     }
 
     /// The overlay: image snapshots below, the container's upper above.
-    fn mount_rootfs(&self, id: &str, image: &strata_imagestore::Digest) -> Result<()> {
+    pub(crate) fn mount_rootfs(&self, id: &str, image: &strata_imagestore::Digest) -> Result<()> {
         let dir = self.dir(id);
         let target = dir.rootfs();
         if is_mountpoint(&target) {
             return Ok(());
         }
-        let lower: Vec<String> = self
-            .store
-            .snapshot_dirs(image)?
-            .iter()
-            .rev()
-            .map(|d| d.display().to_string())
-            .collect();
+        let mut lower: Vec<PathBuf> = self.store.snapshot_dirs(image)?;
+        lower.reverse();
         // overlayfs needs two lowers or an upper; an empty image gets an
         // empty lower of its own.
-        let lower = if lower.is_empty() {
+        if lower.is_empty() {
             let e = dir.path().join("empty");
             std::fs::create_dir_all(&e)?;
-            vec![e.display().to_string()]
-        } else {
-            lower
-        };
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            dir.path().join("upper").display(),
-            dir.path().join("work").display()
-        );
-        mount(
-            Some("overlay"),
+            lower.push(e);
+        }
+        let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
+        strata_imagestore::mounts::mount_overlay(
+            &lower,
+            Some(strata_imagestore::mounts::Upper {
+                upper: &upper,
+                work: &work,
+            }),
             &target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(data.as_str()),
         )
         .with_context(|| format!("mount container rootfs {}", target.display()))?;
         Ok(())
@@ -833,7 +823,7 @@ fn write_hosts(dir: &Dir, hostname: &str, ip: Option<&str>) -> Result<()> {
 
 /// The host's resolv.conf; loopback resolvers do not work from a bridged
 /// namespace, so they are dropped there (Docker's rule).
-fn resolv_conf(network: &str) -> String {
+pub fn resolv_conf(network: &str) -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     if network == "host" {
         return host;

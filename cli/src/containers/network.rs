@@ -30,6 +30,11 @@ pub const SUBNET: &str = "10.89.0.0/24";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
 const PREFIX: u8 = 24;
 
+/// The bridge's address leases: host-wide, whatever the store.
+pub fn ipam_dir() -> PathBuf {
+    PathBuf::from("/run/strata/ipam")
+}
+
 /// Make a new network namespace pinned at `path`.
 pub fn create_netns(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
