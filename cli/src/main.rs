@@ -387,7 +387,14 @@ fn run(cli: Cli) -> Result<i32> {
             let mut s = Store::open(&root)?;
             push_quietly(&mut s, cfg, name)
         };
-        return commands::build::run(&root, run_dir, a, &puller, &pusher);
+        // A failed build exits 1, as docker build does.
+        return match commands::build::run(&root, run_dir, a, &puller, &pusher) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                Ok(1)
+            }
+        };
     }
     if is_container_cmd(&cli.cmd) {
         let engine = strata::containers::Engine::new(root, store, default_root);

@@ -526,7 +526,9 @@ impl<'a> Solver<'a> {
                         .cloned()
                         .or(default)
                         .or_else(|| self.global(&k));
-                    st.key = cache_key(&st.key, &["ARG", &k, v.as_deref().unwrap_or("\0unset")]);
+                    // The value is no part of the chain's key: only the
+                    // steps that see it (RUN's env, an expanded word) do.
+                    st.key = cache_key(&st.key, &["ARG", &k]);
                     st.args.push((k, v));
                 }
                 Ok(())
