@@ -25,6 +25,11 @@ pub fn runtime_bin() -> PathBuf {
     bin
 }
 
+/// The built `strata` CLI, beside strata-runtime.
+pub fn strata_bin() -> PathBuf {
+    runtime_bin().with_file_name("strata")
+}
+
 pub fn workspace_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -271,5 +276,104 @@ impl Drop for Podman {
             .arg(self.dir.path())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Every path of a tree, described for comparison: type, mode, owner,
+/// size and content hash of files, link targets, hard-link group, xattrs.
+/// Directory sizes and all times are left out.
+pub fn describe_tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut links: std::collections::HashMap<(u64, u64), String> = Default::default();
+    fn walk(
+        root: &Path,
+        rel: &Path,
+        out: &mut std::collections::BTreeMap<String, String>,
+        links: &mut std::collections::HashMap<(u64, u64), String>,
+    ) {
+        let dir = root.join(rel);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            let p = root.join(&r);
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let key = r.display().to_string();
+            let owner = format!("{}:{}", m.uid(), m.gid());
+            let mode = m.mode() & 0o7777;
+            let xattrs = xattr_list(&p);
+            let desc = if m.is_dir() {
+                format!("dir {mode:o} {owner}{xattrs}")
+            } else if m.file_type().is_symlink() {
+                format!(
+                    "symlink -> {} {owner}",
+                    std::fs::read_link(&p).unwrap().display()
+                )
+            } else if m.is_file() {
+                let data = std::fs::read(&p).unwrap();
+                let mut group = String::new();
+                if m.nlink() > 1 {
+                    let first = links
+                        .entry((m.dev(), m.ino()))
+                        .or_insert_with(|| key.clone());
+                    group = format!(" link-group={first}");
+                }
+                format!(
+                    "file {mode:o} {owner} {} {}{group}{xattrs}",
+                    data.len(),
+                    short_hash(&data)
+                )
+            } else {
+                format!(
+                    "special {:o} {mode:o} {owner} {}",
+                    m.mode() & 0o170000,
+                    m.rdev()
+                )
+            };
+            out.insert(key, desc);
+            if m.is_dir() {
+                walk(root, &r, out, links);
+            }
+        }
+    }
+    walk(root, Path::new(""), &mut out, &mut links);
+    out
+}
+
+fn short_hash(data: &[u8]) -> String {
+    // FNV-1a, 64 bits: enough to tell contents apart in a test.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+fn xattr_list(p: &Path) -> String {
+    let out = Command::new("getfattr")
+        .args(["-h", "-d", "-m", "-", "--absolute-names"])
+        .arg(p)
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if !o.stdout.is_empty() => {
+            let t = text(&o.stdout);
+            let attrs: Vec<&str> = t
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .collect();
+            if attrs.is_empty() {
+                String::new()
+            } else {
+                format!(" xattrs[{}]", attrs.join(","))
+            }
+        }
+        _ => String::new(),
     }
 }

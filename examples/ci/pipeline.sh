@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A CI pipeline with strata, daemonless: make an image, test inside it,
+# A CI pipeline with strata, daemonless: build an image from a
+# Dockerfile (examples/app, on a busybox base made here), test inside it,
 # publish it to a registry, then check the published image from a clean
 # store as a deploy job would. Each step is an ordinary strata command; a
 # failing step fails the pipeline with that step's exit status.
@@ -30,26 +31,25 @@ build() { "$STRATA" --root "$WORK/build-store" "$@"; }
 deploy() { "$STRATA" --root "$WORK/deploy-store" "$@"; }
 step() { echo "--- $*"; }
 
-step "image: busybox rootfs plus the app"
+step "base: busybox from Debian's busybox-static"
 bash "$here/../../scripts/make-busybox-rootfs.sh" "$WORK/rootfs"
-mkdir -p "$WORK/rootfs/app"
-printf '#!/bin/sh\necho "hello from $(hostname)"\n' > "$WORK/rootfs/app/hello"
-chmod 755 "$WORK/rootfs/app/hello"
-echo "$BUILD_ID" > "$WORK/rootfs/app/VERSION"
 tar -C "$WORK/rootfs" -czf "$WORK/rootfs.tar.gz" .
-build import "$WORK/rootfs.tar.gz" "$image" >/dev/null
+build import "$WORK/rootfs.tar.gz" busybox >/dev/null
+
+step "build: examples/app/Dockerfile"
+build build --progress plain --build-arg VERSION="$BUILD_ID" -t "$image" "$here/../app"
 build images --format json | jq -r '.[] | "\(.Names[0]) \(.Id[0:12]) \(.Size) bytes"'
 
 step "test: in the image, no network"
 # The exit status of the test step is the pipeline's.
-build run --rm --network none -e BUILD_ID="$BUILD_ID" "$image" sh -c "$TEST_CMD"
+build run --rm --network none -e BUILD_ID="$BUILD_ID" --entrypoint sh "$image" -c "$TEST_CMD"
 
 step "publish: $image"
 build push -q "$image"
 
 step "deploy check: a clean store pulls and runs what was published"
 id=$(deploy pull -q "$image")
-out=$(deploy run --rm --network none --hostname deployed "$image" /app/hello)
-[ "$out" = "hello from deployed" ] || { echo "unexpected output: $out" >&2; exit 1; }
+out=$(deploy run --rm --network none --hostname deployed --entrypoint /app/hello "$image")
+[ "$out" = "hello from deployed, version $BUILD_ID" ] || { echo "unexpected output: $out" >&2; exit 1; }
 deploy save -o "$WORK/hello.tar" "$image"
 echo "pipeline: ok ($image, image $id, artifact $(stat -c %s "$WORK/hello.tar") bytes)"
