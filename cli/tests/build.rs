@@ -717,3 +717,123 @@ fn commit_diff_export_history_and_cp() {
     );
     s.ok(&["rm", "-f", "c1", "c2"]);
 }
+
+/// A local HTTP server (python3's) on 127.0.0.1 serving `dir`.
+struct Http {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Http {
+    fn serve(dir: &Path) -> Http {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Http { child, port }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn add_from_a_url_with_checksum() {
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("tool.sh"), "echo downloaded\n").unwrap();
+    let http = Http::serve(files.path());
+    let sum = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"echo downloaded\n"))
+    };
+    let url = format!("http://127.0.0.1:{}/tool.sh", http.port);
+    let df =
+        format!("FROM busybox\nADD --checksum=sha256:{sum} {url} /opt/\nADD {url} /renamed.sh\n");
+    let (s, ctx) = setup("build-url", &df);
+    build_ok(&s, &ctx, &["-t", "url", "--network", "host"]);
+    let o = s.run(&[
+        "run",
+        "--rm",
+        "url",
+        "sh",
+        "-c",
+        "stat -c '%a %s' /opt/tool.sh /renamed.sh; sh /opt/tool.sh",
+    ]);
+    assert_eq!(out(&o), "600 16\n600 16\ndownloaded\n", "{}", err(&o));
+    // A wrong checksum: one error naming both digests, no image.
+    let bad = format!(
+        "FROM busybox\nADD --checksum=sha256:{} {url} /opt/\n",
+        "0".repeat(64)
+    );
+    write(&ctx, "Dockerfile", &bad);
+    let o = build(&s, &ctx, &["-t", "badsum"]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("digest mismatch") && err(&o).contains(&sum),
+        "{}",
+        err(&o)
+    );
+    assert!(!s.run(&["image", "inspect", "badsum"]).status.success());
+    // COPY does not take URLs; a missing file is the server's 404.
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("FROM busybox\nCOPY {url} /x\n"),
+    );
+    assert!(err(&build(&s, &ctx, &[])).contains("source can't be a URL for COPY"));
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("FROM busybox\nADD http://127.0.0.1:{}/nope /x\n", http.port),
+    );
+    assert!(err(&build(&s, &ctx, &[])).contains("404"));
+    assert_clean(&s);
+}
+
+#[test]
+fn images_of_more_layers_than_one_page_of_mount_options() {
+    // 140 layers: more lowerdirs than the classic overlay option string
+    // takes; the kernel here (6.8+) stacks them one by one (lowerdir+).
+    let mut df = String::from("FROM busybox\n");
+    for i in 0..140 {
+        df.push_str(&format!("RUN echo {i} > /layer-{i}\n"));
+    }
+    df.push_str("RUN ls / | grep -c layer- > /count\n");
+    let (s, ctx) = setup("build-layers", &df);
+    build_ok(&s, &ctx, &["-t", "deep"]);
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["image", "inspect", "deep"])).unwrap();
+    assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 142);
+    let o = s.run(&[
+        "run",
+        "--rm",
+        "deep",
+        "cat",
+        "/count",
+        "/layer-0",
+        "/layer-139",
+    ]);
+    assert_eq!(out(&o), "140\n0\n139\n", "{}", err(&o));
+    assert_clean(&s);
+}

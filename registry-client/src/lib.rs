@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod error;
+pub mod http;
 pub mod progress;
 mod stream;
 

@@ -1334,17 +1334,35 @@ impl<'a> Solver<'a> {
                 format!("--checksum={c} can only be used with an http(s) source"),
             ));
         }
-        if let Some(w) = words.iter().find(|w| {
-            w.starts_with("http://") || w.starts_with("https://") || w.starts_with("git@")
-        }) {
+        let is_url = |w: &str| w.starts_with("http://") || w.starts_with("https://");
+        if let Some(w) = words
+            .iter()
+            .find(|w| w.starts_with("git@") || w.ends_with(".git"))
+        {
             return Err(self.err(
                 ins,
                 format!(
-                    "{} of a remote source ({w}) is not supported by this builder yet",
+                    "{} of a git repository ({w}) is not supported by this builder yet",
                     ins.keyword
                 ),
             ));
         }
+        if !add && let Some(w) = words.iter().find(|w| is_url(w)) {
+            return Err(self.err(
+                ins,
+                format!("source can't be a URL for COPY: {w} (use ADD)"),
+            ));
+        }
+        // ADD of a URL: downloaded (and checked) before the step, so its
+        // digest is part of the key; each file waits in a dir of its own.
+        let checksum = flag("checksum")?;
+        let mut remote: Vec<(tempfile::TempDir, String, String)> = Vec::new();
+        for w in words.iter().filter(|w| is_url(w)) {
+            let (dir, name, digest) = download(store, w, checksum.as_deref())
+                .map_err(|err| self.err(ins, format!("{err:#}")))?;
+            remote.push((dir, name, digest));
+        }
+        words.retain(|w| !is_url(w));
         // Heredoc sources become files named after their marker.
         let mut heredocs = Vec::new();
         words.retain(|w| {
@@ -1402,10 +1420,10 @@ impl<'a> Solver<'a> {
                 sources.push(clean);
             }
         }
-        if sources.is_empty() && heredocs.is_empty() {
+        if sources.is_empty() && heredocs.is_empty() && remote.is_empty() {
             return Err(self.err(ins, "no source files were specified"));
         }
-        let many = sources.len() + heredocs.len() > 1;
+        let many = sources.len() + heredocs.len() + remote.len() > 1;
         if many && !into_dir && !parents {
             return Err(self.err(ins, format!("When using {} with more than one source file, the destination must be a directory and end with a /", ins.keyword)));
         }
@@ -1433,6 +1451,9 @@ impl<'a> Solver<'a> {
             format!("{chown:?} {chmod:?} {link} {parents} {exclude:?}"),
             content,
         ];
+        for (_, name, digest) in &remote {
+            key_parts.push(format!("url {name} {digest}"));
+        }
         let shown = format!(
             "{} {}{} {}",
             ins.keyword,
@@ -1499,6 +1520,23 @@ impl<'a> Solver<'a> {
                         copier.copy(s, &target, as_dir)?;
                     }
                 }
+                for (dir, name, _) in &remote {
+                    // Mode 0600 and the Last-Modified time, as Docker's ADD.
+                    let src = fsops::open_dir(dir.path())?;
+                    let url_opts = CopyOptions {
+                        owner,
+                        keep_owner: false,
+                        chmod: Some(chmod.unwrap_or(0o600)),
+                        exclude: Ignore::default(),
+                    };
+                    let all = |_: &str| true;
+                    let target = if into_dir || many {
+                        dest_rel.join(name)
+                    } else {
+                        dest_rel.clone()
+                    };
+                    Copier::new(&src, &dst, &url_opts, &all).copy(name, &target, false)?;
+                }
                 for (h, text) in heredocs.iter().zip(&texts) {
                     let path = if into_dir || many {
                         dest_rel.join(&h.name)
@@ -1538,6 +1576,52 @@ fn expand_heredoc(text: &str, e: char, lookup: &expand::Lookup) -> Result<String
         out.push_str(&expand::word(&protected, e, lookup).map_err(|err| anyhow!("{err}"))?);
     }
     Ok(out)
+}
+
+/// `ADD URL`: the file, in a temp dir of its own under the store's tmp,
+/// named as the URL's last path segment, with the Last-Modified time;
+/// `--checksum` (`sha256:HEX`) must match. Returns (dir, name, digest).
+fn download(
+    store: &Store,
+    url: &str,
+    checksum: Option<&str>,
+) -> Result<(tempfile::TempDir, String, String)> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && !path.ends_with("//") && path.matches('/').count() > 2)
+        .unwrap_or("__unnamed__")
+        .to_string();
+    let dir = tempfile::Builder::new()
+        .prefix("add-")
+        .tempdir_in(store.root().join("tmp"))?;
+    let file = dir.path().join(&name);
+    let mut f = std::fs::File::create(&file)?;
+    let got = strata_registry::http::download(url, &mut f, 8 << 30).map_err(|e| anyhow!("{e}"))?;
+    drop(f);
+    let data_digest = {
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        let mut r = std::fs::File::open(&file)?;
+        std::io::copy(&mut r, &mut h)?;
+        format!("sha256:{}", hex::encode(sha2::Digest::finalize(h)))
+    };
+    if let Some(want) = checksum {
+        if !want.starts_with("sha256:") {
+            bail!("unsupported --checksum {want:?}: sha256:<hex>");
+        }
+        if want != data_digest {
+            bail!("digest mismatch for {url}: expected {want}, got {data_digest}");
+        }
+    }
+    if let Some(t) = got.last_modified {
+        let ft = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(ft)?;
+    }
+    Ok((dir, name, data_digest))
 }
 
 /// Is the whole RUN command one heredoc marker (`RUN <<EOF`)?
