@@ -53,6 +53,9 @@ s import "$work/busybox.tar" localhost/busybox >/dev/null
 s save -o "$work/busybox-docker.tar" localhost/busybox
 p load -i "$work/busybox-docker.tar" >/dev/null
 d load -i "$work/busybox-docker.tar" >/dev/null
+# BuildKit asks a registry for any name with a host part (localhost/...):
+# give dockerd's copy a plain name it finds in its own image store.
+d tag localhost/busybox:latest strata-bench-base:latest
 
 ctx=$work/ctx
 mkdir -p "$ctx/src"
@@ -62,11 +65,12 @@ for i in $(seq 1 40); do
 done
 head -c 50000000 /dev/urandom > "$ctx/big.bin"
 cat > "$ctx/Dockerfile" <<'DF'
-FROM localhost/busybox AS build
+ARG BASE=localhost/busybox
+FROM ${BASE} AS build
 WORKDIR /src
 COPY src/ ./src/
 RUN find src -type f | wc -l > /count && tar -cf /bundle.tar src
-FROM localhost/busybox
+FROM ${BASE}
 COPY --from=build /bundle.tar /count /app/
 COPY big.bin /app/big.bin
 RUN ls -l /app > /app/listing
@@ -86,7 +90,7 @@ for tool in strata podman docker; do
   case $tool in
     strata) b() { s build --progress plain -t bench "$@" "$ctx"; } ;;
     podman) b() { p build --format docker -t bench "$@" "$ctx"; } ;;
-    docker) b() { d build --progress plain -t bench "$@" "$ctx"; } ;;
+    docker) b() { d build --progress plain --build-arg BASE=strata-bench-base -t bench "$@" "$ctx"; } ;;
   esac
   cold=() noop=() change=()
   for r in $(seq "$rounds"); do

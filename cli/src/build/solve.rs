@@ -533,27 +533,20 @@ impl<'a> Solver<'a> {
                 }
                 Ok(())
             }
-            "ENV" => {
-                let kvs = expand::key_values(&ins.args, e, &|n| st.lookup(n), false, "ENV")
+            "ENV" | "LABEL" => {
+                let kvs = expand::key_values(&ins.args, e, &|n| st.lookup(n), false, kw)
                     .map_err(|err| self.err(ins, err))?;
                 let mut shown = Vec::new();
                 for (k, v) in kvs {
                     let v = v.unwrap_or_default();
-                    meta::set_env(&mut st.image, &k, &v);
+                    if kw == "ENV" {
+                        meta::set_env(&mut st.image, &k, &v);
+                    } else {
+                        meta::add_label(&mut st.image, &k, &v);
+                    }
                     shown.push(format!("{k}={v}"));
                 }
-                self.meta_step(idx, st, &format!("ENV {}", shown.join(" ")))
-            }
-            "LABEL" => {
-                let kvs = expand::key_values(&ins.args, e, &|n| st.lookup(n), false, "LABEL")
-                    .map_err(|err| self.err(ins, err))?;
-                let mut shown = Vec::new();
-                for (k, v) in kvs {
-                    let v = v.unwrap_or_default();
-                    meta::add_label(&mut st.image, &k, &v);
-                    shown.push(format!("{k}={v}"));
-                }
-                self.meta_step(idx, st, &format!("LABEL {}", shown.join(" ")))
+                self.meta_step(idx, st, &format!("{kw} {}", shown.join(" ")))
             }
             "MAINTAINER" => {
                 let a = expand_word(st, ins.args.trim())?;
