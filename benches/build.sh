@@ -52,10 +52,10 @@ tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 s import "$work/busybox.tar" localhost/busybox >/dev/null
 s save -o "$work/busybox-docker.tar" localhost/busybox
 p load -i "$work/busybox-docker.tar" >/dev/null
-d load -i "$work/busybox-docker.tar" >/dev/null
+loaded=$(d load -i "$work/busybox-docker.tar" | sed -n 's/^Loaded image: //p' | head -1)
 # BuildKit asks a registry for any name with a host part (localhost/...):
 # give dockerd's copy a plain name it finds in its own image store.
-d tag localhost/busybox:latest strata-bench-base:latest
+d tag "$loaded" strata-bench-base:latest
 
 ctx=$work/ctx
 mkdir -p "$ctx/src"
@@ -90,7 +90,8 @@ for tool in strata podman docker; do
   case $tool in
     strata) b() { s build --progress plain -t bench "$@" "$ctx"; } ;;
     podman) b() { p build --format docker -t bench "$@" "$ctx"; } ;;
-    docker) b() { d build --progress plain --build-arg BASE=strata-bench-base -t bench "$@" "$ctx"; } ;;
+    # dockerd runs with --bridge=none: its RUN steps take no network.
+    docker) b() { d build --progress plain --network none --build-arg BASE=strata-bench-base -t bench "$@" "$ctx"; } ;;
   esac
   cold=() noop=() change=()
   for r in $(seq "$rounds"); do
