@@ -7,11 +7,11 @@
 //! crosses one is resolved inside the context (`RESOLVE_IN_ROOT`).
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use nix::fcntl::{OFlag, ResolveFlag};
+use nix::fcntl::OFlag;
 use sha2::{Digest as _, Sha256};
 
 use super::fsops;
@@ -365,8 +365,6 @@ fn digest_path(
         fsops::Kind::Other => {}
     }
     h.update([1]);
-    let _ = ResolveFlag::empty();
-    let _ = root.as_raw_fd();
     Ok(())
 }
 

@@ -959,10 +959,6 @@ impl<'a> Solver<'a> {
                 .path()
                 .join(path.rsplit('/').next().unwrap_or("script"));
             std::fs::write(&f, content)?;
-            std::os::unix::fs::PermissionsExt::set_mode(
-                &mut std::fs::metadata(&f)?.permissions(),
-                0o755,
-            );
             std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
             mounts.push(json!({"destination": path, "type": "bind", "source": f, "options": ["rbind", "ro"]}));
             key_parts.push(content.clone());
@@ -1637,7 +1633,7 @@ fn unmount(p: &Path) {
 }
 
 /// `--platform`: only the host's (no emulation is set up here).
-fn check_platform(p: &str) -> Result<()> {
+pub fn check_platform(p: &str) -> Result<()> {
     let want = p.trim().to_ascii_lowercase();
     let host = host_platform();
     if want == host || want == "linux" || want.starts_with(&format!("{host}/")) {

@@ -291,12 +291,7 @@ pub fn run(
         platform: a.platform.clone(),
     };
     if let Some(p) = &o.platform {
-        let host = strata::build::solve::host_platform();
-        if !p.eq_ignore_ascii_case(&host) && !p.eq_ignore_ascii_case("linux") {
-            bail!(
-                "platform {p} cannot be built on this {host} host: no binfmt_misc emulation is registered for it"
-            );
-        }
+        strata::build::solve::check_platform(p)?;
     }
     let host = strata::build::steps::run::Host {
         root: root.to_path_buf(),

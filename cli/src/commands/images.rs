@@ -68,22 +68,8 @@ pub fn history(store: &Store, a: &HistoryArgs, out: &mut impl Write) -> Result<(
     let id = store.resolve(&a.image)?;
     let config: serde_json::Value = serde_json::from_slice(&store.content.read(&id)?)?;
     let layers = store.layers(&id)?;
-    let sizes: Vec<u64> = {
-        let snaps = store.df().ok();
-        let _ = snaps;
-        layers
-            .iter()
-            .map(|l| {
-                store
-                    .chain_dir(&l.chain_id)
-                    .ok()
-                    .flatten()
-                    .map(|_| 0)
-                    .unwrap_or(0)
-                    + layer_size(store, &l.blob)
-            })
-            .collect()
-    };
+    // A layer's size is its blob's, as `docker history` shows.
+    let sizes: Vec<u64> = layers.iter().map(|l| layer_size(store, &l.blob)).collect();
     let hist: Vec<serde_json::Value> = config["history"].as_array().cloned().unwrap_or_default();
     let mut li = 0;
     let mut rows = Vec::new();
