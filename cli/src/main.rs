@@ -388,7 +388,7 @@ fn run(cli: Cli) -> Result<i32> {
             push_quietly(&mut s, cfg, name)
         };
         // A failed build exits 1, as docker build does.
-        return match commands::build::run(&root, run_dir, a, &puller, &pusher) {
+        return match commands::build::run(&root, run_dir, a, &puller, &pusher, cfg) {
             Ok(code) => Ok(code),
             Err(e) => {
                 eprintln!("Error: {e:#}");

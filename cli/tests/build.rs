@@ -255,6 +255,108 @@ fn cache_hits_and_misses() {
     assert_clean(&s);
 }
 
+/// `--cache-to type=local` on one store, `--cache-from` on another that
+/// has the same base image (saved and loaded): the second store runs no
+/// step, and gets the first one's layers (the RUN's random stamp).
+#[test]
+fn cache_shared_through_a_local_directory() {
+    let df = "FROM busybox AS tool\nRUN cat /proc/sys/kernel/random/uuid > /tool\n\
+              FROM busybox\nARG V=1\nCOPY a.txt /a.txt\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n\
+              COPY --from=tool /tool /tool\nENV X=1\nRUN true\nCMD [\"cat\", \"/stamp\"]\n";
+    let (a, ctx) = setup("build-share-a", df);
+    write(&ctx, "a.txt", "one");
+    let base = a.dir.path().join("base.tar");
+    a.ok(&["save", "-o", base.to_str().unwrap(), "busybox"]);
+    let cache = a.dir.path().join("cache");
+    let min = a.dir.path().join("cache-min");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let to_min = format!("type=local,dest={}", min.display());
+    let first = build_ok(
+        &a,
+        &ctx,
+        &["-t", "app", "--cache-to", &to, "--cache-to", &to_min],
+    );
+    assert!(first.contains("exporting cache"), "{first}");
+    assert!(cache.join("index.json").is_file() && cache.join("oci-layout").is_file());
+    let stamp = |s: &Strata| out(&s.run(&["run", "--rm", "app"]));
+    let made = stamp(&a);
+    assert_eq!(made.len(), 37, "{made:?}");
+
+    let fresh = |prefix: &str| {
+        let s = Strata::empty(prefix);
+        s.ok(&["load", "-i", base.to_str().unwrap()]);
+        s
+    };
+    // mode=max: every step of both stages comes from the cache.
+    let b = fresh("build-share-b");
+    let from = format!("type=local,src={}", cache.display());
+    let hit = build_ok(&b, &ctx, &["-t", "app", "--cache-from", &from]);
+    assert_eq!(hit.matches("CACHED").count(), 5, "{hit}");
+    assert_eq!(stamp(&b), made);
+    let tool = out(&b.run(&["run", "--rm", "app", "cat", "/tool"]));
+    assert_eq!(tool, out(&a.run(&["run", "--rm", "app", "cat", "/tool"])));
+    // Adopted steps are the store's own cache now: no --cache-from needed.
+    let again = build_ok(&b, &ctx, &["-t", "app"]);
+    assert_eq!(again.matches("CACHED").count(), 5, "{again}");
+    let check = b.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", out(&check));
+    assert_clean(&b);
+
+    // mode=min (the default): only the final stage's lineage. The tool
+    // stage runs again, and the final stage's COPY --from it misses
+    // because its stamp is new; the steps before it hit.
+    let c = fresh("build-share-c");
+    let from_min = format!("type=local,src={}", min.display());
+    let part = build_ok(&c, &ctx, &["-t", "app", "--cache-from", &from_min]);
+    assert_eq!(part.matches("CACHED").count(), 2, "{part}");
+    assert_eq!(stamp(&c), made);
+
+    // A changed source: that step and what follows it run.
+    let d = fresh("build-share-d");
+    write(&ctx, "a.txt", "two");
+    let changed = build_ok(&d, &ctx, &["-t", "app", "--cache-from", &from]);
+    assert_eq!(changed.matches("CACHED").count(), 1, "{changed}");
+    assert_ne!(stamp(&d), made);
+    write(&ctx, "a.txt", "one");
+
+    // A corrupt blob in the cache: a warning, the step runs, the build
+    // passes and the store holds nothing bad.
+    let blobs = cache.join("blobs/sha256");
+    let manifest: serde_json::Value = {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
+        let m = index["manifests"][0]["digest"].as_str().unwrap();
+        serde_json::from_slice(&std::fs::read(blobs.join(&m[7..])).unwrap()).unwrap()
+    };
+    for l in manifest["layers"].as_array().unwrap() {
+        let p = blobs.join(&l["digest"].as_str().unwrap()[7..]);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&p, bytes).unwrap();
+    }
+    let e = fresh("build-share-e");
+    let bad = build_ok(&e, &ctx, &["-t", "app", "--cache-from", &from]);
+    assert!(bad.contains("[Warning] cache type=local"), "{bad}");
+    assert_eq!(bad.matches("CACHED").count(), 0, "{bad}");
+    assert_eq!(stamp(&e).len(), 37);
+    let check = e.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", out(&check));
+    assert_clean(&e);
+    // A directory that is no cache at all: one warning, a normal build.
+    let none = build_ok(&e, &ctx, &["--cache-from", "type=local,src=/nonexistent"]);
+    assert!(
+        none.contains("importing cache type=local,src=/nonexistent"),
+        "{none}"
+    );
+    // Bad specs are errors before anything runs.
+    for bad in ["type=s3", "type=local", "type=registry,ref=UPPER/Case"] {
+        let o = build(&e, &ctx, &["--cache-to", bad]);
+        assert!(!o.status.success(), "{bad}");
+        assert!(err(&o).contains("--cache-to"), "{bad}: {}", err(&o));
+    }
+}
+
 #[test]
 fn multi_stage_targets_and_parallel_stages() {
     let (s, ctx) = setup(

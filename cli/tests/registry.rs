@@ -1275,3 +1275,69 @@ fn ci_pipeline_example_publishes_and_deploys() {
     let missing = skopeo_inspect(&format!("{}/ci/hello:b2", reg.addr));
     assert!(!missing.status.success());
 }
+
+/// `build --cache-to type=registry` from one store, `--cache-from` in a
+/// fresh one (the CI runner case): the second build runs no step. The
+/// cache is an OCI manifest the registry and skopeo take as any other.
+#[test]
+fn build_cache_shared_through_the_registry() {
+    let reg = Registry::start(None);
+    let a = Strata::new();
+    a.busybox();
+    let base = format!("{}/lib/base:1", reg.addr);
+    a.ok(&["push", "busybox", &base]);
+    let ctx = a.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /proc/sys/kernel/random/uuid > /stamp\nCMD [\"cat\", \"/stamp\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(ctx.join("a.txt"), "one").unwrap();
+    let cache = format!("{}/lib/app:buildcache", reg.addr);
+    let build = |s: &Strata, extra: &[&str]| {
+        let mut args = vec!["build", "--progress", "plain", "-t", "app"];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let o = s.run(&args);
+        assert!(o.status.success(), "build: {}", stderr(&o));
+        stderr(&o)
+    };
+    let first = build(&a, &["--cache-to", &format!("type=registry,ref={cache}")]);
+    assert!(first.contains("exporting cache"), "{first}");
+    let made = a.ok(&["run", "--rm", "app"]);
+    // The registry holds it as an OCI manifest with our config type.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{cache}"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", stderr(&raw));
+    let m: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.strata.build.cache.config.v1+json"
+    );
+    assert_eq!(m["layers"].as_array().unwrap().len(), 2);
+    // A fresh store: the base is pulled, both layer steps come from the
+    // registry's cache, and the image has the first store's layers.
+    let b = Strata::new();
+    let hit = build(&b, &["--cache-from", &format!("type=registry,ref={cache}")]);
+    assert_eq!(hit.matches("CACHED").count(), 2, "{hit}");
+    assert_eq!(b.ok(&["run", "--rm", "app"]), made);
+    assert!(b.ok(&["system", "check"]).contains("consistent"));
+    // A cache ref that is not there: a warning, and the steps run.
+    let c = Strata::new();
+    let miss = build(
+        &c,
+        &["--cache-from", &format!("{}/lib/nope:cache", reg.addr)],
+    );
+    assert!(miss.contains("[Warning] importing cache"), "{miss}");
+    assert_eq!(miss.matches("CACHED").count(), 0, "{miss}");
+    // An image that is not a cache is refused as one, by name.
+    let d = Strata::new();
+    let wrong = build(&d, &["--cache-from", &base]);
+    assert!(wrong.contains("not a strata build cache"), "{wrong}");
+}

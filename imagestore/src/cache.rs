@@ -8,7 +8,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metadata::LayerRow;
 use crate::store::Store;
 
@@ -109,4 +109,257 @@ impl Store {
         }
         Ok((blobs.len(), size))
     }
+}
+
+/// The config media type of an exported build cache (`--cache-to`): an
+/// OCI image manifest whose config is a [`CacheConfig`] and whose layers
+/// are every layer blob the records name, so registries keep them.
+pub const CACHE_CONFIG: &str = "application/vnd.strata.build.cache.config.v1+json";
+
+/// A layer of an exported cache.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheLayer {
+    pub digest: Digest,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+    #[serde(rename = "diffID")]
+    pub diff_id: Digest,
+}
+
+/// A step of an exported cache: its key and the index of the layer it
+/// made in [`CacheConfig::layers`] (none: the step changed no file).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheRecord {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheConfig {
+    pub layers: Vec<CacheLayer>,
+    pub records: Vec<CacheRecord>,
+}
+
+impl CacheConfig {
+    /// Parse and check an exported cache config (from a registry or a
+    /// directory: not trusted).
+    pub fn parse(bytes: &[u8]) -> Result<CacheConfig> {
+        let c: CacheConfig = serde_json::from_slice(bytes)
+            .map_err(|e| Error::BadImage(format!("build cache config: {e}")))?;
+        for r in &c.records {
+            if r.layer.is_some_and(|i| i >= c.layers.len()) {
+                return Err(Error::BadImage(format!(
+                    "build cache config: record {} names layer {:?} of {}",
+                    r.key,
+                    r.layer,
+                    c.layers.len()
+                )));
+            }
+        }
+        Ok(c)
+    }
+
+    /// The layer `key` made, `Some(None)` for an empty step, `None` if the
+    /// cache has no such step.
+    pub fn lookup(&self, key: &str) -> Option<Option<&CacheLayer>> {
+        self.records
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.layer.map(|i| &self.layers[i]))
+    }
+}
+
+/// An exported cache, ready to write: the manifest's bytes and every
+/// blob it names (config first), all in the content store.
+pub struct CacheExport {
+    pub manifest: Vec<u8>,
+    pub config: Digest,
+    pub blobs: Vec<Digest>,
+}
+
+impl Store {
+    /// Build the cache manifest of `records` (key, result), writing its
+    /// config blob into the content store.
+    pub fn cache_export(&self, records: &[(String, Cached)]) -> Result<CacheExport> {
+        let mut cfg = CacheConfig::default();
+        for (key, c) in records {
+            let layer = match c {
+                Cached::Empty => None,
+                Cached::Layer(l) => {
+                    Some(match cfg.layers.iter().position(|x| x.digest == l.blob) {
+                        Some(i) => i,
+                        None => {
+                            cfg.layers.push(CacheLayer {
+                                digest: l.blob.clone(),
+                                media_type: l.media_type.clone(),
+                                size: self.content.size(&l.blob)?,
+                                diff_id: l.diff_id.clone(),
+                            });
+                            cfg.layers.len() - 1
+                        }
+                    })
+                }
+            };
+            if !cfg.records.iter().any(|r| &r.key == key) {
+                cfg.records.push(CacheRecord {
+                    key: key.clone(),
+                    layer,
+                });
+            }
+        }
+        let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::BadImage(e.to_string()))?;
+        let config = self.content.put(&bytes)?;
+        let layers: Vec<serde_json::Value> = cfg
+            .layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size,
+                })
+            })
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::store::OCI_MANIFEST,
+            "config": {"mediaType": CACHE_CONFIG, "digest": config.to_string(), "size": bytes.len()},
+            "layers": layers,
+        });
+        let manifest = serde_json::to_vec(&manifest).map_err(|e| Error::BadImage(e.to_string()))?;
+        let mut blobs = vec![config.clone()];
+        blobs.extend(cfg.layers.iter().map(|l| l.digest.clone()));
+        Ok(CacheExport {
+            manifest,
+            config,
+            blobs,
+        })
+    }
+
+    /// Take an imported cache's step into this store: its layer's blob
+    /// (from `source`, verified) and snapshot as chain `chain`, then the
+    /// cache row for `key`.
+    pub fn cache_adopt(
+        &mut self,
+        key: &str,
+        l: &CacheLayer,
+        chain: &Digest,
+        source: &crate::store::BlobSource,
+    ) -> Result<Cached> {
+        let row = LayerRow {
+            blob: l.digest.clone(),
+            media_type: l.media_type.clone(),
+            diff_id: l.diff_id.clone(),
+            chain_id: chain.clone(),
+        };
+        let job = crate::store::LayerJob {
+            blob: crate::content::Expected {
+                digest: l.digest.clone(),
+                size: Some(l.size),
+                what: format!("cached layer {}", l.digest.short()),
+            },
+            media_type: l.media_type.clone(),
+            diff_id: l.diff_id.clone(),
+            chain_id: chain.clone(),
+        };
+        let root = self.root().to_path_buf();
+        let u = crate::store::ingest_layer(&root, &self.content, &job, source)?;
+        let tx = self.db_mut().tx()?;
+        let leftover = crate::store::publish_unpacked(&tx, &root, &row, u)?;
+        tx.commit()?;
+        if let Some(t) = leftover {
+            let _ = std::fs::remove_dir_all(t);
+        }
+        let hit = Cached::Layer(row);
+        self.cache_put(key, &hit)?;
+        Ok(hit)
+    }
+}
+
+/// Write an exported cache as an OCI layout in `dir` (`--cache-to
+/// type=local,dest=DIR`): blobs it lacks first (each to a temp name, then
+/// renamed), `index.json` last, so a reader never sees a half cache.
+pub fn write_layout(store: &Store, dir: &std::path::Path, export: &CacheExport) -> Result<()> {
+    use crate::error::Context as _;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).ctx(|| format!("create {}", blobs.display()))?;
+    let mdigest = Digest::of(&export.manifest);
+    let put = |d: &Digest, data: Option<&[u8]>| -> Result<()> {
+        let dest = blobs.join(d.hex());
+        if dest.exists() {
+            return Ok(());
+        }
+        let tmp = blobs.join(format!(".{}.tmp-{}", d.hex(), std::process::id()));
+        let r = match data {
+            Some(bytes) => std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display())),
+            None => {
+                let mut src = store.content.open_blob(d)?;
+                let mut f =
+                    std::fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+                std::io::copy(&mut src, &mut f).ctx(|| format!("write blob {d}"))?;
+                f.sync_all().ctx(|| format!("fsync {}", tmp.display()))
+            }
+        };
+        if let Err(e) = r.and_then(|_| {
+            std::fs::rename(&tmp, &dest).ctx(|| format!("rename to {}", dest.display()))
+        }) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(())
+    };
+    for d in &export.blobs {
+        put(d, None)?;
+    }
+    put(&mdigest, Some(&export.manifest))?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::store::OCI_INDEX,
+        "manifests": [{
+            "mediaType": crate::store::OCI_MANIFEST,
+            "digest": mdigest.to_string(),
+            "size": export.manifest.len(),
+            "annotations": {crate::store::REF_NAME: "latest"},
+        }],
+    });
+    let tmp = dir.join(format!(".index.json.tmp-{}", std::process::id()));
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .ctx(|| "write oci-layout".into())?;
+    std::fs::write(&tmp, index.to_string()).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("index.json")).ctx(|| "write index.json".into())
+}
+
+/// Read the cache config of a manifest (verified by its caller) whose
+/// blobs `read_blob` returns, limited and verified here.
+pub fn read_export(
+    manifest: &[u8],
+    read_blob: &dyn Fn(&Digest) -> Result<Box<dyn std::io::Read + Send>>,
+) -> Result<CacheConfig> {
+    use std::io::Read as _;
+    let m: serde_json::Value = serde_json::from_slice(manifest)
+        .map_err(|e| Error::BadImage(format!("build cache manifest: {e}")))?;
+    let mt = m["config"]["mediaType"].as_str().unwrap_or_default();
+    if mt != CACHE_CONFIG {
+        return Err(Error::BadImage(format!(
+            "not a strata build cache (config media type {mt:?}, want {CACHE_CONFIG})"
+        )));
+    }
+    let d: Digest = m["config"]["digest"].as_str().unwrap_or_default().parse()?;
+    let mut bytes = Vec::new();
+    read_blob(&d)?
+        .take(64 << 20)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Io {
+            context: format!("read build cache config {d}"),
+            source: e,
+        })?;
+    let actual = Digest::of(&bytes);
+    if actual != d {
+        return Err(Error::DigestMismatch {
+            what: "build cache config".into(),
+            expected: d.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    CacheConfig::parse(&bytes)
 }

@@ -56,6 +56,19 @@ impl FromStr for Digest {
     }
 }
 
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sha256:{}", self.hex)
@@ -67,13 +80,18 @@ impl fmt::Display for Digest {
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(prev) => Digest::of(format!("{prev} {d}").as_bytes()),
-        };
+        let next = chain_next(out.last(), d);
         out.push(next);
     }
     out
+}
+
+/// The chain id of a layer `diff` on the chain `prev` (none: the bottom).
+pub fn chain_next(prev: Option<&Digest>, diff: &Digest) -> Digest {
+    match prev {
+        None => diff.clone(),
+        Some(p) => Digest::of(format!("{p} {diff}").as_bytes()),
+    }
 }
 
 /// A reader that hashes and counts what passes through it.

@@ -4,11 +4,13 @@
 
 pub mod archive;
 pub mod cache;
+pub mod check;
 pub mod commit;
 pub mod containers;
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod layer;
 pub mod metadata;
 pub mod mounts;

@@ -1,6 +1,8 @@
 //! The image store: content store + metadata + snapshots, and the
-//! operations the CLI verbs need (import, load, tag, rmi, inspect, gc,
-//! check). Layers of one image unpack in parallel threads; a snapshot and
+//! operations the CLI verbs need (import, storing a manifest's image, tag,
+//! rmi, inspect, df). Its other rooms: `archive` (save and load), `gc`,
+//! `check`, `commit` (new images from snapshots), `cache` (build cache).
+//! Layers of one image unpack in parallel threads; a snapshot and
 //! its blob are published only after both digests verified, and the
 //! image's rows are written in one transaction at the end, so a failed or
 //! killed load leaves no image behind.
@@ -10,7 +12,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde_json::json;
 
 use crate::content::{BlobWriter, ContentStore, Expected, unique};
@@ -28,25 +30,25 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 pub struct Store {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     pub content: ContentStore,
-    db: Db,
+    pub(crate) db: Db,
 }
 
 /// A layer to bring into the store: where its bytes come from and what
 /// they must hash to.
-struct LayerJob {
-    blob: Expected,
-    media_type: String,
-    diff_id: Digest,
-    chain_id: Digest,
+pub(crate) struct LayerJob {
+    pub(crate) blob: Expected,
+    pub(crate) media_type: String,
+    pub(crate) diff_id: Digest,
+    pub(crate) chain_id: Digest,
 }
 
 /// Where the blobs of an image being stored come from: files of a layout
 /// or archive, or a registry's streams. Called from worker threads.
 pub type BlobSource<'a> = dyn Fn(&Digest) -> Result<Box<dyn Read + Send>> + Sync + 'a;
 
-fn file_source(
+pub(crate) fn file_source(
     locate: impl Fn(&Digest) -> PathBuf + Sync,
 ) -> impl Fn(&Digest) -> Result<Box<dyn Read + Send>> + Sync {
     move |d: &Digest| {
@@ -57,9 +59,9 @@ fn file_source(
 }
 
 /// A snapshot unpacked into a temp dir, waiting to be published.
-struct Unpacked {
-    tmp: Option<PathBuf>,
-    size: u64,
+pub(crate) struct Unpacked {
+    pub(crate) tmp: Option<PathBuf>,
+    pub(crate) size: u64,
 }
 
 pub fn layer_media_type(c: Compression) -> &'static str {
@@ -221,31 +223,6 @@ impl Store {
         Ok(())
     }
 
-    /// `image prune`: remove images without a name that are not in use,
-    /// then unreferenced blobs and snapshots. Returns the deleted ids.
-    pub fn prune(&mut self, in_use: &dyn Fn(&Digest) -> bool) -> Result<Vec<Digest>> {
-        let mounted: Vec<Digest> = self.mounted()?.into_iter().map(|(_, i)| i).collect();
-        let dangling: Vec<Digest> = self
-            .db
-            .images()?
-            .into_iter()
-            .filter(|i| {
-                i.names.is_empty()
-                    && !mounted.contains(&i.id)
-                    && !in_use(&i.id)
-                    && !self.image_has_containers(&i.id).unwrap_or(true)
-            })
-            .map(|i| i.id)
-            .collect();
-        let tx = self.db.tx()?;
-        for id in &dangling {
-            tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
-        }
-        tx.commit()?;
-        self.gc()?;
-        Ok(dangling)
-    }
-
     pub fn image(&self, id: &Digest) -> Result<ImageRow> {
         self.db
             .image(id)?
@@ -371,21 +348,7 @@ impl Store {
         let tx = self.db.tx()?;
         let mut leftovers = Vec::new();
         for (l, u) in layers.iter().zip(unpacked) {
-            let Some(tmp) = u.tmp else { continue };
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM snapshots WHERE chain_id = ?1",
-                    [l.chain_id.to_string()],
-                    |r| r.get(0),
-                )
-                .ok();
-            if exists.is_some() {
-                leftovers.push(tmp); // another load won the race
-                continue;
-            }
-            let sid = write::snapshot(&tx, &l.chain_id, &l.diff_id, u.size)?;
-            let dest = root.join("snapshots").join(sid.to_string());
-            std::fs::rename(&tmp, &dest).ctx(|| format!("publish snapshot {}", dest.display()))?;
+            leftovers.extend(publish_unpacked(&tx, &root, l, u)?);
         }
         write::image(&tx, id, manifest, media_type, created, total)?;
         for (i, l) in layers.iter().enumerate() {
@@ -436,117 +399,6 @@ impl Store {
                 }
             }
             return Err(e);
-        }
-        Ok(out)
-    }
-
-    /// `strata load -i PATH`: an OCI layout directory, an oci-archive tar
-    /// or a docker-archive tar. Returns (image id, names) per image.
-    pub fn load(&mut self, path: &Path) -> Result<Vec<(Digest, Vec<String>)>> {
-        let _lock = store_lock(&self.root, false)?;
-        if path.is_dir() {
-            return self.load_oci_dir(path);
-        }
-        let tmp = self.root.join("tmp").join(format!("load-{}", unique()));
-        std::fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        let result = (|| {
-            let f = File::open(path).ctx(|| format!("open {}", path.display()))?;
-            // The safe unpacker extracts the archive too: a hostile archive
-            // cannot write outside the temp dir.
-            unpack(f, &tmp, &path.display().to_string())?;
-            if tmp.join("oci-layout").is_file() {
-                self.load_oci_dir(&tmp)
-            } else if tmp.join("manifest.json").is_file() {
-                self.load_docker_dir(&tmp)
-            } else {
-                Err(Error::BadImage(format!(
-                    "{} is neither an OCI layout nor a docker archive",
-                    path.display()
-                )))
-            }
-        })();
-        let _ = std::fs::remove_dir_all(&tmp);
-        result
-    }
-
-    fn read_layout_blob(dir: &Path, d: &Digest, what: &str) -> Result<Vec<u8>> {
-        let p = dir.join("blobs/sha256").join(d.hex());
-        let meta = std::fs::metadata(&p).ctx(|| format!("{what} {d}"))?;
-        if meta.len() > 16 << 20 {
-            return Err(Error::BadImage(format!("{what} {d} is larger than 16 MiB")));
-        }
-        let data = std::fs::read(&p).ctx(|| format!("read {what} {d}"))?;
-        let actual = Digest::of(&data);
-        if &actual != d {
-            return Err(Error::DigestMismatch {
-                what: what.into(),
-                expected: d.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        Ok(data)
-    }
-
-    fn load_oci_dir(&mut self, dir: &Path) -> Result<Vec<(Digest, Vec<String>)>> {
-        let layout: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(dir.join("oci-layout"))
-                .ctx(|| format!("{}: not an OCI layout (no oci-layout file)", dir.display()))?,
-        )
-        .map_err(|e| Error::BadImage(format!("oci-layout: {e}")))?;
-        if layout["imageLayoutVersion"] != "1.0.0" {
-            return Err(Error::BadImage(format!(
-                "unsupported imageLayoutVersion {}",
-                layout["imageLayoutVersion"]
-            )));
-        }
-        let index: ImageIndex = serde_json::from_slice(
-            &std::fs::read(dir.join("index.json")).ctx(|| "read index.json".into())?,
-        )
-        .map_err(|e| Error::BadImage(format!("index.json: {e}")))?;
-        let mut out = Vec::new();
-        for desc in index.manifests() {
-            let name = desc
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(REF_NAME))
-                .cloned();
-            let mut mdigest: Digest = desc.digest().to_string().parse()?;
-            let mut data = Self::read_layout_blob(dir, &mdigest, "manifest")?;
-            let mt = desc.media_type().to_string();
-            if mt == OCI_INDEX || mt == DOCKER_LIST {
-                let nested: ImageIndex = serde_json::from_slice(&data)
-                    .map_err(|e| Error::BadImage(format!("index: {e}")))?;
-                let pick = nested
-                    .manifests()
-                    .iter()
-                    .find(|m| {
-                        m.platform().as_ref().is_none_or(|p| {
-                            p.os().to_string() == "linux"
-                                && p.architecture().to_string() == host_arch()
-                        })
-                    })
-                    .ok_or_else(|| {
-                        Error::BadImage(format!(
-                            "no manifest for linux/{} in the index",
-                            host_arch()
-                        ))
-                    })?;
-                mdigest = pick.digest().to_string().parse()?;
-                data = Self::read_layout_blob(dir, &mdigest, "manifest")?;
-            }
-            // A full reference names the image; a bare tag ("latest", as
-            // umoci and skopeo write it) does not say which repository.
-            let names = match name
-                .as_deref()
-                .filter(|n| n.contains('/') || n.contains(':'))
-                .map(Reference::parse)
-            {
-                Some(Ok(r)) => vec![r.to_string()],
-                _ => Vec::new(),
-            };
-            let source = file_source(|d: &Digest| dir.join("blobs/sha256").join(d.hex()));
-            let id = self.store_manifest(&data, &mdigest, names.clone(), &source)?;
-            out.push((id, names));
         }
         Ok(out)
     }
@@ -682,94 +534,6 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// docker-archive (`docker save`): manifest.json, config files, layer tars.
-    fn load_docker_dir(&mut self, dir: &Path) -> Result<Vec<(Digest, Vec<String>)>> {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Entry {
-            config: String,
-            #[serde(default)]
-            repo_tags: Option<Vec<String>>,
-            layers: Vec<String>,
-        }
-        let entries: Vec<Entry> = serde_json::from_slice(
-            &std::fs::read(dir.join("manifest.json")).ctx(|| "read manifest.json".into())?,
-        )
-        .map_err(|e| Error::BadImage(format!("manifest.json: {e}")))?;
-        let inside = |rel: &str| -> Result<PathBuf> {
-            let clean = crate::unpack::clean_path(Path::new(rel))
-                .map_err(|why| Error::BadImage(format!("archive path {rel:?} {why}")))?;
-            Ok(dir.join(clean))
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            let cbytes = std::fs::read(inside(&e.config)?).ctx(|| format!("read {}", e.config))?;
-            let cdigest = Digest::of(&cbytes);
-            let mut layers = Vec::new();
-            for l in &e.layers {
-                let p = inside(l)?;
-                let mut h =
-                    crate::digest::HashingReader::new(File::open(&p).ctx(|| format!("open {l}"))?);
-                h.drain().ctx(|| format!("read {l}"))?;
-                let (d, size) = h.finish();
-                let mut magic = [0u8; 4];
-                let n = File::open(&p)
-                    .and_then(|mut f| f.read(&mut magic))
-                    .unwrap_or(0);
-                let mt = match crate::unpack::detect(&magic[..n]) {
-                    Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    _ => "application/vnd.docker.image.rootfs.diff.tar",
-                };
-                layers.push(
-                    json!({"mediaType": mt, "digest": d.to_string(), "size": size, "_path": p}),
-                );
-            }
-            let paths: Vec<(Digest, PathBuf)> = layers
-                .iter()
-                .map(|l| {
-                    Ok((
-                        l["digest"].as_str().unwrap_or_default().parse()?,
-                        PathBuf::from(l["_path"].as_str().unwrap_or_default()),
-                    ))
-                })
-                .collect::<Result<_>>()?;
-            for l in layers.iter_mut() {
-                if let Some(o) = l.as_object_mut() {
-                    o.remove("_path");
-                }
-            }
-            let manifest = json!({
-                "schemaVersion": 2,
-                "mediaType": DOCKER_MANIFEST,
-                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cdigest.to_string(), "size": cbytes.len()},
-                "layers": layers
-            });
-            let mbytes =
-                serde_json::to_vec(&manifest).map_err(|e| Error::BadImage(e.to_string()))?;
-            let mdigest = Digest::of(&mbytes);
-            let cfg_path = inside(&e.config)?;
-            let names: Vec<String> = e
-                .repo_tags
-                .unwrap_or_default()
-                .iter()
-                .map(|t| Reference::parse(t).map(|r| r.to_string()))
-                .collect::<Result<_>>()?;
-            let source = file_source(|d: &Digest| {
-                if d == &cdigest {
-                    return cfg_path.clone();
-                }
-                paths
-                    .iter()
-                    .find(|(pd, _)| pd == d)
-                    .map(|(_, p)| p.clone())
-                    .unwrap_or_default()
-            });
-            let id = self.store_manifest(&mbytes, &mdigest, names.clone(), &source)?;
-            out.push((id, names));
-        }
-        Ok(out)
-    }
-
     pub fn tag(&mut self, source: &str, target: &str) -> Result<String> {
         let id = self.resolve(source)?;
         let name = Reference::parse_local(target)?;
@@ -846,122 +610,6 @@ impl Store {
         Ok(said)
     }
 
-    /// Remove blobs and snapshots no image references. Returns (blobs,
-    /// snapshots) removed.
-    pub fn gc(&mut self) -> Result<(usize, usize)> {
-        let _lock = store_lock(&self.root, true)?;
-        let referenced = self.db.referenced_blobs()?;
-        let mut blobs = 0;
-        for d in self.content.list()? {
-            if !referenced.contains(&d) {
-                self.content.delete(&d)?;
-                blobs += 1;
-            }
-        }
-        let mut snaps = 0;
-        for (sid, chain) in self.db.unreferenced_snapshots()? {
-            let lockf = File::create(self.root.join("locks").join(chain.hex()))
-                .ctx(|| "create lock".into())?;
-            let _lock =
-                Flock::lock(lockf, FlockArg::LockExclusive).map_err(|(_, e)| Error::Sys {
-                    context: "lock layer".into(),
-                    source: e,
-                })?;
-            let tx = self.db.tx()?;
-            tx.execute("DELETE FROM snapshots WHERE id = ?1", [sid])?;
-            tx.commit()?;
-            let dir = self.root.join("snapshots").join(sid.to_string());
-            std::fs::remove_dir_all(&dir)
-                .or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .ctx(|| format!("remove {}", dir.display()))?;
-            let _ = std::fs::remove_file(self.root.join("locks").join(chain.hex()));
-            snaps += 1;
-        }
-        self.content.clean_ingest()?;
-        Ok((blobs, snaps))
-    }
-
-    /// Re-verify every blob and snapshot record; remove debris left by a
-    /// killed load (temp dirs, temp blobs). Returns the problems found.
-    pub fn check(&mut self) -> Result<Vec<String>> {
-        let _lock = store_lock(&self.root, true)?;
-        let mut problems = Vec::new();
-        for d in self.content.list()? {
-            if let Err(e) = self.content.verify(&d) {
-                problems.push(e.to_string());
-            }
-        }
-        for img in self.db.images()? {
-            for d in [&img.id, &img.manifest] {
-                if !self.content.exists(d) {
-                    problems.push(format!("image {}: blob {d} is missing", img.id.short()));
-                }
-            }
-            for l in self.db.layers(&img.id)? {
-                if !self.content.exists(&l.blob) {
-                    problems.push(format!(
-                        "image {}: layer blob {} is missing",
-                        img.id.short(),
-                        l.blob
-                    ));
-                }
-                match self.db.snapshot_id(&l.chain_id)? {
-                    Some(sid) if self.snapshot_dir(sid).is_dir() => {}
-                    _ => problems.push(format!(
-                        "image {}: snapshot for {} is missing",
-                        img.id.short(),
-                        l.chain_id
-                    )),
-                }
-            }
-        }
-        let known: std::collections::HashSet<String> = self
-            .db
-            .snapshots()?
-            .into_iter()
-            .map(|(sid, _, _)| sid.to_string())
-            .collect();
-        for e in std::fs::read_dir(self.root.join("snapshots"))
-            .ctx(|| "read snapshots".into())?
-            .flatten()
-        {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("tmp-") || !known.contains(&n) {
-                // Debris of an interrupted load; nobody else uses it unless
-                // its writer is still alive.
-                let pid: Option<i32> = n
-                    .strip_prefix("tmp-")
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|p| p.parse().ok());
-                if pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
-                    continue;
-                }
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-        for e in std::fs::read_dir(self.root.join("tmp"))
-            .ctx(|| "read tmp".into())?
-            .flatten()
-        {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let pid: Option<i32> = n
-                .strip_prefix("load-")
-                .and_then(|r| r.split('-').next())
-                .and_then(|p| p.parse().ok());
-            if !pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-        self.content.clean_ingest()?;
-        Ok(problems)
-    }
-
     /// (images, total image size, blobs bytes, snapshots count).
     pub fn df(&self) -> Result<(usize, u64, u64, usize)> {
         let images = self.db.images()?;
@@ -998,7 +646,32 @@ impl Store {
 }
 
 /// One layer of `ingest_layers` (runs on a worker thread).
-fn ingest_layer(
+/// Give an unpacked layer its snapshot row and dir (inside `tx`). Returns
+/// the temp dir to remove if another process published the chain first.
+pub(crate) fn publish_unpacked(
+    tx: &rusqlite::Transaction,
+    root: &Path,
+    l: &LayerRow,
+    u: Unpacked,
+) -> Result<Option<PathBuf>> {
+    let Some(tmp) = u.tmp else { return Ok(None) };
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM snapshots WHERE chain_id = ?1",
+            [l.chain_id.to_string()],
+            |r| r.get(0),
+        )
+        .ok();
+    if exists.is_some() {
+        return Ok(Some(tmp));
+    }
+    let sid = write::snapshot(tx, &l.chain_id, &l.diff_id, u.size)?;
+    let dest = root.join("snapshots").join(sid.to_string());
+    std::fs::rename(&tmp, &dest).ctx(|| format!("publish snapshot {}", dest.display()))?;
+    Ok(None)
+}
+
+pub(crate) fn ingest_layer(
     root: &Path,
     content: &ContentStore,
     job: &LayerJob,

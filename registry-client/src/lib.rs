@@ -167,6 +167,61 @@ fn speaks_tls(host: &str, cas: &[Vec<u8>], insecure: bool) -> Result<bool> {
     }
 }
 
+/// A resuming reader of blob `d` of `oref`'s repository. Not verified
+/// here: the store checks the digest of what it ingests.
+fn blob_reader(
+    handle: &tokio::runtime::Handle,
+    client: &Client,
+    oref: &OciRef,
+    host: &str,
+    d: &Digest,
+) -> Box<dyn Read + Send> {
+    let desc = oci_client::manifest::OciDescriptor {
+        digest: d.to_string(),
+        ..Default::default()
+    };
+    let (h, client, oref, host, d) = (
+        handle.clone(),
+        client.clone(),
+        oref.clone(),
+        host.to_string(),
+        d.clone(),
+    );
+    // (Re)open the blob from an offset, retrying transient failures.
+    let reopen = move |offset: u64| -> std::io::Result<(stream::ByteStream, u64)> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Always a ranged request: a 206 stream is not verified by
+            // oci-client, so a bad byte is reported by the store as a
+            // digest mismatch rather than as a body decoding error.
+            let res = h
+                .block_on(client.pull_blob_stream_partial(&oref, &desc, offset, None))
+                .map(|r| match r {
+                    oci_client::client::BlobResponse::Partial(s) => (s.stream, 0),
+                    // No Range support: skip what we have.
+                    oci_client::client::BlobResponse::Full(s) => (s.stream, offset),
+                });
+            match res {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                    tracing::warn!("blob {d}: {e}; retrying");
+                    std::thread::sleep(backoff(attempt));
+                }
+                Err(e) => {
+                    return Err(std::io::Error::other(
+                        from_oci(&host, &format!("blob {d}"), e).to_string(),
+                    ));
+                }
+            }
+        }
+    };
+    Box::new(stream::ResumingReader::new(
+        handle.clone(),
+        Box::new(reopen),
+    ))
+}
+
 impl Registry {
     pub fn new(opts: Options, hosts: &[&str]) -> Result<Registry> {
         let certs_dir = opts.certs_dir.clone().unwrap_or_else(|| CERTS_D.into());
@@ -370,50 +425,7 @@ impl Registry {
         let client = &self.client;
         let source = move |d: &Digest| -> strata_imagestore::Result<Box<dyn Read + Send>> {
             let key = d.to_string();
-            let desc = oci_client::manifest::OciDescriptor {
-                digest: d.to_string(),
-                ..Default::default()
-            };
-            let (h, client, oref, host, d) = (
-                handle.clone(),
-                client.clone(),
-                oref.clone(),
-                host.clone(),
-                d.clone(),
-            );
-            // (Re)open the blob from an offset, retrying transient failures.
-            let reopen = move |offset: u64| -> std::io::Result<(stream::ByteStream, u64)> {
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    // Always a ranged request: a 206 stream is not verified by
-                    // oci-client, so a bad byte is reported by the store as a
-                    // digest mismatch rather than as a body decoding error.
-                    let res = h
-                        .block_on(client.pull_blob_stream_partial(&oref, &desc, offset, None))
-                        .map(|r| match r {
-                            oci_client::client::BlobResponse::Partial(s) => (s.stream, 0),
-                            // No Range support: skip what we have.
-                            oci_client::client::BlobResponse::Full(s) => (s.stream, offset),
-                        });
-                    match res {
-                        Ok(v) => return Ok(v),
-                        Err(e) if attempt < ATTEMPTS && transient(&e) => {
-                            tracing::warn!("blob {d}: {e}; retrying");
-                            std::thread::sleep(backoff(attempt));
-                        }
-                        Err(e) => {
-                            return Err(std::io::Error::other(
-                                from_oci(&host, &format!("blob {d}"), e).to_string(),
-                            ));
-                        }
-                    }
-                }
-            };
-            let reader = Box::new(stream::ResumingReader::new(
-                handle.clone(),
-                Box::new(reopen),
-            )) as Box<dyn Read + Send>;
+            let reader = blob_reader(&handle, client, &oref, &host, d);
             let (what, size) = sizes
                 .get(&key)
                 .cloned()
@@ -449,19 +461,42 @@ impl Registry {
             Some(d) => Reference::parse(d)?,
             None => Reference::parse(image)?,
         };
-        let oref = oci_ref(&target)?;
+        let img = store.image(&id)?;
+        let mut blobs: Vec<Digest> = store.layers(&id)?.into_iter().map(|l| l.blob).collect();
+        blobs.push(id.clone());
+        let manifest = store.content.read(&img.manifest)?;
+        let ct = if img.media_type.is_empty() {
+            ACCEPT[0].to_string()
+        } else {
+            img.media_type.clone()
+        };
+        self.push_manifest(store, &target, &blobs, &id, manifest, &ct)?;
+        Ok(img.manifest)
+    }
+
+    /// Push `manifest` (of media type `ct`) as `target`, after the blobs
+    /// it names, which the store holds (`config` is the one called so in
+    /// progress lines). Returns the manifest's digest.
+    pub fn push_manifest(
+        &self,
+        store: &mut Store,
+        target: &Reference,
+        blobs: &[Digest],
+        config: &Digest,
+        manifest: Vec<u8>,
+        ct: &str,
+    ) -> Result<Digest> {
+        let oref = oci_ref(target)?;
         let host = oref.resolve_registry().to_string();
         let auth = auth_for(&target.domain)?;
         self.rt
             .block_on(self.client.auth(&oref, &auth, RegistryOperation::Push))
             .map_err(|e| from_oci(&host, "push", e))?;
-        let img = store.image(&id)?;
-        let mut blobs: Vec<Digest> = store.layers(&id)?.into_iter().map(|l| l.blob).collect();
-        blobs.push(id.clone());
+        let digest = Digest::of(&manifest);
         // HEAD-check every blob, then upload the missing ones at once.
         let progress = progress::Progress::new(self.opts.progress);
         let mut uploads = Vec::new();
-        for d in &blobs {
+        for d in blobs {
             let exists = self
                 .rt
                 .block_on(self.client.blob_exists(&oref, &d.to_string()))
@@ -504,7 +539,7 @@ impl Registry {
             let size = store.content.size(d)?;
             let chunked = size > self.opts.chunked_above.unwrap_or(CHUNKED_ABOVE);
             let piece = if chunked { UPLOAD_CHUNK } else { 1 << 20 };
-            let what = if *d == id { "config" } else { "blob" };
+            let what = if d == config { "config" } else { "blob" };
             let blob = progress.wrap(
                 format!("{what} {}", d.short()),
                 Some(size),
@@ -539,21 +574,34 @@ impl Registry {
         for r in self.rt.block_on(futures_util::future::join_all(uploads)) {
             r.map_err(|(d, e)| from_oci(&host, &format!("blob {d}"), e))?;
         }
-        let manifest = store.content.read(&img.manifest)?;
-        let ct = if img.media_type.is_empty() {
-            ACCEPT[0].to_string()
-        } else {
-            img.media_type.clone()
-        };
         let header = ct
             .parse()
-            .map_err(|_| Error::UnsupportedMediaType(ct.clone()))?;
+            .map_err(|_| Error::UnsupportedMediaType(ct.to_string()))?;
         progress.event("Writing manifest to image destination");
         self.rt
             .block_on(self.client.push_manifest_raw(&oref, manifest, header))
             .map_err(|e| from_oci(&host, "manifest", e))?;
-        store.record_blob_sources(&blobs, &target.domain, &target.path)?;
-        Ok(img.manifest)
+        store.record_blob_sources(blobs, &target.domain, &target.path)?;
+        Ok(digest)
+    }
+
+    /// The manifest `reference` names, as the registry sent it (verified
+    /// against its digest), and that digest. Indexes are not resolved.
+    pub fn fetch_manifest(&self, reference: &str) -> Result<(Vec<u8>, Digest)> {
+        let r = Reference::parse(reference)?;
+        let oref = oci_ref(&r)?;
+        let auth = auth_for(&r.domain)?;
+        self.manifest(&oref, &auth, reference)
+    }
+
+    /// A reader of blob `d` of `reference`'s repository (after a
+    /// `fetch_manifest` of it, which authenticates). The caller verifies
+    /// the digest.
+    pub fn blob(&self, reference: &str, d: &Digest) -> Result<Box<dyn Read + Send>> {
+        let r = Reference::parse(reference)?;
+        let oref = oci_ref(&r)?;
+        let host = oref.resolve_registry().to_string();
+        Ok(blob_reader(self.rt.handle(), &self.client, &oref, &host, d))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod context;
 pub mod dockerfile;
 pub mod fsops;
 pub mod progress;
+pub mod shared_cache;
 pub mod solve;
 pub mod steps;
 
@@ -40,7 +41,16 @@ pub struct Built {
     pub stage: StageOut,
 }
 
+/// `--cache-from` and `--cache-to`, and how to reach registries for them.
+#[derive(Default)]
+pub struct Sharing<'r> {
+    pub from: Vec<shared_cache::Spec>,
+    pub to: Vec<shared_cache::Spec>,
+    pub registry: Option<&'r dyn shared_cache::RegistryAccess>,
+}
+
 /// Run a build and write its image (named `tags`) into the store.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     o: &BuildOptions,
     host: steps::run::Host,
@@ -49,11 +59,17 @@ pub fn build(
     puller: &Puller<'_>,
     tags: &[String],
     format: ManifestFormat,
+    sharing: &Sharing<'_>,
 ) -> Result<Built> {
     let store = Store::open(&host.root)?;
     // gc and check wait while we publish snapshots and blobs.
     let _guard = store.lock_shared()?;
-    let solver = solve::Solver::new(o, host.clone(), ctx, progress, puller)?;
+    let imports =
+        shared_cache::Imports::open(&sharing.from, sharing.registry, &|m| progress.warn(m));
+    let mut solver = solve::Solver::new(o, host.clone(), ctx, progress, puller)?;
+    if !imports.is_empty() {
+        solver.imports = Some(&imports);
+    }
     let target = solver.target()?;
     let out = solver.stage(target)?;
     let unused = solver.unused_args();
@@ -94,6 +110,16 @@ pub fn build(
         progress.note(n, &format!("naming to {t}"));
     }
     progress.done(n);
+    if !sharing.to.is_empty() {
+        let records = solver.records();
+        for spec in &sharing.to {
+            let n = progress.step("exporting cache");
+            let picked = shared_cache::select(&records, &out.key, spec.max);
+            shared_cache::export(&mut store, spec, &picked, sharing.registry)?;
+            progress.note(n, &format!("{} steps", picked.len()));
+            progress.done(n);
+        }
+    }
     Ok(Built {
         id,
         stage: (*out).clone(),

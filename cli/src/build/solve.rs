@@ -32,6 +32,7 @@ use super::context::{self, BuildContext, Ignore};
 use super::dockerfile::{Instruction, Stage, expand, parse};
 use super::fsops;
 use super::progress::Progress;
+use super::shared_cache::{Imports, Record};
 use super::steps::copy::{Copier, CopyOptions, write_file};
 use super::steps::meta;
 use super::steps::run::{self, Host, RunSpec};
@@ -86,6 +87,10 @@ pub struct Solver<'a> {
     globals: Vec<(String, Option<String>)>,
     results: Vec<OnceLock<std::result::Result<Arc<StageOut>, String>>>,
     used_args: Mutex<HashSet<String>>,
+    /// `--cache-from`: consulted when the store's own cache misses.
+    pub imports: Option<&'a Imports<'a>>,
+    /// Every step resolved, in order, for `--cache-to`.
+    records: Mutex<Vec<Record>>,
 }
 
 /// The host platform as `os/arch`.
@@ -246,7 +251,46 @@ impl<'a> Solver<'a> {
             globals,
             results,
             used_args: Mutex::new(HashSet::new()),
+            imports: None,
+            records: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The steps this build resolved (built or from a cache), in order.
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, parent: &str, key: &str, result: &Cached) {
+        self.push_record(parent, key, Some(result.clone()));
+    }
+
+    /// A key that follows `parent` with no cache entry (ARG, config-only
+    /// steps, FROM a stage), so `--cache-to` can walk a lineage.
+    fn link(&self, parent: &str, key: &str) {
+        self.push_record(parent, key, None);
+    }
+
+    fn push_record(&self, parent: &str, key: &str, result: Option<Cached>) {
+        if let Ok(mut r) = self.records.lock() {
+            r.push(Record {
+                parent: parent.to_string(),
+                key: key.to_string(),
+                result,
+            });
+        }
+    }
+
+    /// The store's cache entry for `key`, else an imported cache's.
+    fn cached(&self, store: &mut Store, st: &State, key: &str) -> Result<Option<Cached>> {
+        if let Some(hit) = store.cache_get(key)? {
+            return Ok(Some(hit));
+        }
+        Ok(self.imports.and_then(|i| {
+            i.adopt(store, key, st.layers.last().map(|l| &l.chain_id), &|m| {
+                self.progress.warn(m)
+            })
+        }))
     }
 
     fn global(&self, name: &str) -> Option<String> {
@@ -420,6 +464,7 @@ impl<'a> Solver<'a> {
             st.image = out.image.clone();
             st.layers = out.layers.clone();
             st.key = cache_key(&out.key, &["FROM-STAGE"]);
+            self.link(&out.key, &st.key);
         } else if base.eq_ignore_ascii_case("scratch") {
             st.key = cache_key("", &["FROM scratch"]);
             st.image["config"] = json!({"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]});
@@ -528,7 +573,9 @@ impl<'a> Solver<'a> {
                         .or_else(|| self.global(&k));
                     // The value is no part of the chain's key: only the
                     // steps that see it (RUN's env, an expanded word) do.
-                    st.key = cache_key(&st.key, &["ARG", &k]);
+                    let next = cache_key(&st.key, &["ARG", &k]);
+                    self.link(&st.key, &next);
+                    st.key = next;
                     st.args.push((k, v));
                 }
                 Ok(())
@@ -709,7 +756,9 @@ impl<'a> Solver<'a> {
 
     /// A config-only step: a history entry without a layer.
     fn meta_step(&self, idx: usize, st: &mut State, text: &str) -> Result<()> {
-        st.key = cache_key(&st.key, &[text]);
+        let next = cache_key(&st.key, &[text]);
+        self.link(&st.key, &next);
+        st.key = next;
         let n = self.progress.step(&self.title(idx, st, text));
         self.history(st, text, true);
         self.progress.done(n);
@@ -747,8 +796,9 @@ impl<'a> Solver<'a> {
     ) -> Result<()> {
         let n = self.progress.step(&self.title(idx, st, text));
         if !self.o.no_cache
-            && let Some(hit) = store.cache_get(&key)?
+            && let Some(hit) = self.cached(store, st, &key)?
         {
+            self.record(&st.key, &key, &hit);
             match hit {
                 Cached::Empty => self.history(st, text, true),
                 Cached::Layer(l) => {
@@ -799,10 +849,10 @@ impl<'a> Solver<'a> {
                     skip: Vec::new(),
                 },
             )?;
-            let chain = match st.layers.last() {
-                None => written.diff_id.clone(),
-                Some(p) => Digest::of(format!("{} {}", p.chain_id, written.diff_id).as_bytes()),
-            };
+            let chain = strata_imagestore::digest::chain_next(
+                st.layers.last().map(|l| &l.chain_id),
+                &written.diff_id,
+            );
             store.publish_snapshot(draft, &chain, &written.diff_id, written.content_size)?;
             Ok(Cached::Layer(LayerRow {
                 blob: written.blob,
@@ -819,6 +869,7 @@ impl<'a> Solver<'a> {
             }
         };
         store.cache_put(&key, &out)?;
+        self.record(&st.key, &key, &out);
         match out {
             Cached::Empty => self.history(st, text, true),
             Cached::Layer(l) => {
@@ -877,8 +928,14 @@ impl<'a> Solver<'a> {
         name: &str,
     ) -> Result<(Vec<LayerRow>, String)> {
         if let Some(i) = self.stage_ref(name, idx) {
+            // A stage's files are its layers: their chain names them, so a
+            // stage that ran again and made other bytes is another source.
             let out = self.stage(i)?;
-            return Ok((out.layers.clone(), out.key.clone()));
+            let identity = match out.layers.last() {
+                Some(l) => format!("chain {}", l.chain_id),
+                None => "chain none".to_string(),
+            };
+            return Ok((out.layers.clone(), identity));
         }
         if name.parse::<usize>().is_ok() {
             bail!("invalid stage index {name}: only earlier stages can be named");

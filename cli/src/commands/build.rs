@@ -2,11 +2,13 @@
 //! (BuildKit) takes them, output on stderr, the image id on stdout only
 //! with `-q` (and in `--iidfile`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
+use strata::build::shared_cache::{self, Spec};
 use strata::build::{self, BuildOptions, Secret, context::BuildContext, progress};
 use strata_imagestore::Store;
 use strata_imagestore::commit::ManifestFormat;
@@ -126,6 +128,61 @@ fn outputs(specs: &[String]) -> Result<Vec<Output>> {
     Ok(out)
 }
 
+/// Registries for `--cache-from`/`--cache-to`, one client per host (its
+/// auth tokens are kept between the manifest and the blobs).
+struct Registries<'c> {
+    config: &'c strata::config::Config,
+    open: Mutex<HashMap<String, Arc<strata_registry::Registry>>>,
+}
+
+impl Registries<'_> {
+    fn for_ref(&self, reference: &str) -> Result<Arc<strata_registry::Registry>> {
+        let r = strata_imagestore::reference::Reference::parse(reference)?;
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| anyhow!("registry lock poisoned"))?;
+        if let Some(reg) = open.get(&r.domain) {
+            return Ok(reg.clone());
+        }
+        let mut opts = self.config.registry_options(true, &r.domain);
+        opts.mirrors.clear();
+        opts.progress = strata_registry::progress::Mode::Quiet;
+        let reg = Arc::new(strata_registry::Registry::new(opts, &[r.domain.as_str()])?);
+        open.insert(r.domain.clone(), reg.clone());
+        Ok(reg)
+    }
+}
+
+impl shared_cache::RegistryAccess for Registries<'_> {
+    fn manifest(&self, reference: &str) -> Result<(Vec<u8>, strata_imagestore::Digest)> {
+        Ok(self.for_ref(reference)?.fetch_manifest(reference)?)
+    }
+
+    fn blob(&self, reference: &str, d: &strata_imagestore::Digest) -> Result<Box<dyn Read + Send>> {
+        Ok(self.for_ref(reference)?.blob(reference, d)?)
+    }
+
+    fn push(
+        &self,
+        store: &mut Store,
+        reference: &str,
+        export: &strata_imagestore::cache::CacheExport,
+        manifest_type: &str,
+    ) -> Result<()> {
+        let target = strata_imagestore::reference::Reference::parse(reference)?;
+        self.for_ref(reference)?.push_manifest(
+            store,
+            &target,
+            &export.blobs,
+            &export.config,
+            export.manifest.clone(),
+            manifest_type,
+        )?;
+        Ok(())
+    }
+}
+
 /// Run `strata build`; returns the exit code.
 pub fn run(
     root: &Path,
@@ -133,12 +190,18 @@ pub fn run(
     a: &BuildArgs,
     puller: &build::Puller<'_>,
     pusher: &dyn Fn(&str) -> Result<()>,
+    config: &strata::config::Config,
 ) -> Result<i32> {
-    if !a.cache_from.is_empty() || !a.cache_to.is_empty() {
-        bail!(
-            "--cache-from/--cache-to are not supported by this builder yet: its cache lives in the store (see `strata builder prune`)"
-        );
-    }
+    let cache_from: Vec<Spec> = a
+        .cache_from
+        .iter()
+        .map(|s| shared_cache::parse(s, false))
+        .collect::<Result<_>>()?;
+    let cache_to: Vec<Spec> = a
+        .cache_to
+        .iter()
+        .map(|s| shared_cache::parse(s, true))
+        .collect::<Result<_>>()?;
     let format: ManifestFormat = a.format.parse()?;
     let compression = match a.compression.as_str() {
         "gzip" => Compression::Gzip,
@@ -298,7 +361,16 @@ pub fn run(
         run_dir,
         exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("strata")),
     };
-    let built = build::build(&o, host, &ctx, &progress, puller, &a.tag, format)?;
+    let registries = Registries {
+        config,
+        open: Mutex::new(HashMap::new()),
+    };
+    let sharing = build::Sharing {
+        from: cache_from,
+        to: cache_to,
+        registry: Some(&registries),
+    };
+    let built = build::build(&o, host, &ctx, &progress, puller, &a.tag, format, &sharing)?;
     let mut store = Store::open(root)?;
     for out in &outs {
         match out {

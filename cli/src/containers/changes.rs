@@ -186,10 +186,10 @@ impl Engine {
                 ..Default::default()
             },
         )?;
-        let chain = match layers.last() {
-            None => written.diff_id.clone(),
-            Some(p) => Digest::of(format!("{} {}", p.chain_id, written.diff_id).as_bytes()),
-        };
+        let chain = strata_imagestore::digest::chain_next(
+            layers.last().map(|l| &l.chain_id),
+            &written.diff_id,
+        );
         if self.store.chain_dir(&chain)?.is_none() {
             // The snapshot is the layer itself, unpacked by the safe unpacker.
             let draft = self.store.snapshot_draft()?;

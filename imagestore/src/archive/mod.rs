@@ -2,6 +2,8 @@
 //! docker-archive (`docker save` format). Written to a temp file beside the
 //! target and renamed, so a failed save never leaves a half-written file.
 
+mod load;
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
