@@ -255,6 +255,45 @@ fn cache_hits_and_misses() {
     assert_clean(&s);
 }
 
+/// COPY --link makes its layer apart from what is below it, so a change
+/// below does not invalidate it: the same layer (same diff) is reused on
+/// the new parent, while a plain COPY after the change runs again.
+#[test]
+fn copy_link_layers_are_reused_on_a_new_parent() {
+    let (s, ctx) = setup(
+        "build-link",
+        "FROM busybox\nARG B=1\nRUN echo $B > /base\nCOPY --link app/ /app/\nCOPY app/ /plain/\n\
+         RUN cat /app/x /base > /out\n",
+    );
+    write(&ctx, "app/x", "linked\n");
+    build_ok(&s, &ctx, &["-t", "l:1"]);
+    let second = build_ok(&s, &ctx, &["-t", "l:2", "--build-arg", "B=2"]);
+    // Only the --link copy is a hit.
+    assert_eq!(second.matches("CACHED").count(), 1, "{second}");
+    let hit = second
+        .lines()
+        .skip_while(|l| !l.ends_with("] COPY app/ /app/"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(hit.ends_with("CACHED"), "{second}");
+    let o = s.run(&["run", "--rm", "l:2", "cat", "/out", "/plain/x"]);
+    assert_eq!(out(&o), "linked\n2\nlinked\n", "{}", err(&o));
+    let layers = |t: &str| {
+        let v: serde_json::Value = serde_json::from_str(&s.ok(&["image", "inspect", t])).unwrap();
+        v[0]["RootFS"]["Layers"].as_array().unwrap().clone()
+    };
+    let (one, two) = (layers("l:1"), layers("l:2"));
+    assert_eq!(one.len(), 5);
+    assert_ne!(one[1], two[1], "the RUN below changed");
+    assert_eq!(one[2], two[2], "the --link layer is the same layer");
+    // Both images run from their own chains, and the store is sound.
+    let o = s.run(&["run", "--rm", "l:1", "cat", "/out"]);
+    assert_eq!(out(&o), "linked\n1\n", "{}", err(&o));
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", out(&check));
+    assert_clean(&s);
+}
+
 /// `--cache-to type=local` on one store, `--cache-from` on another that
 /// has the same base image (saved and loaded): the second store runs no
 /// step, and gets the first one's layers (the RUN's random stamp).

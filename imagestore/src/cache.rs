@@ -246,6 +246,20 @@ impl Store {
         chain: &Digest,
         source: &crate::store::BlobSource,
     ) -> Result<Cached> {
+        let row = self.adopt_layer(l, chain, source)?;
+        let hit = Cached::Layer(row);
+        self.cache_put(key, &hit)?;
+        Ok(hit)
+    }
+
+    /// Bring layer `l` in as the top of chain `chain`: its blob from
+    /// `source` unless the store has it, verified, and its snapshot.
+    pub(crate) fn adopt_layer(
+        &mut self,
+        l: &CacheLayer,
+        chain: &Digest,
+        source: &crate::store::BlobSource,
+    ) -> Result<LayerRow> {
         let row = LayerRow {
             blob: l.digest.clone(),
             media_type: l.media_type.clone(),
@@ -270,9 +284,7 @@ impl Store {
         if let Some(t) = leftover {
             let _ = std::fs::remove_dir_all(t);
         }
-        let hit = Cached::Layer(row);
-        self.cache_put(key, &hit)?;
-        Ok(hit)
+        Ok(row)
     }
 }
 

@@ -134,6 +134,34 @@ impl Store {
             .map(|id| self.snapshot_dir(id)))
     }
 
+    /// `l` (a layer whose blob the store has) as the layer on top of the
+    /// chain `parent`: the same blob and diff, and a snapshot for the new
+    /// chain, unpacked from the blob if the store has none (COPY --link's
+    /// rebase).
+    pub fn layer_on_chain(&mut self, l: &LayerRow, parent: Option<&Digest>) -> Result<LayerRow> {
+        let chain = crate::digest::chain_next(parent, &l.diff_id);
+        let row = LayerRow {
+            chain_id: chain.clone(),
+            ..l.clone()
+        };
+        if self.chain_dir(&chain)?.is_some() {
+            return Ok(row);
+        }
+        let layer = crate::cache::CacheLayer {
+            digest: l.blob.clone(),
+            media_type: l.media_type.clone(),
+            size: self.content.size(&l.blob)?,
+            diff_id: l.diff_id.clone(),
+        };
+        let path = self.content.path(&l.blob);
+        let source = move |_: &Digest| -> Result<Box<dyn std::io::Read + Send>> {
+            let f = std::fs::File::open(&path).ctx(|| format!("open {}", path.display()))?;
+            Ok(Box::new(f))
+        };
+        self.adopt_layer(&layer, &chain, &source)?;
+        Ok(row)
+    }
+
     /// Publish a draft as the snapshot of `chain` (its layer `diff_id`).
     /// If the chain has a snapshot already, the draft is dropped. Returns
     /// the snapshot's fs dir.

@@ -243,30 +243,29 @@ fn describe(at: &Location) -> String {
     }
 }
 
-/// A step the build resolved, for `--cache-to`: its key, its parent's key
-/// and what it made (None: a step with no cache entry of its own, which
-/// only links its parent's key to its own).
+/// A step the build resolved, for `--cache-to`: the stage's key before
+/// and after it, and the cache entry it made or used with what that holds
+/// (None: a step with no cache entry, which only links the two keys). The
+/// entry is the stage key, except for COPY --link, whose entry does not
+/// depend on the parent.
 #[derive(Clone, Debug)]
 pub struct Record {
     pub parent: String,
     pub key: String,
-    pub result: Option<Cached>,
+    pub result: Option<(String, Cached)>,
 }
 
 /// The records to export: all of them with `mode=max`, else those on the
 /// final image's own lineage (walked back from `last` through parents).
 pub fn select(records: &[Record], last: &str, max: bool) -> Vec<(String, Cached)> {
     if max {
-        return records
-            .iter()
-            .filter_map(|r| Some((r.key.clone(), r.result.clone()?)))
-            .collect();
+        return records.iter().filter_map(|r| r.result.clone()).collect();
     }
     let mut out = Vec::new();
     let mut at = last;
     while let Some(r) = records.iter().find(|r| r.key == at) {
         if let Some(c) = &r.result {
-            out.push((r.key.clone(), c.clone()));
+            out.push(c.clone());
         }
         at = &r.parent;
     }
@@ -326,7 +325,7 @@ mod tests {
         let rec = |p: &str, k: &str| Record {
             parent: p.into(),
             key: k.into(),
-            result: Some(Cached::Empty),
+            result: Some((k.into(), Cached::Empty)),
         };
         let link = |p: &str, k: &str| Record {
             parent: p.into(),

@@ -261,8 +261,10 @@ impl<'a> Solver<'a> {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    fn record(&self, parent: &str, key: &str, result: &Cached) {
-        self.push_record(parent, key, Some(result.clone()));
+    /// A step that made (or found) `result` under the cache entry `entry`
+    /// and moved the stage from key `parent` to `key`.
+    fn record(&self, parent: &str, key: &str, entry: &str, result: &Cached) {
+        self.push_record(parent, key, Some((entry.to_string(), result.clone())));
     }
 
     /// A key that follows `parent` with no cache entry (ARG, config-only
@@ -271,7 +273,7 @@ impl<'a> Solver<'a> {
         self.push_record(parent, key, None);
     }
 
-    fn push_record(&self, parent: &str, key: &str, result: Option<Cached>) {
+    fn push_record(&self, parent: &str, key: &str, result: Option<(String, Cached)>) {
         if let Ok(mut r) = self.records.lock() {
             r.push(Record {
                 parent: parent.to_string(),
@@ -782,6 +784,11 @@ impl<'a> Solver<'a> {
     /// `detached` the bare upper dir: COPY --link), then writing and
     /// publishing what changed. `f` gets the rootfs, the upper dir and the
     /// step's progress number.
+    ///
+    /// A detached step's layer does not depend on what is below it, so its
+    /// cache entry is `key` alone, found again on any parent (the layer is
+    /// rebased: its snapshot is made for the new chain); the stage's key
+    /// still chains on, through `key`.
     #[allow(clippy::too_many_arguments)]
     fn layer_step_on(
         &self,
@@ -795,10 +802,24 @@ impl<'a> Solver<'a> {
         f: impl FnOnce(&Path, &Path, usize) -> Result<()>,
     ) -> Result<()> {
         let n = self.progress.step(&self.title(idx, st, text));
+        let next = if detached {
+            cache_key(&st.key, &["link", &key])
+        } else {
+            key.clone()
+        };
         if !self.o.no_cache
             && let Some(hit) = self.cached(store, st, &key)?
         {
-            self.record(&st.key, &key, &hit);
+            let parent = st.layers.last().map(|l| &l.chain_id);
+            let hit = match hit {
+                Cached::Layer(l) if detached => Cached::Layer(
+                    store
+                        .layer_on_chain(&l, parent)
+                        .map_err(|e| self.err(ins, format!("rebase the cached layer: {e:#}")))?,
+                ),
+                other => other,
+            };
+            self.record(&st.key, &next, &key, &hit);
             match hit {
                 Cached::Empty => self.history(st, text, true),
                 Cached::Layer(l) => {
@@ -806,7 +827,7 @@ impl<'a> Solver<'a> {
                     self.history(st, text, false);
                 }
             }
-            st.key = key;
+            st.key = next;
             self.progress.cached(n);
             return Ok(());
         }
@@ -869,7 +890,7 @@ impl<'a> Solver<'a> {
             }
         };
         store.cache_put(&key, &out)?;
-        self.record(&st.key, &key, &out);
+        self.record(&st.key, &next, &key, &out);
         match out {
             Cached::Empty => self.history(st, text, true),
             Cached::Layer(l) => {
@@ -877,7 +898,7 @@ impl<'a> Solver<'a> {
                 self.history(st, text, false);
             }
         }
-        st.key = key;
+        st.key = next;
         self.progress.done(n);
         Ok(())
     }
@@ -1519,7 +1540,8 @@ impl<'a> Solver<'a> {
             key_parts.push(t.clone());
         }
         let refs: Vec<&str> = key_parts.iter().map(String::as_str).collect();
-        let key = cache_key(&st.key, &refs);
+        // --link: the layer is made in an empty dir, whatever is below.
+        let key = cache_key(if link { "COPY --link" } else { &st.key }, &refs);
         let exclude_rules = Ignore::parse(&exclude.join("\n"));
         let timestamp = self.o.timestamp;
         let image_user_root = !link;
