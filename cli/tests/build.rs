@@ -255,6 +255,44 @@ fn cache_hits_and_misses() {
     assert_clean(&s);
 }
 
+/// On a terminal, `--progress auto` is the live view (redrawn in place,
+/// ending FINISHED); off one it is plain lines.
+#[test]
+fn progress_is_a_live_view_on_a_terminal() {
+    let (s, ctx) = setup(
+        "build-tty",
+        "FROM busybox\nRUN echo start && sleep 0.5 && echo end\nCMD [\"true\"]\n",
+    );
+    let cmd = format!(
+        "{} --root {} build -t tty {}",
+        common::BIN,
+        s.root().display(),
+        ctx.display()
+    );
+    // util-linux's script gives the build a pty for stdin/stdout/stderr.
+    let o = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let tty = out(&o);
+    assert!(tty.contains("[+] Building"), "{tty:?}");
+    assert!(tty.contains("\x1b[2K=> [2/3] RUN echo start"), "{tty:?}");
+    assert!(tty.contains("=> => # start"), "{tty:?}");
+    assert!(tty.contains("F\x1b[2K"), "no redraw: {tty:?}");
+    assert!(tty.contains("(4/4) FINISHED"), "{tty:?}");
+    assert!(!tty.contains("#2 DONE"), "{tty:?}");
+    // The same build off a terminal: plain lines.
+    let plain = s.run(&["build", "--no-cache", "-t", "tty", ctx.to_str().unwrap()]);
+    assert!(plain.status.success());
+    let e = err(&plain);
+    assert!(
+        e.contains("#2 [2/3] RUN echo start") && e.contains("#2 DONE"),
+        "{e}"
+    );
+    assert!(!e.contains('\x1b'), "{e:?}");
+}
+
 /// COPY --link makes its layer apart from what is below it, so a change
 /// below does not invalidate it: the same layer (same diff) is reused on
 /// the new parent, while a plain COPY after the change runs again.

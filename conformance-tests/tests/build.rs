@@ -560,13 +560,11 @@ fn norm(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-#[test]
-fn strata_build_matches_podman_build() {
+/// Both stores with one busybox base: imported by strata as
+/// `localhost/busybox`, loaded into podman from strata's docker-archive.
+fn stores_with_base(prefix: &str) -> Stores {
     let stores = Stores {
-        dir: tempfile::Builder::new()
-            .prefix("strata-buildcmp-")
-            .tempdir()
-            .unwrap(),
+        dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
     };
     let d = stores.dir.path().to_path_buf();
     std::fs::write(
@@ -574,7 +572,6 @@ fn strata_build_matches_podman_build() {
         "[containers]\ndefault_ulimits = []\n",
     )
     .unwrap();
-    // One base for both: imported by strata, loaded into podman.
     let rootfs = d.join("rootfs");
     busybox_rootfs(&rootfs);
     let tar = d.join("rootfs.tar");
@@ -602,6 +599,117 @@ fn strata_build_matches_podman_build() {
         stores.podman(&["load", "-i", archive.to_str().unwrap()]),
         "podman load",
     );
+    stores
+}
+
+/// A layer of several gzip members (one per 4 MiB, some stored, some
+/// deflated) is read by the peers' own decompressors: podman (containers/
+/// storage) loads it and umoci (Go's gzip) unpacks it, both to the tree
+/// strata has.
+#[test]
+fn strata_layers_of_many_gzip_members_are_read_by_podman_and_umoci() {
+    let stores = stores_with_base("strata-buildgz-");
+    let d = stores.dir.path().to_path_buf();
+    let ctx = d.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/busybox\nCOPY data/ /data/\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ctx.join("data")).unwrap();
+    let mut x: u64 = 88172645463325252;
+    let noise: Vec<u8> = (0..(9 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(ctx.join("data/noise.bin"), &noise).unwrap();
+    std::fs::write(ctx.join("data/text.txt"), "line of text\n".repeat(700_000)).unwrap();
+    let tag = "localhost/gz-members:1";
+    must(
+        stores.strata(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]),
+        "strata build",
+    );
+    let mount = must(
+        stores.strata(&["image", "mount", tag]),
+        "strata image mount",
+    );
+    let ours = describe_tree(Path::new(mount.trim()));
+    let _ = stores.strata(&["image", "unmount", tag]);
+    assert!(ours.contains_key("data/noise.bin"), "{ours:?}");
+
+    let docker = d.join("gz-docker.tar");
+    must(
+        stores.strata(&["save", "-o", docker.to_str().unwrap(), tag]),
+        "strata save",
+    );
+    must(
+        stores.podman(&["load", "-i", docker.to_str().unwrap()]),
+        "podman load",
+    );
+    let pmount = must(
+        stores.podman(&["image", "mount", tag]),
+        "podman image mount",
+    );
+    let theirs = describe_tree(Path::new(pmount.trim()));
+    let _ = stores.podman(&["image", "unmount", tag]);
+    assert_eq!(ours, theirs, "podman's tree of strata's image");
+
+    let oci = d.join("gz-oci.tar");
+    must(
+        stores.strata(&[
+            "save",
+            "--format",
+            "oci-archive",
+            "-o",
+            oci.to_str().unwrap(),
+            tag,
+        ]),
+        "strata save oci",
+    );
+    let layout = d.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-xf")
+            .arg(&oci)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap_or("latest")
+        .to_string();
+    let bundle = d.join("bundle");
+    let o = Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:{name}", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "umoci: {}", text(&o.stderr));
+    let umoci = describe_tree(&bundle);
+    assert_eq!(
+        umoci.get("data/noise.bin"),
+        ours.get("data/noise.bin"),
+        "umoci's noise.bin"
+    );
+    assert_eq!(umoci.get("data/text.txt"), ours.get("data/text.txt"));
+}
+
+#[test]
+fn strata_build_matches_podman_build() {
+    let stores = stores_with_base("strata-buildcmp-");
+    let d = stores.dir.path().to_path_buf();
     let all = cases();
     assert!(all.len() >= 30, "{} cases", all.len());
     let mut failures: Vec<String> = Vec::new();

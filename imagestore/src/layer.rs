@@ -11,8 +11,9 @@
 //!   symlinks, FIFOs and device nodes are kept;
 //! - entries are sorted (names in byte order, each directory before its
 //!   contents), owner names are left empty and, with a clamp time
-//!   (SOURCE_DATE_EPOCH), no mtime is later than it; gzip headers carry no
-//!   time or name. The same tree gives the same bytes on any machine.
+//!   (SOURCE_DATE_EPOCH), no mtime is later than it; gzip ([`crate::gzip`])
+//!   is fixed-size members with no time or name, deflated or stored by
+//!   their own content. The same tree gives the same bytes on any machine.
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -73,10 +74,7 @@ pub fn write(dir: &Path, content: &ContentStore, o: &LayerOptions) -> Result<Wri
     let blob = content.writer()?;
     let (blob, diff_id, content_size) = match o.compression {
         Compression::Gzip => {
-            let gz = flate2::GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(blob, flate2::Compression::new(5));
+            let gz = crate::gzip::ParallelGz::new(blob);
             let (gz, diff, n) = write_tar(dir, gz, o)?;
             (gz.finish().ctx(|| "finish gzip".into())?, diff, n)
         }

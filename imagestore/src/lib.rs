@@ -11,6 +11,7 @@ pub mod content;
 pub mod digest;
 pub mod error;
 pub mod gc;
+pub mod gzip;
 pub mod layer;
 pub mod metadata;
 pub mod mounts;
