@@ -9,11 +9,28 @@ use oci_spec::runtime::Hook;
 
 use crate::error::{Error, Result};
 
+/// Run `hooks` in order; the first failure stops them and is returned
+/// (prestart, createRuntime, createContainer, startContainer: the
+/// runtime-spec makes such a failure fail the operation).
 pub fn run(kind: &str, hooks: Option<&Vec<Hook>>, state: &serde_json::Value) -> Result<()> {
     for hook in hooks.into_iter().flatten() {
         run_one(kind, hook, state)?;
     }
     Ok(())
+}
+
+/// Run every one of `hooks` (poststart, poststop): a failure is logged as
+/// a warning and the rest still run, as the runtime-spec says; the
+/// lifecycle goes on. Returns the warnings.
+pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state: &serde_json::Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for hook in hooks.into_iter().flatten() {
+        if let Err(e) = run_one(kind, hook, state) {
+            tracing::warn!("{e}");
+            warnings.push(e.to_string());
+        }
+    }
+    warnings
 }
 
 fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {

@@ -1,10 +1,11 @@
 //! runc-compatible logging. With `--log FILE --log-format json` every line is
 //! `{"level":"error","msg":"...","time":"<RFC 3339>"}` (containerd's shim
 //! shows the user the `msg` of the last error line); the text format is
-//! logrus' `time="..." level=error msg="..."`. Built as a `tracing` layer.
+//! logrus' `time="..." level=error msg="..."`. Without `--log` the lines
+//! go to stderr, as runc's do. Built as a `tracing` layer.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -35,9 +36,12 @@ pub fn now_rfc3339() -> String {
 }
 
 struct FileLayer {
-    file: Mutex<File>,
+    file: Mutex<Box<dyn Write + Send>>,
     format: LogFormat,
     max: Level,
+    /// Writing to stderr: errors are left to the binary, which prints
+    /// the final one there plainly.
+    stderr: bool,
 }
 
 #[derive(Default)]
@@ -65,12 +69,23 @@ impl Visit for MessageVisitor {
 
 impl<S: Subscriber> Layer<S> for FileLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        if *event.metadata().level() > self.max {
+        let lvl = *event.metadata().level();
+        if lvl > self.max || (self.stderr && lvl == Level::ERROR) {
+            return;
+        }
+        // On stderr only our own lines: a library's notes (libcgroups on
+        // each controller this host lacks) would bury the process's own
+        // output; the log file keeps them.
+        if self.stderr && !event.metadata().target().starts_with("strata_runtime") {
             return;
         }
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
-        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        // logrus' names: "warning", not "warn".
+        let level = match *event.metadata().level() {
+            Level::WARN => "warning".to_string(),
+            l => l.as_str().to_ascii_lowercase(),
+        };
         let msg = format!("{}{}", visitor.message, visitor.fields);
         let line = render(self.format, &level, &msg, &now_rfc3339());
         if let Ok(mut f) = self.file.lock() {
@@ -79,23 +94,22 @@ impl<S: Subscriber> Layer<S> for FileLayer {
     }
 }
 
-/// Install the global subscriber: log lines go to `log_path` (if any) in the
-/// given format; with `debug` they include debug events, otherwise warnings
-/// and errors only. Nothing is printed on stderr by this layer: the binary
-/// prints the final error there itself, once.
+/// Install the global subscriber: log lines go to `log_path` (else stderr)
+/// in the given format; with `debug` they include debug events, otherwise
+/// warnings and errors only. The binary prints the final error itself,
+/// once, so errors are not logged to stderr twice.
 pub fn init(log_path: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Result<()> {
     let max = if debug { Level::DEBUG } else { Level::WARN };
-    let layer = match log_path {
-        Some(path) => {
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
-            Some(FileLayer {
-                file: Mutex::new(file),
-                format,
-                max,
-            })
-        }
-        None => None,
+    let file: Box<dyn Write + Send> = match log_path {
+        Some(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+        None => Box::new(std::io::stderr()),
     };
+    let layer = Some(FileLayer {
+        file: Mutex::new(file),
+        format,
+        max,
+        stderr: log_path.is_none(),
+    });
     let subscriber = tracing_subscriber::registry().with(layer);
     let _ = tracing::subscriber::set_global_default(subscriber);
     Ok(())

@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[test]
 fn run_relays_stdio_and_exit_code() {
@@ -56,11 +56,16 @@ fn create_start_kill_delete() {
     b.wait_status("lc-cycle", "stopped");
     assert_eq!(b.state("lc-cycle")["pid"], 0);
     let k = b.rt(&["kill", "lc-cycle", "KILL"]);
+    assert!(!k.status.success());
     assert!(
         stderr(&k).contains("container not running"),
         "{}",
         stderr(&k)
     );
+    // --all on a stopped container is no error (containerd's shim sends
+    // it on every exit), as with runc.
+    let all = b.rt(&["kill", "--all", "lc-cycle", "KILL"]);
+    assert!(all.status.success(), "{}", stderr(&all));
     b.ok(&["delete", "lc-cycle"]);
     let gone = b.rt(&["state", "lc-cycle"]);
     assert!(!gone.status.success());
@@ -437,4 +442,54 @@ fn spec_and_features() {
             .contains(&json!("CAP_SYS_ADMIN"))
     );
     assert_eq!(f["linux"]["cgroup"]["v1"], true);
+}
+
+/// `-v`/`--version` in runc's shape, and `--debug`: `level=debug` lines on
+/// stderr, or in `--log` as text or JSON.
+#[test]
+fn version_and_debug_logging_as_runc() {
+    for flag in ["-v", "--version"] {
+        let o = std::process::Command::new(BIN).arg(flag).output().unwrap();
+        assert!(o.status.success());
+        let text = stdout(&o);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("strata-runtime version 0."), "{text}");
+        assert!(lines[1].starts_with("commit: "), "{text}");
+        assert_eq!(lines[2], "spec: 1.2.0", "{text}");
+        assert!(lines[3].starts_with("libseccomp: 2."), "{text}");
+    }
+    let b = Bundle::new("true");
+    let o = b.rt(&["--debug", "list"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("level=debug msg="), "{}", stderr(&o));
+    let quiet = b.rt(&["list"]);
+    assert!(
+        !stderr(&quiet).contains("level=debug"),
+        "{}",
+        stderr(&quiet)
+    );
+    let text_log = b.path().join("debug.log");
+    let o = b.rt(&[
+        "--debug",
+        "--log",
+        text_log.to_str().unwrap(),
+        "run",
+        "lc-debug",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("level=debug"), "{}", stderr(&o));
+    let log = std::fs::read_to_string(&text_log).unwrap();
+    assert!(log.contains("level=debug msg=\"strata-runtime "), "{log}");
+    let json_log = b.path().join("debug.json");
+    b.ok(&[
+        "--debug",
+        "--log",
+        json_log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "list",
+    ]);
+    let first = std::fs::read_to_string(&json_log).unwrap();
+    let v: Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(v["level"], "debug", "{first}");
 }

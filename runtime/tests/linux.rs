@@ -259,6 +259,45 @@ fn seccomp_profile_is_enforced() {
     assert!(out.ends_with("Linux\n"));
 }
 
+/// Without noNewPrivileges the filter is loaded before our last steps;
+/// a profile that denies close_range (Docker's and Kubernetes' defaults
+/// before Linux 5.9) must still run the process, and exec into it, with
+/// no fd of ours left open in either.
+#[test]
+fn seccomp_profile_without_close_range_runs_and_execs() {
+    let mut b = Bundle::new("grep Seccomp: /proc/self/status; ls /proc/self/fd; sleep 100");
+    b.config["process"]["noNewPrivileges"] = json!(false);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.save();
+    b.create("ln-no-close-range");
+    b.ok(&["start", "ln-no-close-range"]);
+    let run = b.wait_file("ln-no-close-range.out", "Seccomp:\t2\n");
+    let e = b.rt(&[
+        "exec",
+        "ln-no-close-range",
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; ls /proc/self/fd",
+    ]);
+    assert!(e.status.success(), "exec: {}", stderr(&e));
+    let got = stdout(&e);
+    assert!(got.starts_with("Seccomp:\t2\n"), "{got}");
+    // stdio and ls's own dir fd: nothing else.
+    for (what, text) in [("run", run.as_str()), ("exec", got.as_str())] {
+        let fds: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .take_while(|l| l.parse::<u32>().is_ok())
+            .collect();
+        assert!(fds.len() <= 4, "{what}: fds left open: {fds:?}");
+    }
+    b.ok(&["delete", "-f", "ln-no-close-range"]);
+}
+
 #[test]
 fn seccomp_with_no_new_privs_is_loaded_last() {
     // With noNewPrivileges the filter goes on right before exec, so a
@@ -482,6 +521,113 @@ fn update_changes_a_running_containers_resources() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("resources"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(mem).unwrap().trim(), "33554432");
+    // runc's flags, with units; on a paused container too.
+    b.ok(&["pause", "ln-update"]);
+    b.ok(&[
+        "update",
+        "--memory",
+        "48m",
+        "--memory-reservation",
+        "16M",
+        "--pids-limit",
+        "30",
+        "--cpu-share",
+        "512",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "50000",
+        "--cpuset-cpus",
+        "0",
+        "--kernel-memory",
+        "10m",
+        "ln-update",
+    ]);
+    let cg = |c: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/strata-test/update/{f}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        cg("memory", "memory.limit_in_bytes"),
+        (48u64 << 20).to_string()
+    );
+    assert_eq!(
+        cg("memory", "memory.soft_limit_in_bytes"),
+        (16u64 << 20).to_string()
+    );
+    assert_eq!(cg("pids", "pids.max"), "30");
+    assert_eq!(cg("cpu", "cpu.shares"), "512");
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cg("cpuset", "cpuset.cpus"), "0");
+    b.ok(&["resume", "ln-update"]);
+    assert_eq!(b.status("ln-update"), "running");
+    // The stored config has the merged resources.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.root.join("ln-update/state.json")).unwrap())
+            .unwrap();
+    let r = &state["spec"]["linux"]["resources"];
+    assert_eq!(r["memory"]["limit"], 48 << 20, "{r}");
+    assert_eq!(r["memory"]["reservation"], 16 << 20, "{r}");
+    assert_eq!(r["pids"]["limit"], 30, "{r}");
+    // --pids-limit 0 is no limit, as runc; RDT flags are refused here.
+    b.ok(&["update", "--pids-limit", "0", "ln-update"]);
+    assert_eq!(cg("pids", "pids.max"), "max");
+    let o = b.rt(&["update", "--l3-cache-schema", "L3:0=f", "ln-update"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Intel RDT"), "{}", stderr(&o));
+    let o = b.rt(&["update", "--memory", "lots", "ln-update"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("invalid size \"lots\""),
+        "{}",
+        stderr(&o)
+    );
     b.ok(&["delete", "-f", "ln-update"]);
     assert!(!std::path::Path::new("/sys/fs/cgroup/memory/strata-test/update").exists());
+}
+
+/// A config without a mount namespace runs in the runtime's own (the
+/// runtime-spec's inheritance rule): the spec's mounts are made under the
+/// rootfs, the process is chrooted into it, and delete takes the mounts
+/// away again. What would change the caller's own mounts is refused.
+#[test]
+fn no_mount_namespace_inherits_the_callers() {
+    let mut b = Bundle::new("ls /; cat /proc/self/mountinfo | wc -l; readlink /proc/1/ns/mnt");
+    let ns = b.config["linux"]["namespaces"].as_array().unwrap().clone();
+    b.config["linux"]["namespaces"] = json!(
+        ns.into_iter()
+            .filter(|n| n["type"] != "mount")
+            .collect::<Vec<_>>()
+    );
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    b.save();
+    let out = run_ok(&b, "ln-no-mntns");
+    assert!(out.contains("bin\n") && out.contains("proc\n"), "{out}");
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert!(
+        out.trim_end().ends_with(ours.to_str().unwrap()),
+        "{out} vs {ours:?}"
+    );
+    let rootfs = std::fs::canonicalize(b.rootfs()).unwrap();
+    let left: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(rootfs.to_str().unwrap()))
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "mounts left: {left:?}");
+    // Masked paths would mask the caller's /proc: refused, by name.
+    b.config["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    b.save();
+    let o = b.rt(&["run", "ln-no-mntns2"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("maskedPaths and readonlyPaths need a mount namespace"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!b.root.join("ln-no-mntns2").exists());
 }

@@ -256,7 +256,49 @@ fn hooks_run_at_their_points_with_state() {
         "{text}"
     );
     assert!(text.contains("\"id\":\"pr-hooks\""), "{text}");
-    assert!(text.contains("\"status\":\"stopped\""), "{text}");
+    // Create-time hooks see `created` (as crun and the validation suite),
+    // poststart `running`, poststop `stopped`.
+    let status = |name: &str| {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+        v["status"].as_str().unwrap().to_string()
+    };
+    assert_eq!(status("prestart"), "created", "{text}");
+    assert_eq!(status("createRuntime"), "created", "{text}");
+    assert_eq!(status("poststart"), "running", "{text}");
+    assert_eq!(status("poststop"), "stopped", "{text}");
+}
+
+/// A failing poststart or poststop hook is a warning: the hooks after it
+/// run, and the container runs and is deleted as usual.
+#[test]
+fn failing_poststart_and_poststop_hooks_warn_and_the_rest_run() {
+    let mut b = Bundle::new("echo ran");
+    let log = b.path().join("hooks.log");
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {}", log.display())]});
+    b.config["hooks"] = json!({
+        "poststart": [{"path": "/bin/false"}, hook("poststart-2")],
+        "poststop": [{"path": "/bin/false"}, hook("poststop-2")]
+    });
+    b.save();
+    let out = b.run("pr-hookwarn");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ran\n");
+    assert!(
+        stderr(&out).contains("poststart hook /bin/false"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("poststop hook /bin/false"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "poststart-2\npoststop-2\n"
+    );
+    assert!(!b.root.join("pr-hookwarn").exists());
 }
 
 #[test]

@@ -120,3 +120,65 @@ fn no_host_fds_and_cwd_inside() {
     assert!(!text.contains("cgroup"), "host directory fd leaked: {text}");
     assert!(text.ends_with("cwd=/\n"), "{text}");
 }
+
+/// A security setting the host cannot apply is refused with an error that
+/// names it, and nothing is left: AppArmor and SELinux are not enabled on
+/// the test hosts (the test checks that first and says so).
+#[test]
+fn lsm_settings_the_host_cannot_apply_are_refused() {
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    assert!(
+        !apparmor && !selinux,
+        "this test needs a host without AppArmor and SELinux"
+    );
+    let cases = [
+        (
+            "/process/apparmorProfile",
+            "\"docker-default\"",
+            "AppArmor is not enabled",
+        ),
+        (
+            "/process/selinuxLabel",
+            "\"system_u:system_r:container_t:s0\"",
+            "SELinux is not enabled",
+        ),
+        (
+            "/linux/mountLabel",
+            "\"system_u:object_r:container_file_t:s0\"",
+            "SELinux is not enabled",
+        ),
+    ];
+    for (i, (ptr, value, want)) in cases.iter().enumerate() {
+        let mut b = Bundle::new("true");
+        let (parent, key) = ptr.rsplit_once('/').unwrap();
+        b.config.pointer_mut(parent).unwrap()[key] = serde_json::from_str(value).unwrap();
+        b.save();
+        let id = format!("sec-lsm-{i}");
+        let st = b.create_status(&id, &[]);
+        assert!(!st.success(), "{ptr} accepted");
+        let err = b.file(&format!("{id}.err"));
+        assert!(err.contains(want), "{ptr}: {err}");
+        assert!(!b.root.join(&id).exists());
+        assert_no_cgroup(&id);
+    }
+    // exec --apparmor into a running container: refused the same way.
+    let b = Bundle::new("sleep 100");
+    b.create("sec-lsm-exec");
+    b.ok(&["start", "sec-lsm-exec"]);
+    let o = b.rt(&[
+        "exec",
+        "--apparmor",
+        "docker-default",
+        "sec-lsm-exec",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("AppArmor is not enabled"),
+        "{}",
+        stderr(&o)
+    );
+    b.ok(&["delete", "-f", "sec-lsm-exec"]);
+}

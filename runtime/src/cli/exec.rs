@@ -43,10 +43,11 @@ pub struct ExecArgs {
     pub cap: Vec<String>,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Accepted for runc compatibility (no SELinux/AppArmor here).
-    #[arg(long = "process-label", hide = true)]
+    /// The SELinux label of the exec process (refused without SELinux).
+    #[arg(long = "process-label")]
     pub process_label: Option<String>,
-    #[arg(long, hide = true)]
+    /// The AppArmor profile of the exec process (refused without AppArmor).
+    #[arg(long)]
     pub apparmor: Option<String>,
     #[arg(long = "ignore-paused", hide = true)]
     pub ignore_paused: bool,
@@ -66,6 +67,14 @@ impl ExecArgs {
             }
             None => self.process_from_flags(root)?,
         };
+        let mut process = process;
+        if let Some(l) = &self.process_label {
+            process.set_selinux_label(Some(l.clone()));
+        }
+        if let Some(a) = &self.apparmor {
+            process.set_apparmor_profile(Some(a.clone()));
+        }
+        crate::security::lsm::check(Some(&process), None)?;
         Ok(ExecOptions {
             id: self.id.clone(),
             process,

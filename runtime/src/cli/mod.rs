@@ -3,6 +3,7 @@
 
 mod exec;
 mod list;
+mod update;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,10 +18,15 @@ use crate::state::Root;
 #[derive(Parser, Debug)]
 #[command(
     name = "strata-runtime",
-    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0"),
-    about = "OCI runtime with runc's command line"
+    about = "OCI runtime with runc's command line",
+    disable_version_flag = true,
+    subcommand_required = false,
+    arg_required_else_help = true
 )]
 pub struct Cli {
+    /// Print the version (runc's format: version, commit, spec, libseccomp).
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
     /// Root directory for container state.
     #[arg(long, global = true)]
     pub root: Option<PathBuf>,
@@ -29,6 +35,7 @@ pub struct Cli {
     pub log: Option<PathBuf>,
     #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
     pub log_format: LogFormatArg,
+    /// Debug lines (`level=debug`) in the log, or on stderr without --log.
     #[arg(long, global = true)]
     pub debug: bool,
     /// Map systemd-style cgroupsPath (slice:prefix:name) to cgroupfs.
@@ -41,7 +48,20 @@ pub struct Cli {
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// `--version`, as runc prints it.
+pub fn version_text() -> String {
+    let seccomp = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "strata-runtime version {}\ncommit: {}\nspec: {}\nlibseccomp: {seccomp}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("STRATA_COMMIT"),
+        crate::OCI_VERSION,
+    )
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -142,12 +162,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
-    /// Update a container's resource limits from a JSON file ("-" for stdin).
-    Update {
-        id: String,
-        #[arg(short, long)]
-        resources: Option<PathBuf>,
-    },
+    /// Update a container's resources (runc's flags, or -r JSON; "-" for stdin).
+    Update(update::UpdateArgs),
     /// Write a default config.json (rootless with the global --rootless).
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -187,7 +203,21 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 /// Run the command; Ok(exit code).
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let root = cli.root();
-    match &cli.command {
+    let Some(command) = &cli.command else {
+        if cli.version {
+            print!("{}", version_text());
+            return Ok(0);
+        }
+        return Err(Error::Container(
+            "a command is required (see strata-runtime --help)".into(),
+        ));
+    };
+    tracing::debug!(
+        "strata-runtime {} (root {})",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        root.dir("").display()
+    );
+    match command {
         Command::Create(a) => {
             container::create::create(&root, &create_options(a, cli.systemd_cgroup)).map(|_| 0)
         }
@@ -229,7 +259,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             format,
             ps_args,
         } => list::ps(&root, id, format, ps_args).map(|_| 0),
-        Command::Update { id, resources } => update(&root, id, resources.as_deref()).map(|_| 0),
+        Command::Update(a) => update::update(&root, a).map(|_| 0),
         Command::Spec { bundle } => {
             let rootless = cli.rootless.as_deref() == Some("true");
             let path = bundle.join("config.json");
@@ -246,25 +276,4 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Features => print_json(&crate::template::features()).map(|_| 0),
     }
-}
-
-fn update(root: &Root, id: &str, file: Option<&std::path::Path>) -> Result<()> {
-    let st = root.load(id)?;
-    let data = match file {
-        Some(p) if p != std::path::Path::new("-") => {
-            std::fs::read(p).ctx(|| format!("read {}", p.display()))?
-        }
-        _ => {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                .ctx(|| "read stdin".into())?;
-            buf
-        }
-    };
-    let res: oci_spec::runtime::LinuxResources =
-        serde_json::from_slice(&data).map_err(|e| Error::InvalidSpec(format!("resources: {e}")))?;
-    let cg = st
-        .cgroup()
-        .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
-    crate::cgroups::apply(&cg, id, Some(&res))
 }

@@ -61,6 +61,36 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// What a container without a mount namespace of its own cannot have: it
+/// would remount the caller's mounts.
+fn check_shared_mount_ns(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let paths = linux.is_some_and(|l| {
+        l.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+            || l.readonly_paths().as_ref().is_some_and(|p| !p.is_empty())
+    });
+    if paths {
+        return Err(Error::InvalidSpec(
+            "maskedPaths and readonlyPaths need a mount namespace of the container's own (add {\"type\": \"mount\"} to linux.namespaces)".into(),
+        ));
+    }
+    if linux.is_some_and(|l| l.rootfs_propagation().is_some()) {
+        return Err(Error::InvalidSpec(
+            "rootfsPropagation needs a mount namespace of the container's own".into(),
+        ));
+    }
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
+        return Err(Error::InvalidSpec(
+            "a read-only root needs a mount namespace of the container's own".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<ContainerState> {
     create_from(root, opts, &crate::spec::load_bundle(&opts.bundle)?)
 }
@@ -72,9 +102,14 @@ pub fn create_from(
     bundle: &crate::spec::Bundle,
 ) -> Result<ContainerState> {
     let spec = &bundle.spec;
+    crate::security::lsm::check(spec.process().as_ref(), Some(spec))?;
     let wanted = crate::spec::namespaces(spec);
     if !wanted.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
-        return Err(Error::InvalidSpec("a mount namespace is required".into()));
+        // The runtime-spec: a namespace left out is the runtime's own.
+        // Then the mounts go into the caller's namespace and the process
+        // is chrooted; what would change the caller's own mounts is
+        // refused, as runc does.
+        check_shared_mount_ns(spec)?;
     }
     let dir = root.claim(&opts.id)?;
     let mut cleanup = Cleanup {
@@ -184,7 +219,12 @@ pub fn create_from(
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: preserve,
         extra_env,
-        hook_state: state::hook_state(&st, Status::Creating),
+        // The create-time hooks (prestart, createRuntime, createContainer)
+        // see `created`: the runtime-spec runs them after the environment
+        // is made (lifecycle step 2, which ends `creating`) and does not
+        // say which of the two they see; crun and the runtime-tools
+        // validation say `created`.
+        hook_state: state::hook_state(&st, Status::Created),
         seccomp: crate::security::seccomp::for_spec(spec, &root.path)?,
     };
     let (parent_sock, child_sock) = sync::pair()?;
@@ -248,7 +288,7 @@ pub fn create_from(
                         .map_err(|_| Error::Cgroup("cgroup manager thread panicked".into()))??;
                     cgroups::apply_with(&m, &cgroup, resources)?;
                 }
-                let hs = state::hook_state(&st, Status::Creating);
+                let hs = state::hook_state(&st, Status::Created);
                 let h = spec.hooks().as_ref();
                 hooks::run("prestart", h.and_then(|h| h.prestart().as_ref()), &hs)?;
                 hooks::run(

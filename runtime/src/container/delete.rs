@@ -62,13 +62,17 @@ fn destroy(root: &Root, st: &ContainerState) -> Result<()> {
         // Processes left behind (no PID namespace) go with the cgroup.
         crate::cgroups::remove(&cg, &st.id)?;
     }
+    let own_mount_ns = crate::spec::namespaces(&st.spec)
+        .iter()
+        .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Mount);
+    if !own_mount_ns {
+        crate::rootfs::unmount_shared(&st.rootfs);
+    }
     let hs = state::hook_state(st, Status::Stopped);
-    if let Err(e) = hooks::run(
+    hooks::run_all(
         "poststop",
         st.spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
         &hs,
-    ) {
-        tracing::warn!("{e}");
-    }
+    );
     root.remove(&st.id)
 }

@@ -190,8 +190,9 @@ fn exec_child(
         nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;
         setup::set_rlimits(p)?;
         let (exe, env) = setup::resolve_program(p, &[])?;
-        setup::drop_privileges(p, seccomp)?;
+        // Before the filter: the profile need not allow close_range.
         setup::cloexec_from(3 + opts.preserve_fds)?;
+        setup::drop_privileges(p, seccomp)?;
         Ok(setup::exec_program(&exe, p, &env, seccomp))
     })();
     let msg = match err {

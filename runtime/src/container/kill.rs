@@ -7,6 +7,18 @@ use crate::state::{Root, Status};
 pub fn kill(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
     let st = root.load(id)?;
     let status = st.status(&root.dir(id));
+    // --all signals whatever is left in the cgroup, as runc does: on a
+    // stopped container that is nothing (or processes its init left
+    // behind without a PID namespace), and not an error. containerd's
+    // shim sends `kill --all ID KILL` whenever a container exits.
+    if all && status == Status::Stopped {
+        if let Some(cg) = st.cgroup() {
+            for pid in crate::cgroups::pids(&cg, id).unwrap_or_default() {
+                let _ = signals::send(pid, sig);
+            }
+        }
+        return Ok(());
+    }
     if matches!(status, Status::Stopped | Status::Creating) {
         return Err(Error::NotRunning);
     }

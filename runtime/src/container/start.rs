@@ -64,15 +64,13 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
     let hs = state::hook_state(&st, Status::Running);
-    if let Err(e) = hooks::run(
+    hooks::run_all(
         "poststart",
         st.spec
             .hooks()
             .as_ref()
             .and_then(|h| h.poststart().as_ref()),
         &hs,
-    ) {
-        tracing::warn!("{e}");
-    }
+    );
     Ok(())
 }

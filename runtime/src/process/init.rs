@@ -94,6 +94,9 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
         rootfs: cfg.rootfs,
         bundle: cfg.bundle,
         cgroup: cfg.cgroup,
+        own_mount_ns: crate::spec::namespaces(spec)
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::Mount),
         new_userns: has_new(spec, LinuxNamespaceType::User),
         new_cgroupns: has_new(spec, LinuxNamespaceType::Cgroup),
     };
@@ -108,7 +111,11 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
         &cfg.hook_state,
     )?;
     drop(root_fd);
-    rootfs::enter(cfg.rootfs, cfg.no_pivot)?;
+    if ctx.own_mount_ns {
+        rootfs::enter(cfg.rootfs, cfg.no_pivot)?;
+    } else {
+        rootfs::enter_shared(cfg.rootfs)?;
+    }
     rootfs::finalize(spec)?;
 
     if has_new(spec, LinuxNamespaceType::Uts) {
@@ -136,9 +143,12 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     setup::set_personality(spec)?;
 
     let (exe, env) = setup::resolve_program(process, &cfg.extra_env)?;
+    // The fd work comes before any seccomp filter: whatever the init does
+    // after the filter is loaded must be allowed by a profile that only
+    // allows the user's process (old profiles lack close_range).
+    setup::cloexec_from(3 + cfg.preserve_fds)?;
     let seccomp = cfg.seccomp.as_ref();
     setup::drop_privileges(process, seccomp)?;
-    setup::cloexec_from(3 + cfg.preserve_fds)?;
 
     sync.send(&Msg::Ready)?;
     wait_for_start(&fifo)?;

@@ -213,7 +213,10 @@ pub fn drop_privileges(process: &Process, seccomp: Option<&Compiled>) -> Result<
     Ok(())
 }
 
-/// Close (on exec) every fd above stdio and the preserved ones.
+/// Close (on exec) every fd above stdio and the preserved ones. Called
+/// before any seccomp filter is loaded; where close_range(2) is refused
+/// anyway (a kernel before 5.11, or a filter of the caller's), each open
+/// fd listed in /proc/self/fd gets FD_CLOEXEC by fcntl.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
     let rc = unsafe {
@@ -224,7 +227,26 @@ pub fn cloexec_from(first: u32) -> Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    Errno::result(rc).map(drop).ctx(|| "close_range".into())
+    if Errno::result(rc).is_ok() {
+        return Ok(());
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .ctx(|| "list /proc/self/fd".into())?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first as i32)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD only changes the flags of an fd number; one
+        // that closed since the listing (the dir's own) fails with EBADF.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        if let Err(e) = Errno::result(rc)
+            && e != Errno::EBADF
+        {
+            return Err(e).ctx(|| format!("mark fd {fd} close-on-exec"));
+        }
+    }
+    Ok(())
 }
 
 /// Reset what execve does not: ignored signals and the blocked mask (Rust
@@ -261,6 +283,9 @@ pub fn exec_program(
         return Error::InvalidProcess("executable path contains a NUL byte".into());
     };
     reset_signals();
+    if let Err(e) = crate::security::lsm::set_exec_labels(process) {
+        return e;
+    }
     if process.no_new_privileges().unwrap_or(false)
         && let Some(sc) = seccomp
         && let Err(e) = sc.load()

@@ -25,6 +25,9 @@ pub struct RootfsContext<'a> {
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub cgroup: Option<&'a crate::cgroups::Cgroup>,
+    /// False: no mount namespace in the config, so we are in the caller's
+    /// and must not change its propagation or mount over its root.
+    pub own_mount_ns: bool,
     pub new_userns: bool,
     pub new_cgroupns: bool,
 }
@@ -33,28 +36,30 @@ pub struct RootfsContext<'a> {
 /// rootfs onto itself, mounts, devices. Returns an fd of the rootfs.
 pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
     let linux = ctx.spec.linux().as_ref();
-    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        Some(name) => options::propagation(name)
-            .ok_or_else(|| Error::InvalidSpec(format!("unknown rootfsPropagation {name:?}")))?,
-        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        prop | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| sys("set propagation of /", e))?;
-    mounts::make_parent_mount_private(ctx.rootfs)?;
-    mount(
-        Some(ctx.rootfs),
-        ctx.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| sys(&format!("bind rootfs {}", ctx.rootfs.display()), e))?;
+    if ctx.own_mount_ns {
+        let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+            Some(name) => options::propagation(name)
+                .ok_or_else(|| Error::InvalidSpec(format!("unknown rootfsPropagation {name:?}")))?,
+            None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        };
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            prop | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| sys("set propagation of /", e))?;
+        mounts::make_parent_mount_private(ctx.rootfs)?;
+        mount(
+            Some(ctx.rootfs),
+            ctx.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| sys(&format!("bind rootfs {}", ctx.rootfs.display()), e))?;
+    }
     let root_fd: OwnedFd = {
         let raw = nix::fcntl::open(
             ctx.rootfs,
@@ -137,6 +142,35 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     .map_err(|e| sys("make old root rslave", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| sys("unmount old root", e))?;
     nix::unistd::chdir("/").map_err(|e| sys("chdir /", e))
+}
+
+/// Make the rootfs `/` in the caller's mount namespace: chroot, as runc
+/// does when the config has no mount namespace.
+pub fn enter_shared(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).map_err(|e| sys("chdir rootfs", e))?;
+    nix::unistd::chroot(".").map_err(|e| sys("chroot", e))?;
+    nix::unistd::chdir("/").map_err(|e| sys("chdir /", e))
+}
+
+/// Unmount what a container without a mount namespace of its own left
+/// under its rootfs in ours (deepest first), at delete.
+pub fn unmount_shared(rootfs: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let Ok(root) = std::fs::canonicalize(rootfs) else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&root))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = umount2(&p, MntFlags::MNT_DETACH);
+    }
 }
 
 /// After pivot_root: re-apply the propagation asked for and make `/`
