@@ -643,6 +643,7 @@ pub fn exec(engine: &Engine, a: &ExecArgs) -> Result<i32> {
         pid_file: None,
         detach: a.detach,
         preserve_fds: 0,
+        ignore_paused: false,
     };
     match strata_runtime::container::exec::exec(&engine.runtime_root(), &opts) {
         Ok(code) => Ok(code),

@@ -70,7 +70,27 @@ fn events_stats_have_runcs_fields() {
     let b = Bundle::new("exec sleep 1000");
     b.create("ev-stats");
     b.ok(&["start", "ev-stats"]);
-    let ours: Value = serde_json::from_str(&b.ok(&["events", "--stats", "ev-stats"])).unwrap();
+    let line = b.ok(&["events", "--stats", "ev-stats"]);
+    // Go's field order, which callers match on: type, id, data; and
+    // libcontainer's order inside data.
+    assert!(
+        line.starts_with("{\"type\":\"stats\",\"id\":\"ev-stats\",\"data\":{\"cpu\":"),
+        "{line}"
+    );
+    let keys = [
+        "\"cpu\":",
+        "\"memory\":",
+        "\"pids\":",
+        "\"blkio\":",
+        "\"hugetlb\":",
+        "\"intel_rdt\":",
+    ];
+    let at: Vec<usize> = keys
+        .iter()
+        .map(|k| line.find(k).unwrap_or(usize::MAX))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+    let ours: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(ours["type"], "stats");
     assert_eq!(ours["id"], "ev-stats");
     assert_eq!(ours["data"]["pids"]["current"], 1, "{ours}");

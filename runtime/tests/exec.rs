@@ -110,12 +110,46 @@ fn exec_process_json_and_detach_pid_file() {
 fn exec_missing_binary_fails_with_runc_wording() {
     let b = running("sleep 1000", "ex-missing");
     let out = b.rt(&["exec", "ex-missing", "no-such-thing"]);
-    assert!(!out.status.success());
+    // runc's code for an exec that never ran: 255, apart from the
+    // process's own codes.
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("executable file not found in $PATH"),
         "{}",
         stderr(&out)
     );
+    let out = b.rt(&["exec", "ex-missing", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+}
+
+#[test]
+fn exec_into_a_paused_container_needs_ignore_paused() {
+    let b = running("sleep 1000", "ex-paused");
+    b.ok(&["pause", "ex-paused"]);
+    let out = b.rt(&["exec", "ex-paused", "true"]);
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--ignore-paused"), "{}", stderr(&out));
+    // With --ignore-paused the process starts, frozen until resume.
+    let detached = b.rt(&[
+        "exec",
+        "-d",
+        "--ignore-paused",
+        "ex-paused",
+        "sh",
+        "-c",
+        "echo hi > /tmp/hi",
+    ]);
+    assert!(detached.status.success(), "{}", stderr(&detached));
+    b.ok(&["resume", "ex-paused"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !b.rootfs().join("tmp/hi").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exec'd process never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    b.ok(&["delete", "-f", "ex-paused"]);
 }
 
 #[test]
@@ -125,7 +159,7 @@ fn exec_into_stopped_container_fails() {
     b.ok(&["start", "ex-stopped"]);
     b.wait_status("ex-stopped", "stopped");
     let out = b.rt(&["exec", "ex-stopped", "true"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(255));
     assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
 }
 

@@ -49,7 +49,8 @@ pub struct ExecArgs {
     /// The AppArmor profile of the exec process (refused without AppArmor).
     #[arg(long)]
     pub apparmor: Option<String>,
-    #[arg(long = "ignore-paused", hide = true)]
+    /// Exec even into a paused container.
+    #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
 }
 
@@ -82,6 +83,7 @@ impl ExecArgs {
             pid_file: self.pid_file.clone(),
             detach: self.detach,
             preserve_fds: self.preserve_fds,
+            ignore_paused: self.ignore_paused,
         })
     }
 

@@ -240,8 +240,19 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Delete { id, force } => container::delete::delete(&root, id, *force).map(|_| 0),
         Command::List { format, quiet } => list::list(&root, format, *quiet).map(|_| 0),
         Command::Exec(a) => {
-            let opts = a.options(&root)?;
-            container::exec::exec(&root, &opts)
+            // runc: an exec that fails before the process runs exits 255,
+            // which callers tell from the process's own exit codes.
+            match a
+                .options(&root)
+                .and_then(|o| container::exec::exec(&root, &o))
+            {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    tracing::error!("exec failed: {e}");
+                    eprintln!("{e}");
+                    Ok(255)
+                }
+            }
         }
         Command::Events {
             id,

@@ -38,19 +38,19 @@ pub fn events(
         .cgroup()
         .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
     let manager = cgroups::manager(&cg, id)?;
-    let mut emit = |event: Value| -> Result<()> {
-        writeln!(out, "{event}")
+    let mut emit = |line: String| -> Result<()> {
+        writeln!(out, "{line}")
             .and_then(|()| out.flush())
             .map_err(|e| Error::Io {
                 context: "write event".into(),
                 source: e,
             })
     };
-    let stats = || -> Result<Value> {
+    let stats = || -> Result<String> {
         let s = manager
             .stats()
             .map_err(|e| Error::Cgroup(format!("stats of {}: {e}", cg.path.display())))?;
-        Ok(json!({"type": "stats", "id": id, "data": runc_stats(&s, &cg)}))
+        event("stats", id, Some(runc_stats(&s, &cg)))
     };
     if stats_only {
         return emit(stats()?);
@@ -65,7 +65,7 @@ pub fn events(
         }
         let now = counter.kills();
         for _ in ooms..now {
-            emit(json!({"type": "oom", "id": id}))?;
+            emit(event("oom", id, None)?)?;
         }
         ooms = ooms.max(now);
         if !running(&st) {
@@ -73,6 +73,37 @@ pub fn events(
         }
         std::thread::sleep(POLL.min(next.saturating_duration_since(Instant::now())));
     }
+}
+
+/// runc's Event, in Go's field order (type, id, data): callers match the
+/// line's start. serde_json keeps a struct's field order.
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<RuncStats>,
+}
+
+/// libcontainer's types.Stats, in its field order.
+#[derive(serde::Serialize)]
+struct RuncStats {
+    cpu: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpuset: Option<Value>,
+    memory: Value,
+    pids: Value,
+    blkio: Value,
+    hugetlb: Value,
+    intel_rdt: Value,
+    network_interfaces: Value,
+}
+
+/// One event line.
+fn event(kind: &str, id: &str, data: Option<RuncStats>) -> Result<String> {
+    serde_json::to_string(&Event { kind, id, data })
+        .map_err(|e| Error::Container(format!("encode event: {e}")))
 }
 
 /// Go's duration syntax as runc's `--interval` takes it: "5s", "100ms",
@@ -118,7 +149,7 @@ pub fn parse_interval(s: &str) -> Result<Duration> {
 /// libcgroups' statistics in the field names and omissions of runc's
 /// `events` (libcontainer's types.Stats): zero counters runc leaves out
 /// are left out here too.
-fn runc_stats(s: &Stats, cg: &Cgroup) -> Value {
+fn runc_stats(s: &Stats, cg: &Cgroup) -> RuncStats {
     let cpu = &s.cpu;
     let mut throttling = Map::new();
     for (k, v) in [
@@ -184,10 +215,8 @@ fn runc_stats(s: &Stats, cg: &Cgroup) -> Value {
             (size.clone(), Value::Object(m))
         })
         .collect();
-    let mut data = Map::new();
-    data.insert(
-        "cpu".into(),
-        json!({
+    RuncStats {
+        cpu: json!({
             "usage": {
                 "total": cpu.usage.usage_total,
                 "percpu": cpu.usage.per_core_usage_total,
@@ -198,17 +227,14 @@ fn runc_stats(s: &Stats, cg: &Cgroup) -> Value {
             },
             "throttling": throttling,
         }),
-    );
-    if let Some(cpuset) = cgroups::cpuset_stats(cg) {
-        data.insert("cpuset".into(), cpuset);
+        cpuset: cgroups::cpuset_stats(cg),
+        memory: Value::Object(memory),
+        pids: Value::Object(pids),
+        blkio: Value::Object(blkio),
+        hugetlb: Value::Object(hugetlb),
+        intel_rdt: json!({}),
+        network_interfaces: Value::Null,
     }
-    data.insert("memory".into(), Value::Object(memory));
-    data.insert("pids".into(), Value::Object(pids));
-    data.insert("blkio".into(), Value::Object(blkio));
-    data.insert("hugetlb".into(), Value::Object(hugetlb));
-    data.insert("intel_rdt".into(), json!({}));
-    data.insert("network_interfaces".into(), Value::Null);
-    Value::Object(data)
 }
 
 /// runc's MemoryData: usage and max left out when zero (and, for

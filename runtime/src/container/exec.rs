@@ -21,15 +21,24 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// `--ignore-paused`: exec into a paused container (the process is
+    /// frozen with it until resume).
+    pub ignore_paused: bool,
 }
 
 /// Runs the process; returns its exit code, or 0 once started with detach.
 pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     crate::spec::validate_process(&opts.process)?;
     let st = root.load(&opts.id)?;
-    match st.status(&root.dir(&opts.id)) {
+    let status = st.status(&root.dir(&opts.id));
+    match status {
         Status::Running | Status::Created => {}
-        Status::Paused => return Err(Error::Container("cannot exec in a paused container".into())),
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => {
+            return Err(Error::Container(
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
+            ));
+        }
         _ => {
             return Err(Error::Container(
                 "cannot exec in a stopped container".into(),
@@ -61,7 +70,14 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     // Stage 1 joins the container's cgroup on its way in (see
     // cgroups::Placement); a container without one runs it as forked.
     let cgroup = st.cgroup();
-    let placement = cgroup.as_ref().map(crate::cgroups::prepare).transpose()?;
+    // Into a frozen cgroup only the process itself goes, once it runs: a
+    // stage joining it would freeze before it could report.
+    let frozen = status == Status::Paused;
+    let placement = cgroup
+        .as_ref()
+        .filter(|_| !frozen)
+        .map(crate::cgroups::prepare)
+        .transpose()?;
     let tasks = placement
         .as_ref()
         .map(|p| p.self_join_tasks().to_vec())
@@ -85,8 +101,8 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     drop(placement);
     drop(child_sock);
     drop(console);
-    if let Some(cg) = cgroup.filter(|_| !placed)
-        && let Err(e) = crate::cgroups::join(&cg, &opts.id, stage1.as_raw())
+    if let Some(cg) = cgroup.as_ref().filter(|_| !placed && !frozen)
+        && let Err(e) = crate::cgroups::join(cg, &opts.id, stage1.as_raw())
     {
         let _ = nix::sys::signal::kill(stage1, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(stage1, None);
@@ -112,6 +128,9 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         return Err(Error::Container(format!("exec failed: {e}")));
     }
     let pid = pid.ok_or_else(|| Error::Container("exec failed: process did not start".into()))?;
+    if let Some(cg) = cgroup.as_ref().filter(|_| frozen) {
+        crate::cgroups::join(cg, &opts.id, pid)?;
+    }
     if let Some(pf) = &opts.pid_file {
         super::write_pid_file(pf, pid)?;
     }
