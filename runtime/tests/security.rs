@@ -182,3 +182,112 @@ fn lsm_settings_the_host_cannot_apply_are_refused() {
     );
     b.ok(&["delete", "-f", "sec-lsm-exec"]);
 }
+
+/// An agent for SCMP_ACT_NOTIFY: takes the notify fd (and the process
+/// state) from the runtime over `path`, answers every notified syscall
+/// with ENOSPC, and hands back each state document it received.
+fn seccomp_agent(
+    path: &std::path::Path,
+    connections: usize,
+) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let mut docs = Vec::new();
+        let mut fds = Vec::new();
+        for _ in 0..connections {
+            let (sock, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 64 << 10];
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let msg = nix::sys::socket::recvmsg::<()>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                nix::sys::socket::MsgFlags::empty(),
+            )
+            .unwrap();
+            let n = msg.bytes;
+            for c in msg.cmsgs().unwrap() {
+                if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c {
+                    // SAFETY: the kernel installed this fd for us.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(f[0]) });
+                }
+            }
+            docs.push(serde_json::from_slice(&buf[..n]).unwrap());
+            // Serve this filter's notifications until its processes exit.
+            let fd = fds.last().unwrap().as_raw_fd();
+            std::thread::spawn(move || {
+                while let Ok(req) = libseccomp::ScmpNotifReq::receive(fd) {
+                    let resp = libseccomp::ScmpNotifResp::new_error(
+                        req.id,
+                        -libc::ENOSPC,
+                        libseccomp::ScmpNotifRespFlags::empty(),
+                    );
+                    let _ = resp.respond(fd);
+                }
+            });
+        }
+        std::mem::forget(fds);
+        docs
+    })
+}
+
+/// SCMP_ACT_NOTIFY with a listenerPath: the notify fd of the container's
+/// filter (and of an exec's) reaches the agent with the process state the
+/// runtime-spec defines, and the agent decides the notified syscalls.
+#[test]
+fn seccomp_notify_reaches_the_agent_at_listener_path() {
+    let mut b = Bundle::new("mkdir /tmp/x 2>&1; echo rc=$?; sleep 100");
+    let sock = b.path().join("agent.sock");
+    let agent = seccomp_agent(&sock, 2);
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "from-the-test",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    b.save();
+    b.create("sec-notify");
+    b.ok(&["start", "sec-notify"]);
+    let out = b.wait_file("sec-notify.out", "rc=");
+    assert!(
+        out.contains("No space left on device") && out.contains("rc=1"),
+        "{out}"
+    );
+    let e = b.rt(&[
+        "exec",
+        "sec-notify",
+        "sh",
+        "-c",
+        "mkdir /tmp/y 2>&1; echo rc=$?",
+    ]);
+    assert!(
+        stdout(&e).contains("No space left on device"),
+        "{} {}",
+        stdout(&e),
+        stderr(&e)
+    );
+    let docs = agent.join().unwrap();
+    for d in &docs {
+        assert_eq!(d["fds"], json!(["seccompFd"]), "{d}");
+        assert_eq!(d["metadata"], "from-the-test", "{d}");
+        assert_eq!(d["state"]["id"], "sec-notify", "{d}");
+        assert!(d["pid"].as_i64().unwrap() > 0, "{d}");
+    }
+    assert_eq!(docs[0]["state"]["status"], "creating");
+    assert_eq!(docs[1]["state"]["status"], "running");
+    b.ok(&["delete", "-f", "sec-notify"]);
+    // Without a listenerPath, NOTIFY is refused by name.
+    let mut c = Bundle::new("true");
+    c.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    c.save();
+    let o = c.rt(&["run", "sec-notify2"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("listenerPath"), "{}", stderr(&o));
+}

@@ -227,6 +227,7 @@ pub fn create_from(
         hook_state: state::hook_state(&st, Status::Created),
         seccomp: crate::security::seccomp::for_spec(spec, &root.path)?,
     };
+    let listener = cfg.seccomp.as_ref().and_then(|c| c.listener.clone());
     let (parent_sock, child_sock) = sync::pair()?;
     let stage1_main = || {
         // The child must not hold the parent's end, or the parent would
@@ -266,7 +267,20 @@ pub fn create_from(
 
     let linux = spec.linux().as_ref();
     loop {
-        match parent_sock.recv()? {
+        let (msg, fd) = match parent_sock.recv_with_fd()? {
+            Some((m, fd)) => (Some(m), fd),
+            None => (None, None),
+        };
+        match msg {
+            Some(Msg::SeccompFd) => {
+                let (Some(fd), Some(l)) = (fd, listener.as_ref()) else {
+                    return Err(Error::Container(
+                        "init sent a seccomp fd nobody listens for".into(),
+                    ));
+                };
+                let hs = state::hook_state(&st, Status::Creating);
+                crate::security::seccomp::send_to_agent(l, &fd, st.pid, &hs)?;
+            }
             Some(Msg::UsernsReady) => {
                 let uid = namespaces::format_maps(linux.and_then(|l| l.uid_mappings().as_ref()));
                 let gid = namespaces::format_maps(linux.and_then(|l| l.gid_mappings().as_ref()));

@@ -113,9 +113,19 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     let mut failure = None;
     // EOF means every child end is closed: stage 1 exited and the process
     // exec'd (its end is close-on-exec).
-    while let Some(msg) = parent_sock.recv()? {
+    let listener = seccomp.as_ref().and_then(|c| c.listener.clone());
+    while let Some((msg, fd)) = parent_sock.recv_with_fd()? {
         match msg {
             Msg::Pid(p) => pid = Some(p),
+            Msg::SeccompFd => match (fd, listener.as_ref(), pid) {
+                (Some(fd), Some(l), Some(p)) => {
+                    let hs = crate::state::hook_state(&st, Status::Running);
+                    if let Err(e) = crate::security::seccomp::send_to_agent(l, &fd, p, &hs) {
+                        failure = Some(e.to_string());
+                    }
+                }
+                _ => failure = Some("a seccomp fd nobody listens for".into()),
+            },
             Msg::Error(e) => failure = Some(e),
             other => failure = Some(format!("unexpected message {other:?}")),
         }
@@ -211,7 +221,9 @@ fn exec_child(
         let (exe, env) = setup::resolve_program(p, &[])?;
         // Before the filter: the profile need not allow close_range.
         setup::cloexec_from(3 + opts.preserve_fds)?;
-        setup::drop_privileges(p, seccomp)?;
+        if let Some(listener) = setup::drop_privileges(p, seccomp)? {
+            sync.send_fd(&Msg::SeccompFd, listener.as_raw_fd())?;
+        }
         Ok(setup::exec_program(&exe, p, &env, seccomp))
     })();
     let msg = match err {

@@ -148,7 +148,9 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     // allows the user's process (old profiles lack close_range).
     setup::cloexec_from(3 + cfg.preserve_fds)?;
     let seccomp = cfg.seccomp.as_ref();
-    setup::drop_privileges(process, seccomp)?;
+    if let Some(listener) = setup::drop_privileges(process, seccomp)? {
+        sync.send_fd(&Msg::SeccompFd, listener.as_raw_fd())?;
+    }
 
     sync.send(&Msg::Ready)?;
     wait_for_start(&fifo)?;

@@ -3,6 +3,7 @@
 //! no_new_privs, seccomp, fd hygiene and execve.
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -198,19 +199,27 @@ pub fn switch_user(process: &Process) -> Result<()> {
 /// capability sets, no_new_privs. Seccomp with no_new_privs is loaded last,
 /// by `exec_program`, so the filter covers as little of our own setup as
 /// possible.
-pub fn drop_privileges(process: &Process, seccomp: Option<&Compiled>) -> Result<()> {
+///
+/// A filter with a notify listener is loaded here in either case (its fd
+/// must reach the runtime before the process runs, as runc does); the
+/// fd is returned for the caller to send on.
+pub fn drop_privileges(process: &Process, seccomp: Option<&Compiled>) -> Result<Option<OwnedFd>> {
     let caps: Option<&LinuxCapabilities> = process.capabilities().as_ref();
     security::capabilities::drop_bounding(caps)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
+    let mut listener = None;
     if let (Some(sc), false) = (seccomp, nnp) {
-        sc.load()?;
+        listener = sc.load()?;
     }
     switch_user(process)?;
     security::capabilities::apply(caps)?;
     if nnp {
         security::set_no_new_privs()?;
+        if let Some(sc) = seccomp.filter(|s| s.listener.is_some()) {
+            listener = sc.load()?;
+        }
     }
-    Ok(())
+    Ok(listener)
 }
 
 /// Close (on exec) every fd above stdio and the preserved ones. Called
@@ -287,7 +296,7 @@ pub fn exec_program(
         return e;
     }
     if process.no_new_privileges().unwrap_or(false)
-        && let Some(sc) = seccomp
+        && let Some(sc) = seccomp.filter(|s| s.listener.is_none())
         && let Err(e) = sc.load()
     {
         return e;

@@ -38,11 +38,7 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction> {
         }
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::Seccomp(
-                "SCMP_ACT_NOTIFY needs a listenerPath, which is not supported".into(),
-            ));
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -147,6 +143,26 @@ pub fn build(spec: &LinuxSeccomp) -> Result<ScmpFilterContext> {
 pub struct Compiled {
     program: Vec<libc::sock_filter>,
     flags: libc::c_ulong,
+    /// `linux.seccomp.listenerPath`: the filter has SCMP_ACT_NOTIFY rules
+    /// and its listener fd goes to the agent listening there.
+    pub listener: Option<Listener>,
+}
+
+/// Where a filter's notify fd goes (`listenerPath`, `listenerMetadata`).
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub path: std::path::PathBuf,
+    pub metadata: String,
+}
+
+/// Does the profile use SCMP_ACT_NOTIFY anywhere?
+fn uses_notify(spec: &LinuxSeccomp) -> bool {
+    spec.default_action() == LinuxSeccompAction::ScmpActNotify
+        || spec
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
 }
 
 /// The largest program the kernel takes (BPF_MAXINSNS).
@@ -238,7 +254,29 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Compiled
     for rule in spec.syscalls().iter().flatten() {
         action(rule.action(), rule.errno_ret())?;
     }
-    let flags = filter_flags(spec);
+    let notify = uses_notify(spec);
+    let listener = match (notify, spec.listener_path()) {
+        (true, Some(p)) if !p.as_os_str().is_empty() => Some(Listener {
+            path: p.clone(),
+            metadata: spec.listener_metadata().clone().unwrap_or_default(),
+        }),
+        (true, _) => {
+            return Err(Error::Seccomp(
+                "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the agent's socket)".into(),
+            ));
+        }
+        (false, _) => None,
+    };
+    if notify && spec.default_action() == LinuxSeccompAction::ScmpActNotify {
+        // The runtime's own last syscalls would wait on the agent.
+        return Err(Error::Seccomp(
+            "SCMP_ACT_NOTIFY cannot be the default action".into(),
+        ));
+    }
+    let mut flags = filter_flags(spec);
+    if listener.is_some() {
+        flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    }
     let cached = cache_dir.and_then(|d| match cache_key(spec) {
         Ok(key) => Some(d.join(CACHE_DIR).join(key)),
         Err(e) => {
@@ -250,7 +288,11 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Compiled
         && let Ok(bytes) = std::fs::read(path)
     {
         if let Some(program) = from_bytes(&bytes) {
-            return Ok(Compiled { program, flags });
+            return Ok(Compiled {
+                program,
+                flags,
+                listener,
+            });
         }
         tracing::debug!(
             "seccomp cache: {} is not a filter; recompiling",
@@ -266,7 +308,11 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Compiled
     {
         tracing::debug!("seccomp cache: {}: {e}", path.display());
     }
-    Ok(Compiled { program, flags })
+    Ok(Compiled {
+        program,
+        flags,
+        listener,
+    })
 }
 
 /// The compiled filter of `spec`'s `linux.seccomp`, if it has one.
@@ -290,10 +336,52 @@ fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Hand a filter's notify fd to the agent at `listener.path`, with the
+/// container process state the runtime-spec defines
+/// (`containerProcessState`: ociVersion, fds, pid, metadata, state).
+pub fn send_to_agent(
+    listener: &Listener,
+    fd: &std::os::fd::OwnedFd,
+    pid: i32,
+    state: &serde_json::Value,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let doc = serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": listener.metadata,
+        "state": state,
+    });
+    let data = serde_json::to_vec(&doc).map_err(|e| err("encode process state", e))?;
+    let sock = std::os::unix::net::UnixStream::connect(&listener.path).map_err(|e| {
+        err(
+            &format!(
+                "connect to the seccomp agent at {}",
+                listener.path.display()
+            ),
+            e,
+        )
+    })?;
+    let iov = [std::io::IoSlice::new(&data)];
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| err("send the notify fd to the seccomp agent", e))?;
+    Ok(())
+}
+
 impl Compiled {
     /// Install the filter on the calling thread. Needs no_new_privs or
-    /// CAP_SYS_ADMIN, as any filter does.
-    pub fn load(&self) -> Result<()> {
+    /// CAP_SYS_ADMIN, as any filter does. With a listener, returns the
+    /// notify fd the kernel made for it.
+    pub fn load(&self) -> Result<Option<std::os::fd::OwnedFd>> {
         let prog = libc::sock_fprog {
             len: self.program.len() as u16,
             filter: self.program.as_ptr() as *mut libc::sock_filter,
@@ -308,9 +396,15 @@ impl Compiled {
                 &prog as *const libc::sock_fprog,
             )
         };
-        nix::errno::Errno::result(rc)
-            .map(drop)
-            .map_err(|e| err("load filter", e))
+        let rc = nix::errno::Errno::result(rc).map_err(|e| err("load filter", e))?;
+        if self.listener.is_none() {
+            return Ok(None);
+        }
+        // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER the return value
+        // is a new fd that nothing else owns.
+        Ok(Some(unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rc as i32)
+        }))
     }
 }
 
@@ -403,7 +497,7 @@ mod tests {
                 unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
                 let code = match c.load() {
                     // SAFETY: getppid has no arguments.
-                    Ok(()) => match unsafe { libc::syscall(libc::SYS_getppid) } {
+                    Ok(_) => match unsafe { libc::syscall(libc::SYS_getppid) } {
                         -1 => nix::errno::Errno::last_raw(),
                         _ => 1,
                     },
@@ -421,10 +515,21 @@ mod tests {
     }
 
     #[test]
-    fn notify_is_refused_clearly() {
-        let j = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"});
+    fn notify_needs_a_listener_and_is_no_default() {
+        let j = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
         let spec: LinuxSeccomp = serde_json::from_value(j).unwrap();
-        let e = build(&spec).err().unwrap().to_string();
-        assert!(e.contains("SCMP_ACT_NOTIFY"), "{e}");
+        let e = compile(&spec, None).err().unwrap().to_string();
+        assert!(e.contains("listenerPath"), "{e}");
+        let j = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock"});
+        let spec: LinuxSeccomp = serde_json::from_value(j).unwrap();
+        let e = compile(&spec, None).err().unwrap().to_string();
+        assert!(e.contains("cannot be the default action"), "{e}");
+        let j = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
+        let spec: LinuxSeccomp = serde_json::from_value(j).unwrap();
+        let c = compile(&spec, None).unwrap();
+        assert!(c.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0);
+        assert_eq!(c.listener.unwrap().path, std::path::Path::new("/run/agent.sock"));
     }
 }
