@@ -476,9 +476,51 @@ pub fn pids(cg: &Cgroup, id: &str) -> Result<Vec<i32>> {
 
 /// Is the container's freezer cgroup frozen (paused)?
 pub fn is_frozen(st: &ContainerState) -> bool {
-    let Some(cg) = st.cgroup() else {
-        return false;
+    st.cgroup().is_some_and(|cg| cgroup_frozen(&cg))
+}
+
+/// Before a create places anything in `cg` (which may exist already, a
+/// pod's or another container's): refuse a frozen one (the init would
+/// hang there), warn about one with processes in it, and refuse
+/// `resources.unified` where the controllers are on v1. As runc does.
+pub fn precheck(cg: &Cgroup, spec: &Spec) -> Result<()> {
+    let unified = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.unified().as_ref())
+        .is_some_and(|u| !u.is_empty());
+    if unified && cg.v2_root.is_none() {
+        return Err(Error::InvalidSpec(
+            "invalid configuration: resources.unified needs cgroup v2, and this host's controllers are on cgroup v1".into(),
+        ));
+    }
+    if cgroup_frozen(cg) {
+        return Err(Error::Cgroup(format!(
+            "container's cgroup unexpectedly frozen: {}",
+            cg.path.display()
+        )));
+    }
+    let procs = match cg.v2_dir() {
+        Some(d) => d.join("cgroup.procs"),
+        None => match controller_dir(cg, "pids").or_else(|| controller_dir(cg, "memory")) {
+            Some(d) => d.join("cgroup.procs"),
+            None => return Ok(()),
+        },
     };
+    if let Ok(text) = std::fs::read_to_string(&procs) {
+        let n = text.lines().filter(|l| !l.trim().is_empty()).count();
+        if n > 0 {
+            tracing::warn!(
+                "container's cgroup is not empty: {n} process(es) found in {}",
+                cg.path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cgroup_frozen(cg: &Cgroup) -> bool {
     let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
     if let Some(dir) = cg.v2_dir() {
         std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")

@@ -454,6 +454,8 @@ fn version_and_debug_logging_as_runc() {
         let text = stdout(&o);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("strata-runtime version 0."), "{text}");
+        // What scripts matching runc's first line look for.
+        assert!(lines[0].contains("runc version 1.1."), "{text}");
         assert!(lines[1].starts_with("commit: "), "{text}");
         assert_eq!(lines[2], "spec: 1.2.0", "{text}");
         assert!(lines[3].starts_with("libseccomp: 2."), "{text}");

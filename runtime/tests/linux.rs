@@ -631,3 +631,73 @@ fn no_mount_namespace_inherits_the_callers() {
     );
     assert!(!b.root.join("ln-no-mntns2").exists());
 }
+
+/// Before a create uses a cgroup, as runc: a frozen one is refused (and
+/// left as it was: it is not ours), one with processes in it is warned
+/// about, and `resources.unified` is refused where the controllers are on
+/// v1 (this host's).
+#[test]
+fn cgroup_prechecks_as_runc() {
+    let v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // unified on v1.
+    if v1 {
+        let mut b = Bundle::new("true");
+        b.config["linux"]["resources"]["unified"] = json!({"memory.min": "131072"});
+        b.save();
+        let o = b.rt(&["run", "ln-unified"]);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("invalid configuration"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!b.root.join("ln-unified").exists());
+    }
+    // A pre-existing frozen cgroup.
+    let (dir, file, frozen) = if v1 {
+        (
+            "/sys/fs/cgroup/freezer/strata-test/frozen",
+            "freezer.state",
+            "FROZEN",
+        )
+    } else {
+        ("/sys/fs/cgroup/strata-test/frozen", "cgroup.freeze", "1")
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(format!("{dir}/{file}"), frozen).unwrap();
+    let mut b = Bundle::new("true");
+    b.config["linux"]["cgroupsPath"] = json!("/strata-test/frozen");
+    b.save();
+    let st = b.create_status("ln-frozen", &[]);
+    let err = b.file("ln-frozen.err");
+    let thaw = if v1 { "THAWED" } else { "0" };
+    std::fs::write(format!("{dir}/{file}"), thaw).unwrap();
+    assert!(!st.success());
+    assert!(
+        err.contains("container's cgroup unexpectedly frozen"),
+        "{err}"
+    );
+    assert!(
+        std::path::Path::new(dir).exists(),
+        "a cgroup not ours was removed"
+    );
+    std::fs::remove_dir(dir).unwrap();
+    // A cgroup another container's processes are in: a warning, and on.
+    let mut a = Bundle::new("sleep 100");
+    a.config["linux"]["cgroupsPath"] = json!("/strata-test/shared");
+    a.save();
+    a.create("ln-shared-1");
+    a.ok(&["start", "ln-shared-1"]);
+    let mut c = Bundle::new("sleep 100");
+    c.config["linux"]["cgroupsPath"] = json!("/strata-test/shared");
+    c.save();
+    c.create("ln-shared-2");
+    assert!(
+        c.file("ln-shared-2.err")
+            .contains("container's cgroup is not empty"),
+        "{}",
+        c.file("ln-shared-2.err")
+    );
+    c.ok(&["delete", "-f", "ln-shared-2"]);
+    a.ok(&["delete", "-f", "ln-shared-1"]);
+}

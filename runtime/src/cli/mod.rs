@@ -51,13 +51,17 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The runc release whose command line and behaviour we follow (its
+/// integration tests are what we measure against).
+pub const RUNC_COMPAT: &str = "1.1.15";
+
 /// `--version`, as runc prints it.
 pub fn version_text() -> String {
     let seccomp = libseccomp::ScmpVersion::current()
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
         .unwrap_or_else(|_| "unknown".into());
     format!(
-        "strata-runtime version {}\ncommit: {}\nspec: {}\nlibseccomp: {seccomp}\n",
+        "strata-runtime version {} (runc version {RUNC_COMPAT} compatible)\ncommit: {}\nspec: {}\nlibseccomp: {seccomp}\n",
         env!("CARGO_PKG_VERSION"),
         env!("STRATA_COMMIT"),
         crate::OCI_VERSION,

@@ -182,6 +182,8 @@ pub fn create_from(
         preserve = preserve.max(n);
     }
 
+    // Before the cleanup owns it: a cgroup refused here is not ours.
+    cgroups::precheck(&cgroup, spec)?;
     // cgroup before anything runs in the namespaces, so that the cgroup
     // namespace (if any) is rooted at the container's cgroup.
     cleanup.cgroup = Some(cgroup.clone());
@@ -233,6 +235,12 @@ pub fn create_from(
         // The child must not hold the parent's end, or the parent would
         // never see EOF when the child dies.
         let _ = nix::unistd::close(parent_sock.raw());
+        // Worded as runc's debug lines are (its stage 1 is nsexec), for
+        // the tools and tests that look for them.
+        tracing::debug!(
+            "nsexec container setup: stage 1 (pid {}) joins or makes the namespaces",
+            std::process::id()
+        );
         crate::process::stage1(&cfg, &child_sock)
     };
     let (stage1, placed) = crate::process::fork_placed(placement.as_ref(), stage1_main)?;

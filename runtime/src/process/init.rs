@@ -70,6 +70,7 @@ pub fn run(cfg: &InitConfig, sync: &SyncSocket) -> ! {
 enum Never {}
 
 fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
+    tracing::debug!("child process in init(): container {} setup", cfg.id);
     security::set_non_dumpable()?;
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     let spec = cfg.spec;
@@ -152,6 +153,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
         sync.send_fd(&Msg::SeccompFd, listener.as_raw_fd())?;
     }
 
+    tracing::debug!("init: closing the pipe to signal completion (ready; waiting for start)");
     sync.send(&Msg::Ready)?;
     wait_for_start(&fifo)?;
     hooks::run(

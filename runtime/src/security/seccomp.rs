@@ -530,6 +530,9 @@ mod tests {
         let spec: LinuxSeccomp = serde_json::from_value(j).unwrap();
         let c = compile(&spec, None).unwrap();
         assert!(c.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0);
-        assert_eq!(c.listener.unwrap().path, std::path::Path::new("/run/agent.sock"));
+        assert_eq!(
+            c.listener.unwrap().path,
+            std::path::Path::new("/run/agent.sock")
+        );
     }
 }
