@@ -44,8 +44,10 @@ pub fn send_fd(socket: RawFd, fd: RawFd, name: &str) -> Result<()> {
 
 /// Open a pty in the current mount namespace (the container's /dev/ptmx),
 /// send its master over `socket`, and make the slave our controlling
-/// terminal and stdio. The caller must be a session leader.
-pub fn setup_pty(socket: RawFd, uid: u32, gid: Option<u32>) -> Result<()> {
+/// terminal and stdio. The caller must be a session leader. The slave is
+/// given to `uid`; its group stays the one devpts gives it (the mount's
+/// `gid=` option, tty's 5 in the default config), as with runc.
+pub fn setup_pty(socket: RawFd, uid: u32) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "open /dev/ptmx".into())?;
     grantpt(&master).ctx(|| "grantpt".into())?;
@@ -60,7 +62,7 @@ pub fn setup_pty(socket: RawFd, uid: u32, gid: Option<u32>) -> Result<()> {
     // SAFETY: open returned a fresh fd.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     if uid != 0 {
-        let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), gid.map(Into::into));
+        let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), None);
     }
     send_fd(socket, master.as_raw_fd(), &name)?;
     // SAFETY: TIOCSCTTY on an fd we own, argument 0 (do not steal).

@@ -111,6 +111,37 @@ fn recv_fd(sock: RawFd) -> OwnedFd {
     panic!("no fd received");
 }
 
+/// A non-root user's pty is theirs, in devpts' group (the mount's gid=,
+/// 5 in the default config), not the user's own group: as with runc.
+#[test]
+fn terminal_of_a_non_root_user_keeps_the_devpts_group() {
+    let mut b = Bundle::new("stat -c %u:%g $(tty); echo done; sleep 0.2");
+    b.config["process"]["terminal"] = json!(true);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 100});
+    b.save();
+    let sock_path = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let st = b.create_status(
+        "pr-tty-owner",
+        &["--console-socket", sock_path.to_str().unwrap()],
+    );
+    assert!(st.success(), "{}", b.file("pr-tty-owner.err"));
+    let (conn, _) = listener.accept().unwrap();
+    let master = recv_fd(conn.as_raw_fd());
+    b.ok(&["start", "pr-tty-owner"]);
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&out).contains("done") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("1000:5"), "{out}");
+}
+
 #[test]
 fn terminal_master_is_sent_over_console_socket() {
     let mut b = Bundle::new("tty; echo isatty-ok; sleep 0.2");

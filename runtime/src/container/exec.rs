@@ -213,7 +213,7 @@ fn exec_child(
         if p.terminal() == Some(true) {
             nix::unistd::setsid().ctx(|| "setsid".into())?;
             let sock = console.ok_or_else(|| Error::Container("no console socket".into()))?;
-            crate::console::setup_pty(sock, p.user().uid(), Some(p.user().gid()))?;
+            crate::console::setup_pty(sock, p.user().uid())?;
             let _ = nix::unistd::close(sock);
         }
         nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;
