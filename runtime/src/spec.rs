@@ -68,6 +68,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 )));
             }
             if let Some(p) = ns.path()
+                && !p.as_os_str().is_empty()
                 && !p.is_absolute()
             {
                 return Err(Error::InvalidSpec(format!(
@@ -169,7 +170,11 @@ pub fn namespaces(spec: &Spec) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default()
         .into_iter()
-        .map(|ns| (ns.typ(), ns.path().clone()))
+        // An empty path is no path: a new namespace (runc reads it so).
+        .map(|ns| {
+            let path = ns.path().clone().filter(|p| !p.as_os_str().is_empty());
+            (ns.typ(), path)
+        })
         .collect()
 }
 

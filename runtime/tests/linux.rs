@@ -701,3 +701,71 @@ fn cgroup_prechecks_as_runc() {
     c.ok(&["delete", "-f", "ln-shared-2"]);
     a.ok(&["delete", "-f", "ln-shared-1"]);
 }
+
+/// Mount options runc's suite checks: `tmpcopyup` (a tmpfs starts with
+/// what the directory held), a read-only /dev that still gets its devpts
+/// and device nodes, and `rro` (read-only all the way down).
+#[test]
+fn tmpcopyup_readonly_dev_and_rro() {
+    let mut b = Bundle::new(
+        "cat /etc/copied/dir2/file; stat -c %a /etc/copied/dir2; \
+         grep ' /etc/copied ' /proc/self/mountinfo | grep -c tmpfs; \
+         ls /dev/pts/ptmx /dev/null; touch /dev/x 2>&1; \
+         touch /mnt/top 2>&1; touch /mnt/sub/y 2>&1; echo end",
+    );
+    std::fs::create_dir_all(b.rootfs().join("etc/copied/dir2")).unwrap();
+    std::fs::write(b.rootfs().join("etc/copied/dir2/file"), "from-the-image\n").unwrap();
+    std::fs::set_permissions(
+        b.rootfs().join("etc/copied/dir2"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    // A host tree with a mount inside it, bound rbind,rro.
+    let host = b.path().join("hosttree");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    assert!(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(host.join("sub"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    for m in mounts.iter_mut() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    mounts.push(json!({"destination": "/etc/copied", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}));
+    mounts.push(
+        json!({"destination": "/mnt", "type": "bind", "source": host, "options": ["rbind", "rro"]}),
+    );
+    b.save();
+    let out = b.run("ln-mountopts");
+    let _ = std::process::Command::new("umount")
+        .arg(host.join("sub"))
+        .status();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "from-the-image", "{text}");
+    assert_eq!(lines[1], "711", "{text}");
+    assert_eq!(lines[2], "1", "{text}");
+    assert!(
+        text.contains("/dev/pts/ptmx") && text.contains("/dev/null"),
+        "{text}"
+    );
+    assert!(
+        text.contains("touch: /dev/x: Read-only file system"),
+        "{text}"
+    );
+    assert!(
+        text.contains("touch: /mnt/top: Read-only file system"),
+        "{text}"
+    );
+    assert!(
+        text.contains("touch: /mnt/sub/y: Read-only file system"),
+        "{text}"
+    );
+}

@@ -53,11 +53,23 @@ fn proc_mount_on_symlink_is_refused() {
     let out = b.run("sec-proc");
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("must not be a symlink"),
+        stderr(&out).contains("proc must be mounted on ordinary directory"),
         "{}",
         stderr(&out)
     );
     assert_no_cgroup("sec-proc");
+    // A dangling symlink too (its target must not be created either).
+    let b = Bundle::new("true");
+    std::fs::remove_dir(b.rootfs().join("proc")).unwrap();
+    symlink("/symlink", b.rootfs().join("proc")).unwrap();
+    let out = b.run("sec-proc2");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("proc must be mounted on ordinary directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!b.rootfs().join("symlink").exists());
 }
 
 /// While a container waits for `start`, and while an exec sets up, nothing

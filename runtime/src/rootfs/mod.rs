@@ -70,7 +70,7 @@ pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
         // SAFETY: open returned a fresh fd that nothing else owns.
         unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) }
     };
-    mounts::mount_all(ctx, root_fd.as_raw_fd())?;
+    let deferred = mounts::mount_all(ctx, root_fd.as_raw_fd())?;
 
     let dev_is_bind = ctx.spec.mounts().iter().flatten().any(|m| {
         m.destination() == Path::new("/dev")
@@ -99,6 +99,9 @@ pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
     // The working directory is created if the image lacks it.
     if let Some(p) = ctx.spec.process() {
         paths::mkdir_all_in_root(root_fd.as_raw_fd(), p.cwd(), 0o755)?;
+    }
+    for (dest, flags) in deferred {
+        mounts::remount(root_fd.as_raw_fd(), &dest, flags | MsFlags::MS_BIND)?;
     }
     Ok(root_fd)
 }

@@ -1,6 +1,6 @@
 //! The spec's `mounts`: each made on a target resolved inside the rootfs.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -14,15 +14,164 @@ use super::options::{self, MountOptions};
 use super::paths::{ensure_target, fd_path, open_in_root, sys};
 use crate::error::{Error, Result};
 
-pub fn mount_all(ctx: &RootfsContext, root_fd: RawFd) -> Result<()> {
+/// Make every mount of the spec. Returns the mounts whose read-only flag
+/// waits until the rest of the rootfs is built: a read-only /dev gets its
+/// devpts, mqueue and device nodes first (as runc does).
+pub fn mount_all(ctx: &RootfsContext, root_fd: RawFd) -> Result<Vec<(PathBuf, MsFlags)>> {
+    let mut deferred = Vec::new();
     for m in ctx.spec.mounts().iter().flatten() {
-        mount_one(ctx, root_fd, m).map_err(|e| {
+        mount_one(ctx, root_fd, m, &mut deferred).map_err(|e| {
             Error::Container(format!(
                 "error mounting {:?} to rootfs at {:?}: {e}",
                 source_of(m),
                 m.destination()
             ))
         })?;
+    }
+    Ok(deferred)
+}
+
+/// `rro`: make the mount at `target` and all below it read-only.
+fn recursive_readonly(target: &std::os::fd::OwnedFd) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    /// struct mount_attr of <linux/mount.h>.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size we pass) and an
+    // empty NUL-terminated path relative to our fd.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc).map(drop).map_err(|e| {
+        sys(
+            "make the mount recursively read-only (rro; needs Linux 5.12)",
+            e,
+        )
+    })
+}
+
+/// `tmpcopyup`: copy the tree in `src` (the directory the tmpfs now
+/// covers, opened before the mount) into `dst` (the tmpfs), with modes,
+/// owners and symlinks, the root's mode and owner too. Every step is
+/// relative to a directory fd: a path through /proc/self/fd would land on
+/// the tmpfs itself, and nothing here follows a symlink.
+fn copy_up(src: &std::os::fd::OwnedFd, dst: &std::os::fd::OwnedFd) -> Result<()> {
+    use nix::fcntl::{AtFlags, openat};
+    use nix::sys::stat::{FchmodatFlags, Mode, fchmod, fstat, fstatat, mkdirat};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let e = |what: &str, err: Errno| sys(&format!("tmpcopyup: {what}"), err);
+    let own = |raw: RawFd| -> OwnedFd {
+        // SAFETY: a fresh fd from openat, owned by nothing else.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    };
+    let root = fstat(src.as_raw_fd()).map_err(|x| e("stat", x))?;
+    let _ = nix::unistd::fchown(
+        dst.as_raw_fd(),
+        Some(root.st_uid.into()),
+        Some(root.st_gid.into()),
+    );
+    fchmod(
+        dst.as_raw_fd(),
+        Mode::from_bits_truncate(root.st_mode & 0o7777),
+    )
+    .map_err(|x| e("chmod", x))?;
+    let dup = nix::unistd::dup(src.as_raw_fd()).map_err(|x| e("dup", x))?;
+    let mut dir = nix::dir::Dir::from_fd(dup).map_err(|x| e("read dir", x))?;
+    let names: Vec<std::ffi::CString> = dir
+        .iter()
+        .flatten()
+        .map(|d| d.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
+    let nofollow = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    for name in names {
+        let name = name.as_c_str();
+        let st = fstatat(Some(s), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|x| e("stat", x))?;
+        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                mkdirat(Some(d), name, mode).map_err(|x| e("mkdir", x))?;
+                let from = own(openat(
+                    Some(s),
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
+                    Mode::empty(),
+                )
+                .map_err(|x| e("open dir", x))?);
+                let to = own(openat(
+                    Some(d),
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
+                    Mode::empty(),
+                )
+                .map_err(|x| e("open dir", x))?);
+                copy_up(&from, &to)?;
+            }
+            libc::S_IFREG => {
+                let from = own(
+                    openat(Some(s), name, OFlag::O_RDONLY | nofollow, Mode::empty())
+                        .map_err(|x| e("open file", x))?,
+                );
+                let to = own(openat(
+                    Some(d),
+                    name,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | nofollow,
+                    mode,
+                )
+                .map_err(|x| e("create file", x))?);
+                let (mut r, mut w) = (std::fs::File::from(from), std::fs::File::from(to));
+                std::io::copy(&mut r, &mut w).map_err(|x| Error::Io {
+                    context: "tmpcopyup: copy".into(),
+                    source: x,
+                })?;
+                let _ = nix::unistd::fchown(
+                    w.as_raw_fd(),
+                    Some(st.st_uid.into()),
+                    Some(st.st_gid.into()),
+                );
+                fchmod(w.as_raw_fd(), mode).map_err(|x| e("chmod", x))?;
+                continue;
+            }
+            libc::S_IFLNK => {
+                let target =
+                    nix::fcntl::readlinkat(Some(s), name).map_err(|x| e("read link", x))?;
+                nix::unistd::symlinkat(target.as_os_str(), Some(d), name)
+                    .map_err(|x| e("symlink", x))?;
+            }
+            // Device nodes, fifos, sockets are not copied, as with runc.
+            _ => continue,
+        }
+        let _ = nix::unistd::fchownat(
+            Some(d),
+            name,
+            Some(st.st_uid.into()),
+            Some(st.st_gid.into()),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            nix::sys::stat::fchmodat(Some(d), name, mode, FchmodatFlags::FollowSymlink)
+                .map_err(|x| e("chmod", x))?;
+        }
     }
     Ok(())
 }
@@ -34,7 +183,12 @@ fn source_of(m: &Mount) -> String {
         .unwrap_or_else(|| m.typ().clone().unwrap_or_default())
 }
 
-fn mount_one(ctx: &RootfsContext, root_fd: RawFd, m: &Mount) -> Result<()> {
+fn mount_one(
+    ctx: &RootfsContext,
+    root_fd: RawFd,
+    m: &Mount,
+    deferred: &mut Vec<(PathBuf, MsFlags)>,
+) -> Result<()> {
     let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
     let dest = m.destination();
@@ -52,21 +206,70 @@ fn mount_one(ctx: &RootfsContext, root_fd: RawFd, m: &Mount) -> Result<()> {
     } else {
         ResolveFlag::empty()
     };
+    let not_a_dir = || {
+        Error::Container(format!(
+            "{typ} must be mounted on ordinary directory: {} is a symlink",
+            dest.display()
+        ))
+    };
+    // A dangling symlink resolves to ENOENT: look at the last component
+    // itself before creating anything.
+    if !extra.is_empty() {
+        let rel = dest.strip_prefix("/").unwrap_or(dest);
+        if let Ok(st) =
+            nix::sys::stat::fstatat(Some(root_fd), rel, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            && (st.st_mode & libc::S_IFMT) == libc::S_IFLNK
+        {
+            return Err(not_a_dir());
+        }
+    }
     let target = match open_in_root(root_fd, dest, OFlag::O_PATH, extra) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => ensure_target(root_fd, dest, true)?,
-        Err(Errno::ELOOP) => {
-            return Err(Error::Container(format!(
-                "{} mount target must not be a symlink",
-                typ
-            )));
-        }
+        Err(Errno::ELOOP) => return Err(not_a_dir()),
         Err(e) => return Err(sys("resolve mount target", e)),
     };
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
+    if dest == Path::new("/dev") && flags.contains(MsFlags::MS_RDONLY) {
+        flags.remove(MsFlags::MS_RDONLY);
+        deferred.push((dest.to_path_buf(), flags | MsFlags::MS_RDONLY));
+    }
+    let copy_up_ro = typ == "tmpfs" && opts.tmpcopyup && flags.contains(MsFlags::MS_RDONLY);
+    if copy_up_ro {
+        flags.remove(MsFlags::MS_RDONLY);
+    }
+    // The directory the tmpfs will cover, opened while it is visible.
+    let covered = if typ == "tmpfs" && opts.tmpcopyup {
+        let raw = nix::fcntl::openat(
+            Some(target.as_raw_fd()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| sys("open the directory under the tmpfs", e))?;
+        // SAFETY: a fresh fd from openat.
+        Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+    } else {
+        None
+    };
     match mount(Some(&source), &fd_path(&target), Some(typ), flags, data) {
+        Ok(()) if covered.is_some() => {
+            let fresh = open_in_root(
+                root_fd,
+                dest,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                ResolveFlag::empty(),
+            )
+            .map_err(|e| sys("reopen tmpfs", e))?;
+            if let Some(c) = &covered {
+                copy_up(c, &fresh)?;
+            }
+            if copy_up_ro {
+                remount(root_fd, dest, flags | MsFlags::MS_RDONLY)?;
+            }
+        }
         Ok(()) => {}
         Err(Errno::EPERM) if typ == "sysfs" => {
             // Inside a user namespace without its own network namespace the
@@ -117,6 +320,16 @@ fn bind_mount(ctx: &RootfsContext, root_fd: RawFd, m: &Mount, opts: &MountOption
     let extra = opts.flags & !(MsFlags::MS_REMOUNT);
     if !extra.is_empty() {
         remount(root_fd, m.destination(), extra | MsFlags::MS_BIND)?;
+    }
+    if opts.rro {
+        let fd = open_in_root(
+            root_fd,
+            m.destination(),
+            OFlag::O_PATH,
+            ResolveFlag::empty(),
+        )
+        .map_err(|e| sys("reopen mount", e))?;
+        recursive_readonly(&fd)?;
     }
     apply_propagation(root_fd, m.destination(), opts)
 }

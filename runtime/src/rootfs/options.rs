@@ -12,6 +12,10 @@ pub struct MountOptions {
     pub data: String,
     pub bind: bool,
     pub recursive: bool,
+    /// `rro`: read-only all the way down (mount_setattr AT_RECURSIVE).
+    pub rro: bool,
+    /// `tmpcopyup`: a tmpfs starts with what the directory it covers held.
+    pub tmpcopyup: bool,
 }
 
 /// Options that set (true) or clear (false) a flag.
@@ -70,6 +74,8 @@ pub fn parse(options: &[String]) -> MountOptions {
         data: String::new(),
         bind: false,
         recursive: false,
+        rro: false,
+        tmpcopyup: false,
     };
     let mut data = Vec::new();
     for opt in options {
@@ -87,11 +93,11 @@ pub fn parse(options: &[String]) -> MountOptions {
             out.recursive = true;
         } else if let Some(p) = propagation(opt) {
             out.propagation.push(p);
-        } else if opt == "tmpcopyup"
-            || opt == "defaults"
-            || opt.starts_with("idmap")
-            || opt == "rro"
-        {
+        } else if opt == "rro" {
+            out.rro = true;
+        } else if opt == "tmpcopyup" {
+            out.tmpcopyup = true;
+        } else if opt == "defaults" || opt.starts_with("idmap") {
             // Options other runtimes understand that need no flag here:
             // `defaults` is "rw,suid,dev,exec,auto,nouser,async".
         } else {
