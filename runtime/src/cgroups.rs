@@ -406,6 +406,16 @@ fn prepare_v1(cg: &Cgroup) -> Result<Vec<PathBuf>> {
         }
         files.push(dir.join("tasks"));
     }
+    // Hybrid hosts: the v2 tree beside the v1 controllers gets the same
+    // path, as runc gives it (tools read a process's cgroup off its `0::`
+    // line); it holds no controllers of ours, so this is placement only.
+    if let Some(unified) = hybrid_unified() {
+        let dir = unified.join(rel);
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => files.push(dir.join("cgroup.procs")),
+            Err(e) => tracing::debug!("hybrid cgroup {}: {e}", dir.display()),
+        }
+    }
     Ok(files)
 }
 
@@ -422,7 +432,22 @@ pub fn remove(cg: &Cgroup, id: &str) -> Result<()> {
     }
     manager(cg, id)?
         .remove()
-        .map_err(|e| Error::Cgroup(format!("remove {}: {e}", cg.path.display())))
+        .map_err(|e| Error::Cgroup(format!("remove {}: {e}", cg.path.display())))?;
+    // libcgroups' v1 manager knows nothing of the hybrid v2 tree.
+    if cg.v2_root.is_none()
+        && let Some(unified) = hybrid_unified()
+    {
+        let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+        let _ = std::fs::remove_dir(unified.join(rel));
+    }
+    Ok(())
+}
+
+/// The cgroup v2 tree of a hybrid host (`/sys/fs/cgroup/unified`), if this
+/// is one.
+fn hybrid_unified() -> Option<PathBuf> {
+    let p = Path::new(CGROUP_ROOT).join("unified");
+    (!is_unified() && is_cgroup2(&p)).then_some(p)
 }
 
 /// The common case of `delete`: the container has exited and its cgroup

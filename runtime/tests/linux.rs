@@ -769,3 +769,25 @@ fn tmpcopyup_readonly_dev_and_rro() {
         "{text}"
     );
 }
+
+/// On a hybrid host (v1 controllers, a v2 tree at /sys/fs/cgroup/unified)
+/// the container gets the same path in the v2 tree too, as with runc:
+/// tools read a process's cgroup off its `0::` line. Delete removes it.
+#[test]
+fn hybrid_hosts_place_the_container_in_the_v2_tree_too() {
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let hybrid = unified.join("cgroup.procs").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert!(
+        hybrid,
+        "this test needs the hybrid layout of the test hosts"
+    );
+    let b = Bundle::new("sleep 100");
+    b.create("ln-hybrid");
+    let pid = b.state("ln-hybrid")["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = cg.lines().find(|l| l.starts_with("0::")).unwrap();
+    assert_eq!(v2, "0::/strata-runtime/ln-hybrid", "{cg}");
+    b.ok(&["delete", "-f", "ln-hybrid"]);
+    assert!(!unified.join("strata-runtime/ln-hybrid").exists());
+}
