@@ -33,6 +33,32 @@ pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state: &serde_json::Value)
     warnings
 }
 
+/// "exit status 1", or a signal by its description ("signal: bad system
+/// call (SIGSYS)"), as runc's error reads.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(sig)) => {
+            // SAFETY: strsignal returns a static string (or NULL).
+            let text = unsafe { libc::strsignal(sig) };
+            let desc = if text.is_null() {
+                format!("signal {sig}")
+            } else {
+                // SAFETY: non-NULL strsignal results are NUL-terminated.
+                unsafe { std::ffi::CStr::from_ptr(text) }
+                    .to_string_lossy()
+                    .to_lowercase()
+            };
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| sig.to_string());
+            format!("signal: {desc} ({name})")
+        }
+        _ => status.to_string(),
+    }
+}
+
 fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
     let path = hook.path();
     let fail = |msg: String| {
@@ -74,7 +100,11 @@ fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
                     use std::io::Read;
                     let _ = e.read_to_string(&mut err);
                 }
-                return Err(fail(format!("{status}, stderr: {}", err.trim())));
+                return Err(fail(format!(
+                    "{}, stderr: {}",
+                    describe(status),
+                    err.trim()
+                )));
             }
             None => {}
         }

@@ -791,3 +791,50 @@ fn hybrid_hosts_place_the_container_in_the_v2_tree_too() {
     b.ok(&["delete", "-f", "ln-hybrid"]);
     assert!(!unified.join("strata-runtime/ln-hybrid").exists());
 }
+
+/// A tmpfs over an image directory keeps that directory's mode (setuid,
+/// setgid and sticky bits too) unless `mode=` is given: runc's issue 3952.
+#[test]
+fn tmpfs_keeps_the_mode_of_the_directory_it_covers() {
+    let mut b = Bundle::new("stat -c %a /tmp /given /fresh");
+    std::fs::set_permissions(
+        b.rootfs().join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o7777),
+    )
+    .unwrap();
+    std::fs::create_dir(b.rootfs().join("given")).unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
+    mounts.push(json!({"destination": "/given", "type": "tmpfs", "source": "tmpfs", "options": ["mode=0444"]}));
+    mounts.push(json!({"destination": "/fresh", "type": "tmpfs", "source": "tmpfs"}));
+    b.save();
+    // Twice: the second run finds /fresh made by the first.
+    assert_eq!(run_ok(&b, "ln-tmpfs-mode"), "7777\n444\n1777\n");
+    assert_eq!(run_ok(&b, "ln-tmpfs-mode2"), "7777\n444\n755\n");
+}
+
+/// The filter is in place before the init waits for `start`, as with
+/// runc, so startContainer hooks (run in the container after start) are
+/// under it, with and without noNewPrivileges; a hook killed by it says
+/// so ("bad system call").
+#[test]
+fn start_container_hooks_run_under_the_seccomp_filter() {
+    for nnp in [true, false] {
+        let mut b = Bundle::new("true");
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]
+        });
+        b.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/foo"]}]});
+        b.save();
+        let o = b.run("ln-hook-seccomp");
+        assert!(!o.status.success(), "nnp={nnp}");
+        let e = stderr(&o);
+        assert!(
+            e.contains("error running startContainer hook") && e.contains("bad system call"),
+            "nnp={nnp}: {e}"
+        );
+        assert!(!b.rootfs().join("tmp/foo").exists());
+    }
+}

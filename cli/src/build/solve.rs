@@ -1263,7 +1263,9 @@ impl<'a> Solver<'a> {
             }
             "tmpfs" => {
                 let target = abs(&target.ok_or_else(|| anyhow!("a tmpfs mount needs a target"))?);
-                let mut opts = vec![json!("nosuid"), json!("nodev")];
+                // The kernel's tmpfs default, whatever the directory under
+                // it (the runtime keeps that directory's mode otherwise).
+                let mut opts = vec![json!("nosuid"), json!("nodev"), json!("mode=1777")];
                 if let Some(sz) = kv.get("size") {
                     opts.push(json!(format!(
                         "size={}",

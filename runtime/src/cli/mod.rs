@@ -238,7 +238,12 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         ),
         Command::State { id } => print_json(&container::state::state(&root, id)?).map(|_| 0),
         Command::Kill { id, signal, all } => {
-            let sig = crate::signals::parse(signal)?;
+            // 0 only checks that the processes exist, as runc takes it.
+            let sig = if signal == "0" {
+                0
+            } else {
+                crate::signals::parse(signal)?
+            };
             container::kill::kill(&root, id, sig, *all).map(|_| 0)
         }
         Command::Delete { id, force } => container::delete::delete(&root, id, *force).map(|_| 0),

@@ -114,18 +114,14 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     // EOF means every child end is closed: stage 1 exited and the process
     // exec'd (its end is close-on-exec).
     let listener = seccomp.as_ref().and_then(|c| c.listener.clone());
+    // The notify fd (from the process) and its pid (from stage 1) come in
+    // either order: the fd goes to the agent once both are here.
+    let mut notify_fd = None;
     while let Some((msg, fd)) = parent_sock.recv_with_fd()? {
         match msg {
             Msg::Pid(p) => pid = Some(p),
-            Msg::SeccompFd => match (fd, listener.as_ref(), pid) {
-                (Some(fd), Some(l), Some(p)) => {
-                    let hs = crate::state::hook_state(&st, Status::Running);
-                    if let Err(e) = crate::security::seccomp::send_to_agent(l, &fd, p, &hs) {
-                        failure = Some(e.to_string());
-                    }
-                }
-                _ => failure = Some("a seccomp fd nobody listens for".into()),
-            },
+            Msg::SeccompFd if fd.is_some() && listener.is_some() => notify_fd = fd,
+            Msg::SeccompFd => failure = Some("a seccomp fd nobody listens for".into()),
             Msg::Error(e) => failure = Some(e),
             other => failure = Some(format!("unexpected message {other:?}")),
         }
@@ -138,6 +134,11 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         return Err(Error::Container(format!("exec failed: {e}")));
     }
     let pid = pid.ok_or_else(|| Error::Container("exec failed: process did not start".into()))?;
+    if let (Some(fd), Some(l)) = (notify_fd, listener.as_ref()) {
+        let hs = crate::state::hook_state(&st, Status::Running);
+        crate::security::seccomp::send_to_agent(l, &fd, pid, &hs)
+            .map_err(|e| Error::Container(format!("exec failed: {e}")))?;
+    }
     if let Some(cg) = cgroup.as_ref().filter(|_| frozen) {
         crate::cgroups::join(cg, &opts.id, pid)?;
     }
@@ -224,7 +225,8 @@ fn exec_child(
         if let Some(listener) = setup::drop_privileges(p, seccomp)? {
             sync.send_fd(&Msg::SeccompFd, listener.as_raw_fd())?;
         }
-        Ok(setup::exec_program(&exe, p, &env, seccomp))
+        tracing::debug!("setns_init: about to exec {}", exe.display());
+        Ok(setup::exec_program(&exe, p, &env))
     })();
     let msg = match err {
         Ok(e) | Err(e) => e.to_string(),

@@ -163,7 +163,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
             .and_then(|h| h.start_container().as_ref()),
         &cfg.hook_state,
     )?;
-    Err(setup::exec_program(&exe, process, &env, seccomp))
+    Err(setup::exec_program(&exe, process, &env))
 }
 
 /// Block until `start` opens the fifo for reading, then tell it we go on.

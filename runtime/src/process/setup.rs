@@ -196,13 +196,11 @@ pub fn switch_user(process: &Process) -> Result<()> {
 
 /// Privilege shaping in the order the kernel needs: bounding set (needs
 /// CAP_SETPCAP), seccomp without no_new_privs (needs CAP_SYS_ADMIN), user,
-/// capability sets, no_new_privs. Seccomp with no_new_privs is loaded last,
-/// by `exec_program`, so the filter covers as little of our own setup as
-/// possible.
-///
-/// A filter with a notify listener is loaded here in either case (its fd
-/// must reach the runtime before the process runs, as runc does); the
-/// fd is returned for the caller to send on.
+/// capability sets, no_new_privs, then seccomp with no_new_privs. The
+/// filter is in place before the init waits for `start`, as with runc:
+/// startContainer hooks run under it, and a notify listener's fd (which
+/// is returned for the caller to send on) reaches the agent before the
+/// process runs.
 pub fn drop_privileges(process: &Process, seccomp: Option<&Compiled>) -> Result<Option<OwnedFd>> {
     let caps: Option<&LinuxCapabilities> = process.capabilities().as_ref();
     security::capabilities::drop_bounding(caps)?;
@@ -215,7 +213,7 @@ pub fn drop_privileges(process: &Process, seccomp: Option<&Compiled>) -> Result<
     security::capabilities::apply(caps)?;
     if nnp {
         security::set_no_new_privs()?;
-        if let Some(sc) = seccomp.filter(|s| s.listener.is_some()) {
+        if let Some(sc) = seccomp {
             listener = sc.load()?;
         }
     }
@@ -273,12 +271,7 @@ pub fn reset_signals() {
 
 /// Load a no_new_privs seccomp filter if asked, then execve. Only returns
 /// on failure.
-pub fn exec_program(
-    path: &Path,
-    process: &Process,
-    env: &[String],
-    seccomp: Option<&Compiled>,
-) -> Error {
+pub fn exec_program(path: &Path, process: &Process, env: &[String]) -> Error {
     let to_c = |s: &str| {
         CString::new(s).map_err(|_| Error::InvalidProcess(format!("{s:?} contains a NUL byte")))
     };
@@ -293,12 +286,6 @@ pub fn exec_program(
     };
     reset_signals();
     if let Err(e) = crate::security::lsm::set_exec_labels(process) {
-        return e;
-    }
-    if process.no_new_privileges().unwrap_or(false)
-        && let Some(sc) = seccomp.filter(|s| s.listener.is_none())
-        && let Err(e) = sc.load()
-    {
         return e;
     }
     match nix::unistd::execve(&cpath, &args, &env) {

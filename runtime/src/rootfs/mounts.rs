@@ -223,14 +223,29 @@ fn mount_one(
             return Err(not_a_dir());
         }
     }
-    let target = match open_in_root(root_fd, dest, OFlag::O_PATH, extra) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => ensure_target(root_fd, dest, true)?,
+    let (target, existed) = match open_in_root(root_fd, dest, OFlag::O_PATH, extra) {
+        Ok(fd) => (fd, true),
+        Err(Errno::ENOENT) => (ensure_target(root_fd, dest, true)?, false),
         Err(Errno::ELOOP) => return Err(not_a_dir()),
         Err(e) => return Err(sys("resolve mount target", e)),
     };
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    // A tmpfs over a directory of the image keeps that directory's mode
+    // unless `mode=` says otherwise (runc's issue 3952: a sticky /tmp).
+    let mut data_text = opts.data.clone();
+    if typ == "tmpfs"
+        && existed
+        && !data_text.split(',').any(|o| o.starts_with("mode="))
+        && let Ok(st) = nix::sys::stat::fstat(target.as_raw_fd())
+    {
+        let mode = format!("mode={:o}", st.st_mode & 0o7777);
+        data_text = if data_text.is_empty() {
+            mode
+        } else {
+            format!("{data_text},{mode}")
+        };
+    }
+    let data = (!data_text.is_empty()).then_some(data_text.as_str());
     let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
     if dest == Path::new("/dev") && flags.contains(MsFlags::MS_RDONLY) {
         flags.remove(MsFlags::MS_RDONLY);

@@ -267,6 +267,15 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Compiled
         }
         (false, _) => None,
     };
+    // The runtime's own writes between loading and exec (the sync
+    // socket, the exec fifo) would wait on the agent: refused, as runc.
+    if spec.syscalls().iter().flatten().any(|r| {
+        r.action() == LinuxSeccompAction::ScmpActNotify && r.names().iter().any(|n| n == "write")
+    }) {
+        return Err(Error::Seccomp(
+            "SCMP_ACT_NOTIFY cannot be used for the write syscall".into(),
+        ));
+    }
     if notify && spec.default_action() == LinuxSeccompAction::ScmpActNotify {
         // The runtime's own last syscalls would wait on the agent.
         return Err(Error::Seccomp(
@@ -530,6 +539,11 @@ mod tests {
         let spec: LinuxSeccomp = serde_json::from_value(j).unwrap();
         let c = compile(&spec, None).unwrap();
         assert!(c.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0);
+        let j = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]});
+        let spec: LinuxSeccomp = serde_json::from_value(j).unwrap();
+        let e = compile(&spec, None).err().unwrap().to_string();
+        assert!(e.contains("cannot be used for the write syscall"), "{e}");
         assert_eq!(
             c.listener.unwrap().path,
             std::path::Path::new("/run/agent.sock")
