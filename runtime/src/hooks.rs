@@ -63,7 +63,7 @@ fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
     let path = hook.path();
     let fail = |msg: String| {
         Error::Container(format!(
-            "error running {kind} hook {}: {msg}",
+            "error running hook: {kind} hook {}: {msg}",
             path.display()
         ))
     };

@@ -482,6 +482,14 @@ fn version_and_debug_logging_as_runc() {
     assert!(!stderr(&o).contains("level=debug"), "{}", stderr(&o));
     let log = std::fs::read_to_string(&text_log).unwrap();
     assert!(log.contains("level=debug msg=\"strata-runtime "), "{log}");
+    // The stages, worded as runc's lines that tools look for.
+    for phrase in [
+        "nsexec container setup",
+        "child process in init()",
+        "init: closing the pipe to signal completion",
+    ] {
+        assert!(log.contains(phrase), "{phrase}: {log}");
+    }
     let json_log = b.path().join("debug.json");
     b.ok(&[
         "--debug",

@@ -397,6 +397,37 @@ fn no_pivot_works() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// With --no-pivot the old root stays in the container's mount namespace;
+/// its full /proc must not be there, or a process in a new user and PID
+/// namespace could mount a fresh proc and reach /proc/sysrq-trigger.
+#[test]
+fn no_pivot_does_not_expose_a_bare_proc() {
+    let mut b = Bundle::new("");
+    b.config["process"]["args"] = json!([
+        "unshare",
+        "-mrpf",
+        "sh",
+        "-c",
+        "mount -t proc none /proc 2>&1 && echo MOUNTED"
+    ]);
+    for set in ["bounding", "permitted", "effective"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SETFCAP"));
+    }
+    b.save();
+    let out = b.rt(&["run", "--no-pivot", "ln-nopivot-proc"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains("MOUNTED"), "{text}");
+    assert!(
+        text.contains("Operation not permitted") || text.contains("ermission denied"),
+        "{text}"
+    );
+    // The host's /proc is untouched.
+    assert!(std::path::Path::new("/proc/self/status").exists());
+}
+
 #[test]
 fn mqueue_and_devpts_and_shm_mounted() {
     let b = Bundle::new(
@@ -832,7 +863,7 @@ fn start_container_hooks_run_under_the_seccomp_filter() {
         assert!(!o.status.success(), "nnp={nnp}");
         let e = stderr(&o);
         assert!(
-            e.contains("error running startContainer hook") && e.contains("bad system call"),
+            e.contains("error running hook: startContainer hook") && e.contains("bad system call"),
             "nnp={nnp}: {e}"
         );
         assert!(!b.rootfs().join("tmp/foo").exists());

@@ -166,6 +166,7 @@ fn join_and_fork(
 ) -> i32 {
     let result = (|| -> Result<()> {
         sync.expect(Msg::Go)?;
+        tracing::debug!("nsexec container setup: exec stage 1 joins the container's namespaces");
         crate::cgroups::join_self(cgroup_tasks)?;
         let mut joins = Vec::new();
         for (t, _) in crate::spec::namespaces(&st.spec) {
@@ -203,6 +204,7 @@ fn exec_child(
     userns: bool,
 ) -> i32 {
     let err = (|| -> Result<Error> {
+        tracing::debug!("child process in init(): exec setup in {}", opts.id);
         security::set_non_dumpable()?;
         if userns {
             nix::unistd::setresgid(0.into(), 0.into(), 0.into())

@@ -110,6 +110,7 @@ pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
 /// (for ramfs roots, where pivot_root is impossible).
 pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     if no_pivot {
+        hide_host_proc_and_sys(rootfs)?;
         nix::unistd::chdir(rootfs).map_err(|e| sys("chdir rootfs", e))?;
         mount(
             Some(rootfs),
@@ -145,6 +146,54 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     .map_err(|e| sys("make old root rslave", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| sys("unmount old root", e))?;
     nix::unistd::chdir("/").map_err(|e| sys("chdir /", e))
+}
+
+/// Without pivot_root the old root stays in our mount namespace, and a
+/// full proc or sysfs there would let the container mount new ones (the
+/// kernel allows that where one is fully visible): detach every proc and
+/// sysfs mount outside the rootfs first, or cover it where that is not
+/// allowed, as runc does.
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Io {
+        context: "read mountinfo".into(),
+        source: e,
+    })?;
+    let root = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let mp = left.split(' ').nth(4)?;
+            (fstype == "proc" || fstype == "sysfs").then(|| PathBuf::from(mp.replace("\\040", " ")))
+        })
+        .filter(|p| !p.starts_with(&root))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        // Nothing of this may reach the host.
+        let _ = mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        );
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(Errno::EPERM) => mount(
+                Some("tmpfs"),
+                &p,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|e| sys(&format!("cover {}", p.display()), e))?,
+            Err(e) => return Err(sys(&format!("detach {}", p.display()), e)),
+        }
+    }
+    Ok(())
 }
 
 /// Make the rootfs `/` in the caller's mount namespace: chroot, as runc

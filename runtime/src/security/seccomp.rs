@@ -366,7 +366,7 @@ pub fn send_to_agent(
     let sock = std::os::unix::net::UnixStream::connect(&listener.path).map_err(|e| {
         err(
             &format!(
-                "connect to the seccomp agent at {}",
+                "failed to connect with seccomp agent at {}",
                 listener.path.display()
             ),
             e,
