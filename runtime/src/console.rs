@@ -47,7 +47,9 @@ pub fn send_fd(socket: RawFd, fd: RawFd, name: &str) -> Result<()> {
 /// terminal and stdio. The caller must be a session leader. The slave is
 /// given to `uid`; its group stays the one devpts gives it (the mount's
 /// `gid=` option, tty's 5 in the default config), as with runc.
-pub fn setup_pty(socket: RawFd, uid: u32) -> Result<()> {
+/// `size` (the process's `consoleSize`) is set before the program runs;
+/// with `sane`, ONLCR is cleared too (see [`clear_onlcr`]).
+pub fn setup_pty(socket: RawFd, uid: u32, size: Option<(u16, u16)>, sane: bool) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "open /dev/ptmx".into())?;
     grantpt(&master).ctx(|| "grantpt".into())?;
@@ -63,6 +65,20 @@ pub fn setup_pty(socket: RawFd, uid: u32) -> Result<()> {
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     if uid != 0 {
         let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), None);
+    }
+    if sane {
+        clear_onlcr(&slave)?;
+    }
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass, on the pty we own.
+        let rc = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        nix::errno::Errno::result(rc).ctx(|| "set the console size".into())?;
     }
     send_fd(socket, master.as_raw_fd(), &name)?;
     // SAFETY: TIOCSCTTY on an fd we own, argument 0 (do not steal).
@@ -101,4 +117,22 @@ pub fn recv_fd(socket: RawFd) -> Result<OwnedFd> {
     Err(Error::Container(
         "console socket message carried no fd".into(),
     ))
+}
+
+/// A process's `consoleSize` as (rows, cols).
+pub fn size_of(p: &oci_spec::runtime::Process) -> Option<(u16, u16)> {
+    p.console_size()
+        .as_ref()
+        .map(|b| (b.height() as u16, b.width() as u16))
+}
+
+/// For the foreground `run`/`exec` that proxies the pty itself: clear
+/// ONLCR, as runc does on a console it receives, so a program's "\n"
+/// reaches the caller as written (a console socket's owner decides that
+/// for itself).
+pub fn clear_onlcr(master: &OwnedFd) -> Result<()> {
+    let mut t = nix::sys::termios::tcgetattr(master).ctx(|| "read pty settings".into())?;
+    t.output_flags.remove(nix::sys::termios::OutputFlags::ONLCR);
+    nix::sys::termios::tcsetattr(master, nix::sys::termios::SetArg::TCSANOW, &t)
+        .ctx(|| "clear ONLCR on the pty".into())
 }

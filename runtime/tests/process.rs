@@ -396,3 +396,31 @@ fn foreground_terminal_is_proxied() {
         "run: {o}"
     );
 }
+
+/// A foreground `run` with a terminal, its output read through a pipe (as
+/// runc's own tests read it): "\n" arrives as written (ONLCR cleared, as
+/// runc does on a console it proxies); and an exec process.json without a
+/// user runs as root, with its consoleSize applied.
+#[test]
+fn foreground_terminal_output_and_exec_console_size() {
+    let mut b = Bundle::new("printf 'a\\nb\\n'");
+    b.config["process"]["terminal"] = json!(true);
+    b.save();
+    let out = b.run("pr-onlcr");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "a\nb\n");
+    let b = Bundle::new("sleep 100");
+    b.create("pr-consize");
+    b.ok(&["start", "pr-consize"]);
+    let pj = b.path().join("p.json");
+    std::fs::write(
+        &pj,
+        r#"{"terminal": true, "consoleSize": {"height": 10, "width": 110},
+            "args": ["/bin/sh", "-c", "stty size; id -u"], "cwd": "/"}"#,
+    )
+    .unwrap();
+    let o = b.rt(&["exec", "-t", "-p", pj.to_str().unwrap(), "pr-consize"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "10 110\n0\n");
+    b.ok(&["delete", "-f", "pr-consize"]);
+}

@@ -59,8 +59,16 @@ impl ExecArgs {
         let process = match &self.process {
             Some(p) => {
                 let data = std::fs::read(p).ctx(|| format!("read process file {}", p.display()))?;
-                let mut proc: Process = serde_json::from_slice(&data)
-                    .map_err(|e| Error::InvalidProcess(format!("{}: {e}", p.display())))?;
+                let bad =
+                    |e: serde_json::Error| Error::InvalidProcess(format!("{}: {e}", p.display()));
+                let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(bad)?;
+                // runc's default for a process.json without a user: root.
+                if let Some(o) = v.as_object_mut()
+                    && !o.contains_key("user")
+                {
+                    o.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+                }
+                let mut proc: Process = serde_json::from_value(v).map_err(bad)?;
                 if self.tty {
                     proc.set_terminal(Some(true));
                 }

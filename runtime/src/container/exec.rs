@@ -216,7 +216,9 @@ fn exec_child(
         if p.terminal() == Some(true) {
             nix::unistd::setsid().ctx(|| "setsid".into())?;
             let sock = console.ok_or_else(|| Error::Container("no console socket".into()))?;
-            crate::console::setup_pty(sock, p.user().uid())?;
+            // Our own foreground proxy (no --console-socket): runc's settings.
+            let sane = opts.console_socket.is_none();
+            crate::console::setup_pty(sock, p.user().uid(), crate::console::size_of(p), sane)?;
             let _ = nix::unistd::close(sock);
         }
         nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;

@@ -28,7 +28,12 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
     let st = create_from(root, &opts, &bundle)?;
     opts.console_fd = None;
     let pty = match proxy_end {
-        Some(end) => Some(crate::console::recv_fd(end.as_raw_fd())?),
+        Some(end) => {
+            let master = crate::console::recv_fd(end.as_raw_fd())?;
+            // Before start: nothing was written yet.
+            crate::console::clear_onlcr(&master)?;
+            Some(master)
+        }
         None => None,
     };
     if let Err(e) = start(root, &opts.id) {

@@ -133,7 +133,12 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
                 "cannot allocate tty if runtime will detach without setting console socket".into(),
             )
         })?;
-        crate::console::setup_pty(sock, process.user().uid())?;
+        crate::console::setup_pty(
+            sock,
+            process.user().uid(),
+            crate::console::size_of(process),
+            false,
+        )?;
     }
     if let Some(sock) = cfg.console {
         let _ = nix::unistd::close(sock);
