@@ -644,6 +644,7 @@ pub fn exec(engine: &Engine, a: &ExecArgs) -> Result<i32> {
         detach: a.detach,
         preserve_fds: 0,
         ignore_paused: false,
+        sub_cgroups: Vec::new(),
     };
     match strata_runtime::container::exec::exec(&engine.runtime_root(), &opts) {
         Ok(code) => Ok(code),

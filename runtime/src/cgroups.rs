@@ -274,6 +274,79 @@ fn prepare_v2(cg: &Cgroup, leaf: &Path) -> Result<std::os::fd::OwnedFd> {
 
 /// Move the calling (single-threaded) process into the cgroups whose
 /// `tasks` files [`Placement::SelfJoin`] holds.
+/// `exec --cgroup`: the tasks files an exec joins when it asks for
+/// sub-cgroups of the container's, given as `PATH` (every controller) or
+/// `CTRL[,CTRL]:PATH`, as runc takes them. v1 (and hybrid) hosts; each
+/// sub-cgroup must exist already.
+pub fn sub_cgroup_tasks(cg: &Cgroup, subs: &[String]) -> Result<Vec<PathBuf>> {
+    if cg.v2_dir().is_some() {
+        return Err(Error::Cgroup(
+            "exec --cgroup is not supported on cgroup v2 yet".into(),
+        ));
+    }
+    let hierarchies: Vec<Hierarchy> = v1_hierarchies()
+        .into_iter()
+        .filter(|h| {
+            h.controllers
+                .iter()
+                .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
+        })
+        .collect();
+    let mut all: Option<PathBuf> = None;
+    let mut by_ctrl: Vec<(String, PathBuf)> = Vec::new();
+    for s in subs {
+        let (ctrls, path) = match s.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, s.as_str()),
+        };
+        let rel = Path::new(path.trim_start_matches('/'));
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::Cgroup(format!("{path} is not a sub cgroup path")));
+        }
+        match ctrls {
+            None => all = Some(rel.to_path_buf()),
+            Some(list) => {
+                for c in list.split(',') {
+                    if !hierarchies
+                        .iter()
+                        .any(|h| h.controllers.iter().any(|x| x == c))
+                    {
+                        return Err(Error::Cgroup(format!("unknown controller {c:?}")));
+                    }
+                    by_ctrl.push((c.to_string(), rel.to_path_buf()));
+                }
+            }
+        }
+    }
+    let base = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    let mut files = Vec::new();
+    for h in &hierarchies {
+        let sub = by_ctrl
+            .iter()
+            .find(|(c, _)| h.controllers.contains(c))
+            .map(|(_, p)| p.clone())
+            .or_else(|| all.clone())
+            .unwrap_or_default();
+        let dir = h.mount_point.join(base).join(&sub);
+        if !dir.is_dir() {
+            return Err(Error::Cgroup(format!(
+                "adding pid to cgroups: {}/cgroup.procs: no such file or directory",
+                dir.display()
+            )));
+        }
+        files.push(dir.join("tasks"));
+    }
+    if let Some(unified) = hybrid_unified() {
+        let dir = unified.join(base);
+        let sub = all.as_ref().map(|a| dir.join(a)).filter(|d| d.is_dir());
+        files.push(sub.unwrap_or(dir).join("cgroup.procs"));
+    }
+    Ok(files)
+}
+
 pub fn join_self(tasks: &[PathBuf]) -> Result<()> {
     tasks.iter().try_for_each(|t| write_file(t, "0"))
 }
@@ -430,6 +503,11 @@ pub fn remove(cg: &Cgroup, id: &str) -> Result<()> {
     if remove_empty(cg) {
         return Ok(());
     }
+    // Sub-cgroups (an exec's --cgroup, a user's mkdir) first, deepest
+    // first, their processes killed: libcgroups removes only the top.
+    for dir in hierarchy_dirs(cg) {
+        remove_children(&dir);
+    }
     manager(cg, id)?
         .remove()
         .map_err(|e| Error::Cgroup(format!("remove {}: {e}", cg.path.display())))?;
@@ -441,6 +519,50 @@ pub fn remove(cg: &Cgroup, id: &str) -> Result<()> {
         let _ = std::fs::remove_dir(unified.join(rel));
     }
     Ok(())
+}
+
+/// The container's directory in every hierarchy it has one in.
+fn hierarchy_dirs(cg: &Cgroup) -> Vec<PathBuf> {
+    if let Some(d) = cg.v2_dir() {
+        return vec![d];
+    }
+    let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    let Ok(entries) = std::fs::read_dir(CGROUP_ROOT) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path().join(rel))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Kill what runs in `dir`'s child cgroups and remove them, deepest first.
+fn remove_children(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let child = e.path();
+        remove_children(&child);
+        for _ in 0..100 {
+            let procs = std::fs::read_to_string(child.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ =
+                    nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            match std::fs::remove_dir(&child) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                // Killed tasks take a moment to leave.
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+    }
 }
 
 /// The cgroup v2 tree of a hybrid host (`/sys/fs/cgroup/unified`), if this

@@ -186,3 +186,42 @@ fn exec_uses_the_containers_seccomp_profile() {
         stdout(&out)
     );
 }
+
+/// `exec --cgroup` puts the process in a sub-cgroup of the container's,
+/// per controller or for all (cgroup v1 here), and refuses what is not a
+/// sub-cgroup, a missing one, or an unknown controller, with runc's words.
+#[test]
+fn exec_into_sub_cgroups() {
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        "this test needs the v1 controllers of the test hosts"
+    );
+    let b = running("sleep 1000", "ex-subcg");
+    let base = "/sys/fs/cgroup/memory/strata-runtime/ex-subcg";
+    std::fs::create_dir(format!("{base}/submem")).unwrap();
+    std::fs::create_dir("/sys/fs/cgroup/pids/strata-runtime/ex-subcg/subpids").unwrap();
+    let out = b.ok(&[
+        "exec",
+        "--cgroup",
+        "memory:submem",
+        "--cgroup",
+        "pids:subpids",
+        "ex-subcg",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    assert!(out.contains(":memory:/submem\n"), "{out}");
+    assert!(out.contains(":pids:/subpids\n"), "{out}");
+    assert!(out.contains(":cpu:/\n"), "{out}");
+    for (arg, want) in [
+        ("..", ".. is not a sub cgroup path"),
+        ("nonexistent", "/nonexistent/cgroup.procs: no such file"),
+        ("whaaat:/", "unknown controller"),
+    ] {
+        let o = b.rt(&["exec", "--cgroup", arg, "ex-subcg", "true"]);
+        assert_eq!(o.status.code(), Some(255), "{arg}");
+        assert!(stderr(&o).contains(want), "{arg}: {}", stderr(&o));
+    }
+    b.ok(&["delete", "-f", "ex-subcg"]);
+    assert!(!std::path::Path::new(base).exists());
+}

@@ -52,6 +52,10 @@ pub struct ExecArgs {
     /// Exec even into a paused container.
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
+    /// Run in a sub-cgroup of the container's: `PATH` or `CTRL[,CTRL]:PATH`
+    /// (may be repeated; cgroup v1 here).
+    #[arg(long = "cgroup")]
+    pub cgroup: Vec<String>,
 }
 
 impl ExecArgs {
@@ -92,6 +96,7 @@ impl ExecArgs {
             detach: self.detach,
             preserve_fds: self.preserve_fds,
             ignore_paused: self.ignore_paused,
+            sub_cgroups: self.cgroup.clone(),
         })
     }
 

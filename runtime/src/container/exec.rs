@@ -24,6 +24,8 @@ pub struct ExecOptions {
     /// `--ignore-paused`: exec into a paused container (the process is
     /// frozen with it until resume).
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's to run in.
+    pub sub_cgroups: Vec<String>,
 }
 
 /// Runs the process; returns its exit code, or 0 once started with detach.
@@ -78,10 +80,18 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         .filter(|_| !frozen)
         .map(crate::cgroups::prepare)
         .transpose()?;
-    let tasks = placement
-        .as_ref()
-        .map(|p| p.self_join_tasks().to_vec())
-        .unwrap_or_default();
+    let tasks = match (&cgroup, opts.sub_cgroups.is_empty()) {
+        (Some(cg), false) => crate::cgroups::sub_cgroup_tasks(cg, &opts.sub_cgroups)?,
+        (None, false) => {
+            return Err(Error::Cgroup(
+                "exec --cgroup: the container has no cgroup".into(),
+            ));
+        }
+        _ => placement
+            .as_ref()
+            .map(|p| p.self_join_tasks().to_vec())
+            .unwrap_or_default(),
+    };
     let (parent_sock, child_sock) = sync::pair()?;
     let console_raw = console.as_ref().map(|c| c.as_raw_fd());
     let stage1_main = || {
