@@ -111,6 +111,28 @@ fn recv_fd(sock: RawFd) -> OwnedFd {
     panic!("no fd received");
 }
 
+/// Create `id` with a console socket, start it, and read its terminal
+/// until `marker` appears (or the pty closes).
+fn console_output(b: &Bundle, id: &str, marker: &str) -> String {
+    let sock_path = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let st = b.create_status(id, &["--console-socket", sock_path.to_str().unwrap()]);
+    assert!(st.success(), "{}", b.file(&format!("{id}.err")));
+    let (conn, _) = listener.accept().unwrap();
+    let master = recv_fd(conn.as_raw_fd());
+    b.ok(&["start", id]);
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&out).contains(marker) {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A non-root user's pty is theirs, in devpts' group (the mount's gid=,
 /// 5 in the default config), not the user's own group: as with runc.
 #[test]
@@ -119,26 +141,7 @@ fn terminal_of_a_non_root_user_keeps_the_devpts_group() {
     b.config["process"]["terminal"] = json!(true);
     b.config["process"]["user"] = json!({"uid": 1000, "gid": 100});
     b.save();
-    let sock_path = b.path().join("console.sock");
-    let listener = UnixListener::bind(&sock_path).unwrap();
-    let st = b.create_status(
-        "pr-tty-owner",
-        &["--console-socket", sock_path.to_str().unwrap()],
-    );
-    assert!(st.success(), "{}", b.file("pr-tty-owner.err"));
-    let (conn, _) = listener.accept().unwrap();
-    let master = recv_fd(conn.as_raw_fd());
-    b.ok(&["start", "pr-tty-owner"]);
-    let mut f = std::fs::File::from(master);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&out).contains("done") {
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    let out = String::from_utf8_lossy(&out);
+    let out = console_output(&b, "pr-tty-owner", "done");
     assert!(out.contains("1000:5"), "{out}");
 }
 
@@ -147,23 +150,7 @@ fn terminal_master_is_sent_over_console_socket() {
     let mut b = Bundle::new("tty; echo isatty-ok; sleep 0.2");
     b.config["process"]["terminal"] = json!(true);
     b.save();
-    let sock_path = b.path().join("console.sock");
-    let listener = UnixListener::bind(&sock_path).unwrap();
-    let st = b.create_status("pr-tty", &["--console-socket", sock_path.to_str().unwrap()]);
-    assert!(st.success(), "{}", b.file("pr-tty.err"));
-    let (conn, _) = listener.accept().unwrap();
-    let master = recv_fd(conn.as_raw_fd());
-    b.ok(&["start", "pr-tty"]);
-    let mut f = std::fs::File::from(master);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&out).contains("isatty-ok") {
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    let out = String::from_utf8_lossy(&out);
+    let out = console_output(&b, "pr-tty", "isatty-ok");
     assert!(out.contains("/dev/pts/0"), "{out}");
     assert!(out.contains("isatty-ok"), "{out}");
 }
