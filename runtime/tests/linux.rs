@@ -63,6 +63,58 @@ fn namespace_joined_by_path() {
     );
 }
 
+/// With a new user namespace, bind sources its root cannot reach by path
+/// (a 0700 directory of the host's root) still mount, and exec into the
+/// container sees them: the runtime opens them before the init enters
+/// the namespace, as runc does.
+#[test]
+fn user_namespace_binds_sources_its_root_cannot_reach() {
+    let mut b = Bundle::new("stat -c %n /tmp/mount-1/foo.txt /tmp/mount-2/foo.txt; sleep 100");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let st = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.rootfs())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for i in [1, 2] {
+        let dir = b.path().join(format!("source-inaccessible-{i}/dir"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("foo.txt"), "x").unwrap();
+        std::fs::set_permissions(
+            b.path().join(format!("source-inaccessible-{i}")),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        std::fs::create_dir_all(b.rootfs().join(format!("tmp/mount-{i}"))).unwrap();
+        b.config["mounts"].as_array_mut().unwrap().push(json!({
+            "source": format!("source-inaccessible-{i}/dir"),
+            "destination": format!("/tmp/mount-{i}"),
+            "options": ["bind"]
+        }));
+    }
+    b.save();
+    b.create("ln-userns-binds");
+    b.ok(&["start", "ln-userns-binds"]);
+    let out = b.wait_file("ln-userns-binds.out", "mount-2");
+    assert_eq!(out, "/tmp/mount-1/foo.txt\n/tmp/mount-2/foo.txt\n");
+    let e = b.ok(&[
+        "exec",
+        "ln-userns-binds",
+        "stat",
+        "-c",
+        "%n",
+        "/tmp/mount-1/foo.txt",
+    ]);
+    assert_eq!(e, "/tmp/mount-1/foo.txt\n");
+    b.ok(&["delete", "-f", "ln-userns-binds"]);
+}
+
 #[test]
 fn user_namespace_with_id_maps() {
     let mut b = Bundle::new("cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/owned");

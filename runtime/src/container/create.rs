@@ -228,6 +228,14 @@ pub fn create_from(
         // validation say `created`.
         hook_state: state::hook_state(&st, Status::Created),
         seccomp: crate::security::seccomp::for_spec(spec, &root.path)?,
+        bind_sources: if crate::spec::namespaces(spec)
+            .iter()
+            .any(|(t, p)| *t == LinuxNamespaceType::User && p.is_none())
+        {
+            crate::rootfs::mounts::open_bind_sources(spec, &bundle.dir)
+        } else {
+            Vec::new()
+        },
     };
     let listener = cfg.seccomp.as_ref().and_then(|c| c.listener.clone());
     let (parent_sock, child_sock) = sync::pair()?;

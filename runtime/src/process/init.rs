@@ -40,6 +40,8 @@ pub struct InitConfig<'a> {
     pub hook_state: serde_json::Value,
     /// The seccomp filter, compiled by the parent.
     pub seccomp: Option<security::seccomp::Compiled>,
+    /// Bind sources the parent opened (see `rootfs::mounts::open_bind_sources`).
+    pub bind_sources: Vec<Option<OwnedFd>>,
 }
 
 fn has_new(spec: &Spec, t: LinuxNamespaceType) -> bool {
@@ -98,6 +100,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
         own_mount_ns: crate::spec::namespaces(spec)
             .iter()
             .any(|(t, _)| *t == LinuxNamespaceType::Mount),
+        bind_sources: &cfg.bind_sources,
         new_userns: has_new(spec, LinuxNamespaceType::User),
         new_cgroupns: has_new(spec, LinuxNamespaceType::Cgroup),
     };

@@ -28,6 +28,10 @@ pub struct RootfsContext<'a> {
     /// False: no mount namespace in the config, so we are in the caller's
     /// and must not change its propagation or mount over its root.
     pub own_mount_ns: bool,
+    /// Bind sources opened by the runtime before the init entered its user
+    /// namespace (by mount index): the mapped root may not be able to
+    /// reach them by path.
+    pub bind_sources: &'a [Option<OwnedFd>],
     pub new_userns: bool,
     pub new_cgroupns: bool,
 }

@@ -19,8 +19,9 @@ use crate::error::{Error, Result};
 /// devpts, mqueue and device nodes first (as runc does).
 pub fn mount_all(ctx: &RootfsContext, root_fd: RawFd) -> Result<Vec<(PathBuf, MsFlags)>> {
     let mut deferred = Vec::new();
-    for m in ctx.spec.mounts().iter().flatten() {
-        mount_one(ctx, root_fd, m, &mut deferred).map_err(|e| {
+    for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
+        let opened = ctx.bind_sources.get(i).and_then(Option::as_ref);
+        mount_one(ctx, root_fd, m, opened, &mut deferred).map_err(|e| {
             Error::Container(format!(
                 "error mounting {:?} to rootfs at {:?}: {e}",
                 source_of(m),
@@ -187,13 +188,14 @@ fn mount_one(
     ctx: &RootfsContext,
     root_fd: RawFd,
     m: &Mount,
+    opened: Option<&std::os::fd::OwnedFd>,
     deferred: &mut Vec<(PathBuf, MsFlags)>,
 ) -> Result<()> {
     let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
     let dest = m.destination();
     if opts.bind || typ == "bind" {
-        return bind_mount(ctx, root_fd, m, &opts);
+        return bind_mount(ctx, root_fd, m, &opts, opened);
     }
     match typ {
         "cgroup" | "cgroup2" => return mount_cgroup(ctx, root_fd, dest, &opts),
@@ -304,18 +306,82 @@ fn mount_one(
     apply_propagation(root_fd, dest, &opts)
 }
 
-fn bind_mount(ctx: &RootfsContext, root_fd: RawFd, m: &Mount, opts: &MountOptions) -> Result<()> {
-    let src = m
-        .source()
-        .clone()
-        .ok_or_else(|| Error::Container("bind mount without source".into()))?;
-    let src = if src.is_absolute() {
+/// A bind mount's source as the spec names it (relative to the bundle).
+pub fn bind_source(m: &Mount, bundle: &Path) -> Option<PathBuf> {
+    let src = m.source().clone()?;
+    Some(if src.is_absolute() {
         src
     } else {
-        ctx.bundle.join(src)
-    };
+        bundle.join(src)
+    })
+}
+
+/// Is `m` a bind mount?
+pub fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+/// Take every bind source while we can still reach it: before the init
+/// enters a new user namespace, whose root may lack search permission on
+/// the source's parents (runc, too, takes them beforehand). Indexed as
+/// the spec's mounts; None where nothing needs or could be opened (the
+/// init then reports the error by path).
+pub fn open_bind_sources(
+    spec: &oci_spec::runtime::Spec,
+    bundle: &Path,
+) -> Vec<Option<std::os::fd::OwnedFd>> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .map(|m| {
+            if !is_bind(m) {
+                return None;
+            }
+            let src = bind_source(m, bundle)?;
+            let recursive = m.options().iter().flatten().any(|o| o == "rbind");
+            let path = std::ffi::CString::new(src.as_os_str().as_encoded_bytes()).ok()?;
+            // A detached copy of the source mount (open_tree with
+            // OPEN_TREE_CLONE): it belongs to no mount namespace, so the
+            // init can attach it in its own with move_mount.
+            let flags = libc::OPEN_TREE_CLONE
+                | libc::OPEN_TREE_CLOEXEC
+                | if recursive {
+                    libc::AT_RECURSIVE as u32
+                } else {
+                    0
+                };
+            // SAFETY: open_tree with a NUL-terminated path and plain flags;
+            // the result is checked and then owned.
+            let raw =
+                unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+            if raw < 0 {
+                return None;
+            }
+            // SAFETY: a fresh fd from open_tree.
+            Some(unsafe {
+                <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32)
+            })
+        })
+        .collect()
+}
+
+fn bind_mount(
+    ctx: &RootfsContext,
+    root_fd: RawFd,
+    m: &Mount,
+    opts: &MountOptions,
+    opened: Option<&std::os::fd::OwnedFd>,
+) -> Result<()> {
+    let named = bind_source(m, ctx.bundle)
+        .ok_or_else(|| Error::Container("bind mount without source".into()))?;
+    // Through the fd the runtime opened, where it did: no path walk.
+    let src = opened.map(fd_path).unwrap_or_else(|| named.clone());
     let meta = std::fs::metadata(&src).map_err(|e| Error::Io {
-        context: format!("bind source {}", src.display()),
+        context: format!("bind source {}", named.display()),
         source: e,
     })?;
     let target = ensure_target(root_fd, m.destination(), meta.is_dir())?;
@@ -323,14 +389,30 @@ fn bind_mount(ctx: &RootfsContext, root_fd: RawFd, m: &Mount, opts: &MountOption
     if opts.recursive {
         flags |= MsFlags::MS_REC;
     }
-    mount(
-        Some(&src),
-        &fd_path(&target),
-        None::<&str>,
-        flags,
-        None::<&str>,
-    )
-    .map_err(|e| sys("bind mount", e))?;
+    if let Some(tree) = opened {
+        // SAFETY: move_mount of our detached tree onto our target fd, both
+        // by fd with empty NUL-terminated paths.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                target.as_raw_fd(),
+                c"".as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        };
+        Errno::result(rc).map_err(|e| sys("attach the bind mount", e))?;
+    } else {
+        mount(
+            Some(&src),
+            &fd_path(&target),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| sys("bind mount", e))?;
+    }
     drop(target);
     let extra = opts.flags & !(MsFlags::MS_REMOUNT);
     if !extra.is_empty() {
