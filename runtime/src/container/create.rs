@@ -282,6 +282,7 @@ pub fn create_from(
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
 
     let linux = spec.linux().as_ref();
+    let mut notify_fd = None;
     loop {
         let (msg, fd) = match parent_sock.recv_with_fd()? {
             Some((m, fd)) => (Some(m), fd),
@@ -289,13 +290,21 @@ pub fn create_from(
         };
         match msg {
             Some(Msg::SeccompFd) => {
-                let (Some(fd), Some(l)) = (fd, listener.as_ref()) else {
+                if fd.is_none() || listener.is_none() {
                     return Err(Error::Container(
                         "init sent a seccomp fd nobody listens for".into(),
                     ));
-                };
-                let hs = state::hook_state(&st, Status::Creating);
-                crate::security::seccomp::send_to_agent(l, &fd, st.pid, &hs)?;
+                }
+                if st.pid != 0 {
+                    // Now: the init may be waiting on the agent already.
+                    if let (Some(fd), Some(l)) = (fd, listener.as_ref()) {
+                        let hs = state::hook_state(&st, Status::Creating);
+                        crate::security::seccomp::send_to_agent(l, &fd, st.pid, &hs)?;
+                    }
+                } else {
+                    // Once the init's pid is known (below).
+                    notify_fd = fd;
+                }
             }
             Some(Msg::UsernsReady) => {
                 let uid = namespaces::format_maps(linux.and_then(|l| l.uid_mappings().as_ref()));
@@ -341,6 +350,28 @@ pub fn create_from(
                 ));
             }
         }
+    }
+    // Stage 1 sends the init's pid right after forking it, but it may be
+    // scheduled out long enough for the init to get here first (seen on a
+    // loaded CI host): the pid is still on its way.
+    while st.pid == 0 {
+        match parent_sock.recv()? {
+            Some(Msg::Pid(pid)) => {
+                st.pid = pid;
+                cleanup.pids.push(pid);
+            }
+            Some(Msg::Error(e)) => return Err(Error::Container(e)),
+            Some(other) => {
+                return Err(Error::Container(format!(
+                    "unexpected message from init: {other:?}"
+                )));
+            }
+            None => break,
+        }
+    }
+    if let (Some(fd), Some(l)) = (notify_fd, listener.as_ref()) {
+        let hs = state::hook_state(&st, Status::Creating);
+        crate::security::seccomp::send_to_agent(l, &fd, st.pid, &hs)?;
     }
     let _ = nix::sys::wait::waitpid(stage1, None);
     let (start, _) = state::proc_stat(st.pid)

@@ -236,8 +236,10 @@ fn exec_child(
         let (exe, env) = setup::resolve_program(p, &[])?;
         // Before the filter: the profile need not allow close_range.
         setup::cloexec_from(3 + opts.preserve_fds)?;
-        if let Some(listener) = setup::drop_privileges(p, seccomp)? {
-            sync.send_fd(&Msg::SeccompFd, listener.as_raw_fd())?;
+        // Kept open until exec (see the init): no close after the filter.
+        let listener = setup::drop_privileges(p, seccomp)?;
+        if let Some(l) = &listener {
+            sync.send_fd(&Msg::SeccompFd, l.as_raw_fd())?;
         }
         tracing::debug!("setns_init: about to exec {}", exe.display());
         Ok(setup::exec_program(&exe, p, &env))

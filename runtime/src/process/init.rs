@@ -157,8 +157,11 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     // allows the user's process (old profiles lack close_range).
     setup::cloexec_from(3 + cfg.preserve_fds)?;
     let seccomp = cfg.seccomp.as_ref();
-    if let Some(listener) = setup::drop_privileges(process, seccomp)? {
-        sync.send_fd(&Msg::SeccompFd, listener.as_raw_fd())?;
+    // The listener fd stays open until exec closes it (close-on-exec): a
+    // close of ours could be a notified syscall, waiting on the agent.
+    let listener = setup::drop_privileges(process, seccomp)?;
+    if let Some(l) = &listener {
+        sync.send_fd(&Msg::SeccompFd, l.as_raw_fd())?;
     }
 
     tracing::debug!("init: closing the pipe to signal completion (ready; waiting for start)");
