@@ -63,13 +63,9 @@ fn namespace_joined_by_path() {
     );
 }
 
-/// With a new user namespace, bind sources its root cannot reach by path
-/// (a 0700 directory of the host's root) still mount, and exec into the
-/// container sees them: the runtime opens them before the init enters
-/// the namespace, as runc does.
-#[test]
-fn user_namespace_binds_sources_its_root_cannot_reach() {
-    let mut b = Bundle::new("stat -c %n /tmp/mount-1/foo.txt /tmp/mount-2/foo.txt; sleep 100");
+/// A new user namespace mapping 0..65536 to host 100000.., with the
+/// rootfs owned by the mapped root so that it is usable.
+fn with_user_namespace(b: &mut Bundle) {
     b.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
@@ -82,6 +78,16 @@ fn user_namespace_binds_sources_its_root_cannot_reach() {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// With a new user namespace, bind sources its root cannot reach by path
+/// (a 0700 directory of the host's root) still mount, and exec into the
+/// container sees them: the runtime opens them before the init enters
+/// the namespace, as runc does.
+#[test]
+fn user_namespace_binds_sources_its_root_cannot_reach() {
+    let mut b = Bundle::new("stat -c %n /tmp/mount-1/foo.txt /tmp/mount-2/foo.txt; sleep 100");
+    with_user_namespace(&mut b);
     for i in [1, 2] {
         let dir = b.path().join(format!("source-inaccessible-{i}/dir"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -118,19 +124,7 @@ fn user_namespace_binds_sources_its_root_cannot_reach() {
 #[test]
 fn user_namespace_with_id_maps() {
     let mut b = Bundle::new("cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/owned");
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    // Files in the rootfs must be owned by mapped ids to be usable.
-    let st = std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(b.rootfs())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    with_user_namespace(&mut b);
     b.save();
     let out = run_ok(&b, "ln-userns");
     let nums: Vec<Vec<&str>> = out
