@@ -24,10 +24,15 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         path: path.clone(),
         source,
     })?;
-    let spec: Spec = serde_json::from_slice(&data).map_err(|e| Error::MalformedSpec {
+    let malformed = |e: serde_json::Error| Error::MalformedSpec {
         path: path.clone(),
         msg: e.to_string(),
-    })?;
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&data).map_err(malformed)?;
+    if let Some(process) = value.get_mut("process") {
+        spec_names_to_oci_spec(process);
+    }
+    let spec: Spec = serde_json::from_value(value).map_err(malformed)?;
     validate(&spec)?;
     let root = spec
         .root()
@@ -42,6 +47,28 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         return Err(Error::MissingRootfs(rootfs));
     }
     Ok(Bundle { dir, spec, rootfs })
+}
+
+/// The runtime-spec's names for `process.scheduler.flags` where the
+/// oci-spec crate (0.10) spells them otherwise (`SCHED_FLAG_RESET_ON_FORK`
+/// is its `SCHED_RESET_ON_FORK`, `SCHED_FLAG_DL_OVERRUN` its
+/// `SCHED_FLAG_D_L_OVERRUN`): renamed in the JSON before it is parsed, so
+/// that a config written to the spec is not refused.
+pub fn spec_names_to_oci_spec(process: &mut serde_json::Value) {
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
+        .and_then(|f| f.as_array_mut())
+    else {
+        return;
+    };
+    for f in flags {
+        let renamed = match f.as_str() {
+            Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
+            Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
+            _ => continue,
+        };
+        *f = renamed.into();
+    }
 }
 
 /// Checks the spec for what the runtime would otherwise trip over halfway
@@ -160,7 +187,7 @@ pub fn validate_process(process: &Process) -> Result<()> {
             )));
         }
     }
-    Ok(())
+    crate::process::scheduling::validate(process)
 }
 
 /// The namespaces the spec asks for: (type, optional path to join).

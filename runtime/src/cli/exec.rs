@@ -72,6 +72,7 @@ impl ExecArgs {
                 {
                     o.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
                 }
+                crate::spec::spec_names_to_oci_spec(&mut v);
                 let mut proc: Process = serde_json::from_value(v).map_err(bad)?;
                 if self.tty {
                     proc.set_terminal(Some(true));

@@ -233,6 +233,7 @@ fn exec_child(
         }
         nix::unistd::chdir(p.cwd()).ctx(|| format!("chdir to cwd {:?}", p.cwd()))?;
         setup::set_rlimits(p)?;
+        crate::process::scheduling::apply(p)?;
         let (exe, env) = setup::resolve_program(p, &[])?;
         // Before the filter: the profile need not allow close_range.
         setup::cloexec_from(3 + opts.preserve_fds)?;

@@ -149,6 +149,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     nix::unistd::chdir(process.cwd())
         .ctx(|| format!("chdir to cwd {:?} set in config.json", process.cwd()))?;
     setup::set_rlimits(process)?;
+    super::scheduling::apply(process)?;
     setup::set_personality(spec)?;
 
     let (exe, env) = setup::resolve_program(process, &cfg.extra_env)?;
@@ -165,7 +166,7 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
     }
 
     tracing::debug!("init: closing the pipe to signal completion (ready; waiting for start)");
-    sync.send(&Msg::Ready)?;
+    sync.send_plain(&Msg::Ready)?;
     wait_for_start(&fifo)?;
     hooks::run(
         "startContainer",

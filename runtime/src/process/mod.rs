@@ -11,6 +11,7 @@
 
 pub mod init;
 pub mod namespaces;
+pub mod scheduling;
 pub mod setup;
 pub mod sync;
 

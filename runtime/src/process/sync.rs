@@ -59,6 +59,18 @@ impl SyncSocket {
         Ok(())
     }
 
+    /// Send `msg` by write(2): for the init after its seccomp filter is
+    /// loaded, when a profile that allows the user's process (write, but
+    /// not sendto) is all there is. SIGPIPE is still ignored here (Rust's
+    /// startup does that; the init resets it just before exec), so a gone
+    /// peer is an EPIPE error.
+    pub fn send_plain(&self, msg: &Msg) -> Result<()> {
+        let data = serde_json::to_vec(msg)
+            .map_err(|e| Error::Container(format!("encode sync message: {e}")))?;
+        nix::unistd::write(&self.0, &data).ctx(|| "send sync message".into())?;
+        Ok(())
+    }
+
     /// Send `msg` with `fd` attached (SCM_RIGHTS).
     pub fn send_fd(&self, msg: &Msg, fd: std::os::fd::RawFd) -> Result<()> {
         let data = serde_json::to_vec(msg)
