@@ -1,6 +1,8 @@
 //! Harness for running strata-runtime under real peers: containerd (with
 //! `ctr`) and podman, each started on private sockets and directories.
 
+pub mod runtime_spec;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,13 +12,18 @@ pub fn runtime_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("STRATA_RUNTIME") {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test> -> target/<profile>/strata-runtime
+    // target/<profile>/deps/<test> or target/<profile>/<bin>, beside
+    // target/<profile>/strata-runtime.
     let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("strata-runtime"))
-        .expect("target dir");
+    let dir = exe.parent().expect("target dir");
+    let beside = dir.join("strata-runtime");
+    let bin = if beside.exists() {
+        beside
+    } else {
+        dir.parent()
+            .map(|d| d.join("strata-runtime"))
+            .expect("target dir")
+    };
     assert!(
         bin.exists(),
         "{} missing: run `cargo build --workspace --bins` first",
