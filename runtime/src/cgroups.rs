@@ -70,7 +70,7 @@ pub struct Cgroup {
 
 impl Cgroup {
     /// The directory in the v2 tree, if it is a v2 cgroup.
-    fn v2_dir(&self) -> Option<PathBuf> {
+    pub fn v2_dir(&self) -> Option<PathBuf> {
         let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
         self.v2_root.as_ref().map(|r| r.join(rel))
     }

@@ -11,60 +11,13 @@
 //! as `@@key=value` lines, asserted here.
 
 mod common;
+#[path = "common/vm.rs"]
+mod vm;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use common::*;
 use serde_json::json;
-
-fn kernel_dir() -> PathBuf {
-    std::env::var_os("STRATA_TEST_KERNEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/strata-test/kernel"))
-}
-
-fn sh(cmd: &str) {
-    let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
-    assert!(st.success(), "{cmd}");
-}
-
-/// Copy a dynamically linked binary and the libraries ldd names.
-fn copy_with_libs(bin: &Path, root: &Path, dest: &str) {
-    let out = Command::new("ldd").arg(bin).output().unwrap();
-    for lib in String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
-    {
-        let to = root.join(lib.trim_start_matches('/'));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(lib, &to).unwrap();
-    }
-    let to = root.join(dest.trim_start_matches('/'));
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    // Without debug info: the guest has the initramfs in RAM twice.
-    let st = Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(bin)
-        .arg(&to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-/// A bundle made by the host's harness, moved into the guest's tree.
-fn add_bundle(root: &Path, name: &str, b: &Bundle) {
-    let to = root.join("bundles").join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    sh(&format!(
-        "cp -a {}/config.json {}/rootfs {}/",
-        b.path().display(),
-        b.path().display(),
-        to.display()
-    ));
-}
 
 // The guest's nullb0 has a major number chosen at boot; the configs carry
 // this stand-in, replaced in the guest.
@@ -166,51 +119,6 @@ echo "@@end=1"
 poweroff -f
 "#;
 
-/// The initramfs's /init: pivot_root cannot leave the initramfs, so the
-/// tree moves to a tmpfs first.
-const GUEST_INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox mkdir -p /newroot
-/bin/busybox mount -t tmpfs tmpfs /newroot
-for d in /bin /lib /lib64 /usr /modules /bundles /test.sh; do
-  [ -e $d ] && /bin/busybox cp -a $d /newroot/
-done
-/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev
-exec /bin/busybox switch_root /newroot /test.sh
-"#;
-
-fn boot(initrd: &Path, console: &Path) -> String {
-    let kernel = kernel_dir().join("vmlinuz");
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "768"])
-        .args(["-nodefaults", "-display", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1"])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64 (scripts/install-deps.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the VM did not power off in 300 s; console:\n{}",
-                std::fs::read_to_string(console).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    String::from_utf8_lossy(&std::fs::read(console).unwrap()).into_owned()
-}
-
 fn seconds(span: &str) -> f64 {
     let v: Vec<f64> = span
         .split_whitespace()
@@ -231,66 +139,24 @@ fn key_count(flat: &str, key: &str) -> u64 {
 
 #[test]
 fn v2_resource_controllers_in_a_cgroup2_only_vm() {
-    let kdir = kernel_dir();
-    for f in ["vmlinuz", "configfs.ko", "null_blk.ko"] {
-        assert!(
-            kdir.join(f).exists(),
-            "{} missing: run scripts/fetch-test-kernel.sh",
-            kdir.join(f).display()
-        );
-    }
-    let work = tempfile::Builder::new()
-        .prefix("strata-vm-")
-        .tempdir()
-        .unwrap();
-    let root = work.path().join("root");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for a in String::from_utf8_lossy(&applets.stdout).split_whitespace() {
-        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(a));
-    }
-    copy_with_libs(Path::new(BIN), &root, "/bin/strata-runtime");
-    std::fs::create_dir_all(root.join("modules")).unwrap();
-    for m in ["configfs.ko", "null_blk.ko"] {
-        std::fs::copy(kdir.join(m), root.join("modules").join(m)).unwrap();
-    }
+    let guest = vm::Guest::new(&["configfs.ko", "null_blk.ko"]);
+    guest.add_binary(Path::new(BIN), "/bin/strata-runtime");
     let limits = limits_bundle();
-    add_bundle(&root, "limits", &limits);
+    guest.add_bundle("limits", &limits);
     let mut upd = Bundle::new("sleep 1000");
     upd.config["linux"]["cgroupsPath"] = json!("/strata-vm/upd");
     upd.config["linux"]["resources"] =
         json!({"memory": {"limit": 33554432}, "pids": {"limit": 10}});
     upd.save();
-    add_bundle(&root, "upd", &upd);
+    guest.add_bundle("upd", &upd);
     std::fs::write(
-        root.join("bundles/upd/res.json"),
+        guest.root.join("bundles/upd/res.json"),
         json!({"memory": {"limit": 134217728}, "pids": {"limit": 50}}).to_string(),
     )
     .unwrap();
-    for (name, text) in [("init", GUEST_INIT), ("test.sh", GUEST_TEST)] {
-        std::fs::write(root.join(name), text).unwrap();
-        sh(&format!("chmod 755 {}", root.join(name).display()));
-    }
-    let initrd = work.path().join("initrd");
-    sh(&format!(
-        "cd {} && find . | /bin/busybox cpio -o -H newc > {} 2>/dev/null",
-        root.display(),
-        initrd.display()
-    ));
-
-    let console = boot(&initrd, &work.path().join("console"));
-    let seen: HashMap<&str, &str> = console
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("@@"))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k, v.trim()))
-        .collect();
-    let get = |k: &str| -> &str {
-        seen.get(k)
-            .copied()
-            .unwrap_or_else(|| panic!("the guest printed no {k}; console:\n{console}"))
-    };
+    let console = guest.boot(GUEST_TEST, 768);
+    let get = |k: &str| console.get(k);
+    let console = &console.text;
     assert_eq!(get("end"), "1", "{console}");
     // A cgroup2-only host, with the controllers enabled.
     assert_eq!(get("fstype"), "63677270", "CGROUP2_SUPER_MAGIC");

@@ -44,9 +44,9 @@ pub struct Cli {
     /// Accepted for runc compatibility (rootless is detected).
     #[arg(long, global = true, value_name = "true|false|auto", num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, global = true, hide = true)]
-    pub criu: Option<String>,
+    /// Path to the criu binary for checkpoint and restore.
+    #[arg(long, global = true, default_value = "criu")]
+    pub criu: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -175,6 +175,97 @@ pub enum Command {
     },
     /// Print the runtime's features document.
     Features,
+    /// Checkpoint a running container (CRIU).
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a checkpoint (CRIU).
+    Restore(RestoreArgs),
+}
+
+/// Options checkpoint and restore share (runc's names).
+#[derive(Args, Debug, Clone)]
+pub struct CriuArgs {
+    /// Where the images go (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Where CRIU's log and work files go (default: the image path).
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Checkpoint and restore established TCP connections.
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a process with a controlling terminal).
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// cgroups mode: soft, full, strict or ignore (default: ignore; the
+    /// restored container is in the cgroup its config names).
+    #[arg(long = "manage-cgroups-mode")]
+    pub manage_cgroups_mode: Option<String>,
+}
+
+impl CriuArgs {
+    fn common(&self) -> Result<crate::criu::Common> {
+        let image_path = match &self.image_path {
+            Some(p) => p.clone(),
+            None => std::env::current_dir()
+                .ctx(|| "current directory".into())?
+                .join("checkpoint"),
+        };
+        Ok(crate::criu::Common {
+            image_path: std::path::absolute(&image_path)
+                .ctx(|| format!("image path {}", image_path.display()))?,
+            work_path: self
+                .work_path
+                .as_ref()
+                .map(std::path::absolute)
+                .transpose()
+                .ctx(|| "work path".into())?,
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            cgroup_mode: match &self.manage_cgroups_mode {
+                Some(m) => crate::criu::CgroupMode::parse(m)?,
+                None => crate::criu::CgroupMode::default(),
+            },
+        })
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// A previous pre-dump's images (relative to the image path).
+    #[arg(long = "parent-path")]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the container running after the checkpoint.
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Dump memory only, for a later checkpoint with --parent-path.
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path to the bundle (default: current directory).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Do not wait for the restored container.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Cli {
@@ -295,5 +386,27 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Features => print_json(&crate::template::features()).map(|_| 0),
+        Command::Checkpoint(a) => {
+            let opts = container::checkpoint::CheckpointOptions {
+                common: a.criu.common()?,
+                leave_running: a.leave_running,
+                pre_dump: a.pre_dump,
+                parent_path: a.parent_path.clone(),
+                criu: Some(cli.criu.clone()),
+            };
+            container::checkpoint::checkpoint(&root, &a.id, &opts).map(|_| 0)
+        }
+        Command::Restore(a) => {
+            let opts = container::checkpoint::RestoreOptions {
+                id: a.id.clone(),
+                bundle: a.bundle.clone(),
+                common: a.criu.common()?,
+                pid_file: a.pid_file.clone(),
+                detach: a.detach,
+                criu: Some(cli.criu.clone()),
+                systemd_cgroup: cli.systemd_cgroup,
+            };
+            container::checkpoint::restore(&root, &opts)
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The container lifecycle, one operation a file. Each takes the runtime
 //! root and typed options and returns typed results; printing is the CLI's.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
