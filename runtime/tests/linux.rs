@@ -917,3 +917,108 @@ fn start_container_hooks_run_under_the_seccomp_filter() {
         assert!(!b.rootfs().join("tmp/foo").exists());
     }
 }
+
+/// runc's `seccomp -ENOSYS handling`: a syscall newer than the profile
+/// (above the highest it names, or clone3 when unnamed) answers ENOSYS,
+/// so a C library falls back to the old call; a known syscall the profile
+/// leaves out keeps the profile's default (EPERM). The probe is a static
+/// C program built here with gcc.
+#[test]
+fn seccomp_answers_enosys_for_syscalls_newer_than_the_profile() {
+    let mut b = Bundle::new("");
+    let src = b.path().join("probe.c");
+    std::fs::write(
+        &src,
+        r#"#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static int err(long r) { return r < 0 ? errno : 0; }
+int main(void) {
+    int beyond = err(syscall(1000));
+    int clone3 = err(syscall(435, 0, 0));
+    int madvise2 = err(syscall(440, -1, 0, 0, 0, 0));
+    int mkdir = err(syscall(SYS_mkdir, "/probe-dir", 0755));
+    printf("%d %d %d %d\n", beyond, clone3, madvise2, mkdir);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(b.rootfs().join("probe"))
+        .arg(&src)
+        .output()
+        .expect("gcc (scripts/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.config["process"]["args"] = json!(["/probe"]);
+    // What the runtime's last steps and a static glibc program need, and
+    // epoll_pwait2 (441) as the profile's highest syscall: clone3 (435)
+    // and process_madvise (440) lie below it, unnamed.
+    let allowed = [
+        "execve",
+        "brk",
+        "arch_prctl",
+        "set_tid_address",
+        "set_robust_list",
+        "rseq",
+        "prlimit64",
+        "mprotect",
+        "readlink",
+        "readlinkat",
+        "uname",
+        "getrandom",
+        "newfstatat",
+        "fstat",
+        "write",
+        "exit_group",
+        "exit",
+        "ioctl",
+        "epoll_pwait2",
+        "close",
+        "rt_sigprocmask",
+        "rt_sigaction",
+        "sigaltstack",
+        "openat",
+        "open",
+        "read",
+        "fcntl",
+        "futex",
+        "getpid",
+        "gettid",
+        "mmap",
+        "munmap",
+        "madvise",
+        "poll",
+        "capget",
+        "capset",
+        "prctl",
+        "close_range",
+        "sched_getaffinity",
+        "sched_yield",
+        "getppid",
+        "tgkill",
+    ]
+    .to_vec();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+    });
+    b.save();
+    // ENOSYS is 38, EPERM 1.
+    assert_eq!(run_ok(&b, "ln-enosys"), "38 38 1 1\n");
+    // clone3 named (as Docker's profile does, with ENOSYS of its own
+    // choice here EPERM): the profile decides.
+    b.config["linux"]["seccomp"]["syscalls"] = json!([
+        {"names": allowed, "action": "SCMP_ACT_ALLOW"},
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+    ]);
+    b.save();
+    assert_eq!(run_ok(&b, "ln-enosys-named"), "38 1 1 1\n");
+}

@@ -2,6 +2,7 @@
 //! no_new_privs.
 
 pub mod capabilities;
+pub mod enosys;
 pub mod lsm;
 pub mod seccomp;
 

@@ -193,6 +193,8 @@ fn cache_key(spec: &LinuxSeccomp) -> Result<String> {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(spec).map_err(|e| err("serialise profile", e))?);
     let v = libseccomp::ScmpVersion::current().map_err(|e| err("libseccomp version", e))?;
+    // The program's format: libseccomp's output behind our ENOSYS stub.
+    h.update(b"enosys-stub-1");
     h.update(format!(
         "\0{}.{}.{}\0{}",
         v.major,
@@ -201,6 +203,16 @@ fn cache_key(spec: &LinuxSeccomp) -> Result<String> {
         std::env::consts::ARCH
     ));
     Ok(hex::encode(h.finalize()))
+}
+
+fn to_bytes(program: &[libc::sock_filter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(program.len() * INSN_SIZE);
+    for i in program {
+        out.extend_from_slice(&i.code.to_ne_bytes());
+        out.extend_from_slice(&[i.jt, i.jf]);
+        out.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    out
 }
 
 fn from_bytes(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
@@ -309,9 +321,21 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Compiled
         );
     }
     let bytes = export(spec)?;
-    let program = from_bytes(&bytes).ok_or_else(|| {
+    let mut program = from_bytes(&bytes).ok_or_else(|| {
         Error::Seccomp(format!("filter of {} bytes is not loadable", bytes.len()))
     })?;
+    if let Some((max, clone3_named)) = super::enosys::plan(spec) {
+        let mut with_stub = super::enosys::stub(max, clone3_named);
+        with_stub.extend_from_slice(&program);
+        if with_stub.len() > MAX_INSNS {
+            return Err(Error::Seccomp(format!(
+                "filter of {} instructions is over the kernel's {MAX_INSNS}",
+                with_stub.len()
+            )));
+        }
+        program = with_stub;
+    }
+    let bytes = to_bytes(&program);
     if let Some(path) = &cached
         && let Err(e) = store(path, &bytes)
     {
