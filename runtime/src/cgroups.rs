@@ -1,8 +1,9 @@
 //! The libcgroups boundary: where a container's cgroup lives, putting
 //! processes in it, applying `linux.resources`, freezing, removal.
 //! cgroup v1 (including this hybrid layout) and v2 are both handled by
-//! libcgroups; systemd-style paths are mapped to cgroupfs paths because this
-//! runtime does not talk to systemd.
+//! libcgroups. With `--systemd-cgroup` the cgroup is a scope that systemd
+//! makes ([`systemd`]); without it, a `slice:prefix:name` path is mapped
+//! to the same cgroupfs path systemd would use.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::state::ContainerState;
 
 pub mod device_filter;
+pub mod systemd;
 mod v2_files;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -66,6 +68,8 @@ pub fn host_v2_root() -> Option<PathBuf> {
 pub struct Cgroup {
     pub path: PathBuf,
     pub v2_root: Option<PathBuf>,
+    /// The systemd scope that owns the cgroup (`--systemd-cgroup`).
+    pub systemd_unit: Option<String>,
 }
 
 impl Cgroup {
@@ -500,6 +504,10 @@ pub fn join(cg: &Cgroup, id: &str, pid: i32) -> Result<()> {
 }
 
 pub fn remove(cg: &Cgroup, id: &str) -> Result<()> {
+    if let Some(unit) = &cg.systemd_unit {
+        // systemd kills what is left and removes the scope's cgroup.
+        systemd::stop(unit, hierarchy_dirs(cg).first().map(PathBuf::as_path))?;
+    }
     if remove_empty(cg) {
         return Ok(());
     }

@@ -62,6 +62,9 @@ pub struct ContainerState {
     /// from before this field, which were made on this host's layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup2_root: Option<PathBuf>,
+    /// The systemd scope unit owning the cgroup (`--systemd-cgroup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// The config the container was created from (exec and hooks need it
     /// after the bundle may have changed).
     pub spec: Spec,
@@ -296,7 +299,11 @@ impl ContainerState {
             .cgroup2_root
             .clone()
             .or_else(crate::cgroups::host_v2_root);
-        Some(crate::cgroups::Cgroup { path, v2_root })
+        Some(crate::cgroups::Cgroup {
+            path,
+            v2_root,
+            systemd_unit: self.systemd_unit.clone(),
+        })
     }
 
     pub fn status(&self, dir: &Path) -> Status {
@@ -381,6 +388,7 @@ mod tests {
             annotations: HashMap::new(),
             cgroup_path: None,
             cgroup2_root: None,
+            systemd_unit: None,
             spec: Spec::default(),
         };
         root.save_creating(&st).unwrap();

@@ -38,7 +38,8 @@ pub struct Cli {
     /// Debug lines (`level=debug`) in the log, or on stderr without --log.
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Map systemd-style cgroupsPath (slice:prefix:name) to cgroupfs.
+    /// systemd cgroup driver: the cgroup (cgroupsPath slice:prefix:name) is
+    /// a transient scope made through systemd's D-Bus API.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility (rootless is detected).

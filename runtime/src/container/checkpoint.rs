@@ -212,9 +212,15 @@ pub fn restore(root: &Root, opts: &RestoreOptions) -> Result<i32> {
     };
     let _lock = root.lock(&opts.id)?;
     let cgroup_path = cgroups::path_for(spec, &opts.id, opts.systemd_cgroup)?;
+    if opts.systemd_cgroup {
+        return Err(Error::Container(
+            "restore with --systemd-cgroup is not supported yet".into(),
+        ));
+    }
     let cgroup = cgroups::Cgroup {
         path: cgroup_path.clone(),
         v2_root: cgroups::v2_root_for_new()?,
+        systemd_unit: None,
     };
     let mut st = ContainerState {
         id: opts.id.clone(),
@@ -232,6 +238,7 @@ pub fn restore(root: &Root, opts: &RestoreOptions) -> Result<i32> {
             .collect(),
         cgroup_path: Some(cgroup_path.clone()),
         cgroup2_root: cgroup.v2_root.clone(),
+        systemd_unit: None,
         spec: spec.clone(),
     };
     root.save_creating(&st)?;

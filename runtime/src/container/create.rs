@@ -111,6 +111,11 @@ pub fn create_from(
         // refused, as runc does.
         check_shared_mount_ns(spec)?;
     }
+    if opts.systemd_cgroup && !cgroups::systemd::running() {
+        return Err(Error::Cgroup(
+            "systemd is not running on this host (no /run/systemd/system): --systemd-cgroup cannot be used".into(),
+        ));
+    }
     let dir = root.claim(&opts.id)?;
     let mut cleanup = Cleanup {
         root,
@@ -122,9 +127,17 @@ pub fn create_from(
     let _lock = root.lock(&opts.id)?;
 
     let cgroup_path = cgroups::path_for(spec, &opts.id, opts.systemd_cgroup)?;
+    // With the systemd driver the cgroup is a scope that systemd makes
+    // around stage 1 (below), not a directory of ours.
+    let scope = if opts.systemd_cgroup {
+        Some(cgroups::systemd::unit_of(&cgroup_path)?)
+    } else {
+        None
+    };
     let cgroup = cgroups::Cgroup {
         path: cgroup_path.clone(),
         v2_root: cgroups::v2_root_for_new()?,
+        systemd_unit: scope.as_ref().map(|(unit, _)| unit.clone()),
     };
     let mut st = ContainerState {
         id: opts.id.clone(),
@@ -142,6 +155,7 @@ pub fn create_from(
             .collect(),
         cgroup_path: Some(cgroup_path.clone()),
         cgroup2_root: cgroup.v2_root.clone(),
+        systemd_unit: cgroup.systemd_unit.clone(),
         spec: spec.clone(),
     };
     root.save_creating(&st)?;
@@ -187,8 +201,13 @@ pub fn create_from(
     // cgroup before anything runs in the namespaces, so that the cgroup
     // namespace (if any) is rooted at the container's cgroup.
     cleanup.cgroup = Some(cgroup.clone());
-    let placement = match cgroups::prepare(&cgroup) {
-        Ok(p) => Some(p),
+    let prepared = if scope.is_some() {
+        Ok(None)
+    } else {
+        cgroups::prepare(&cgroup).map(Some)
+    };
+    let placement = match prepared {
+        Ok(p) => p,
         // Rootless, as runc: without access to the cgroup tree the
         // container runs in ours, unless it asked for limits.
         Err(Error::CgroupDenied(e)) if !nix::unistd::geteuid().is_root() => {
@@ -204,7 +223,7 @@ pub fn create_from(
         }
         Err(e) => return Err(e),
     };
-    let own_cgroup = placement.as_ref().map(|_| &cgroup);
+    let own_cgroup = (placement.is_some() || scope.is_some()).then_some(&cgroup);
     let cfg = InitConfig {
         id: &opts.id,
         spec,
@@ -265,7 +284,11 @@ pub fn create_from(
         let (cg, id) = (cg.clone(), opts.id.clone());
         std::thread::spawn(move || cgroups::manager(&cg, &id))
     });
-    if !placed {
+    if let Some((unit, slice)) = &scope {
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let v2 = cgroup.v2_root.is_some();
+        cgroups::systemd::start(unit, slice, &opts.id, stage1.as_raw(), resources, v2)?;
+    } else if !placed {
         cgroups::place(&cgroup, &opts.id, stage1.as_raw())?;
     }
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {

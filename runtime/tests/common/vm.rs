@@ -3,6 +3,8 @@
 //! initramfs holding busybox, the binaries a test adds (with their
 //! libraries) and its bundles. The guest's test script reports on the
 //! serial console as `@@key=value` lines and powers off.
+// Each VM test file uses a part of this.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -110,6 +112,11 @@ impl Guest {
     /// Packs the tree with `script` as the guest's test, boots it with
     /// `memory_mb`, and returns the console once the guest powers off.
     pub fn boot(&self, script: &str, memory_mb: u32) -> Console {
+        self.boot_with(script, memory_mb, "")
+    }
+
+    /// `boot`, with more words on the kernel's command line.
+    pub fn boot_with(&self, script: &str, memory_mb: u32, cmdline: &str) -> Console {
         for (name, text) in [("init", GUEST_INIT), ("test.sh", script)] {
             std::fs::write(self.root.join(name), text).unwrap();
             sh(&format!("chmod 755 {}", self.root.join(name).display()));
@@ -121,12 +128,12 @@ impl Guest {
             initrd.display()
         ));
         let console = self.work.path().join("console");
-        let text = boot(&initrd, &console, memory_mb);
+        let text = boot(&initrd, &console, memory_mb, cmdline);
         Console::new(text)
     }
 }
 
-fn boot(initrd: &Path, console: &Path, memory_mb: u32) -> String {
+fn boot(initrd: &Path, console: &Path, memory_mb: u32, cmdline: &str) -> String {
     let kernel = kernel_dir().join("vmlinuz");
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "2"])
@@ -139,7 +146,8 @@ fn boot(initrd: &Path, console: &Path, memory_mb: u32) -> String {
         .arg(&kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .arg("-append")
+        .arg(format!("console=ttyS0 quiet panic=-1 {cmdline}"))
         .stdin(Stdio::null())
         .spawn()
         .expect("qemu-system-x86_64 (scripts/install-deps.sh installs it)");
