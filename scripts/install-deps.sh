@@ -6,7 +6,7 @@ pkgs=(
   containernetworking-plugins slirp4netns passt uidmap fuse-overlayfs libseccomp-dev
   hyperfine bats pkg-config iptables jq time procps apache2-utils debootstrap openssl curl
   tini iproute2 util-linux qemu-system-x86 python3 python3-grpcio attr libcap2-bin bzip2 xz-utils
-  criu tar gzip gcc libc6-dev libdbus-1-dev systemd
+  criu tar gzip gcc libc6-dev systemd
 )
 missing=()
 for p in "${pkgs[@]}"; do

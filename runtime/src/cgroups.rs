@@ -17,6 +17,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use crate::error::{Error, Result};
 use crate::state::ContainerState;
 
+pub mod dbus_wire;
 pub mod device_filter;
 pub mod systemd;
 mod v2_files;

@@ -6,16 +6,14 @@
 //! values again) to the cgroup files itself.
 //!
 //! As root we talk to the manager on its private socket, as systemctl and
-//! go-systemd do: no bus daemon is needed.
+//! go-systemd do: no bus daemon is needed ([`super::dbus_wire`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dbus::arg::{RefArg, Variant};
-use dbus::channel::Channel;
-use dbus::message::Message;
 use oci_spec::runtime::LinuxResources;
 
+use super::dbus_wire::{Arg, Connection, Value};
 use crate::error::{Error, Result};
 
 const PRIVATE_SOCKET: &str = "/run/systemd/private";
@@ -52,32 +50,26 @@ pub fn unit_of(cgroup_path: &Path) -> Result<(String, String)> {
     Ok((unit, slice))
 }
 
-fn connect() -> Result<Channel> {
+fn connect() -> Result<Connection> {
     if !running() {
         return Err(Error::Cgroup(
             "systemd is not running on this host (no /run/systemd/system): --systemd-cgroup cannot be used".into(),
         ));
     }
-    Channel::open_private(&format!("unix:path={PRIVATE_SOCKET}"))
+    Connection::open(PRIVATE_SOCKET, CALL_TIMEOUT)
         .map_err(|e| Error::Cgroup(format!("connect to systemd at {PRIVATE_SOCKET}: {e}")))
 }
 
-fn call(ch: &Channel, method: &str, msg: impl FnOnce(Message) -> Message) -> Result<Message> {
-    let m = Message::new_method_call(DEST, PATH, MANAGER, method)
-        .map_err(|e| Error::Cgroup(format!("systemd {method}: {e}")))?;
-    ch.send_with_reply_and_block(msg(m), CALL_TIMEOUT)
-        .map_err(|e| {
-            Error::Cgroup(format!(
-                "systemd {method}: {}",
-                e.message().unwrap_or(e.name().unwrap_or("no reply"))
-            ))
-        })
+/// Calls a manager method; the inner Err is systemd's "name: message".
+fn call(c: &mut Connection, method: &str, args: &[Arg]) -> Result<std::result::Result<(), String>> {
+    c.call(DEST, PATH, MANAGER, method, args)
+        .map_err(|e| Error::Cgroup(format!("systemd {method}: {e}")))
 }
 
-type Prop = (String, Variant<Box<dyn RefArg>>);
+type Prop = (String, Value);
 
-fn prop(name: &str, value: impl RefArg + 'static) -> Prop {
-    (name.to_string(), Variant(Box::new(value)))
+fn prop(name: &str, value: Value) -> Prop {
+    (name.to_string(), value)
 }
 
 /// cpu shares to cgroup v2's cpu.weight by the mapping crun, runc 1.3
@@ -111,18 +103,18 @@ pub fn properties(resources: Option<&LinuxResources>, v2: bool) -> Vec<Prop> {
     {
         props.push(prop(
             if v2 { "MemoryMax" } else { "MemoryLimit" },
-            limit as u64,
+            Value::U64(limit as u64),
         ));
     }
     if let Some(max) = r.pids().as_ref().map(|p| p.limit()).filter(|l| *l > 0) {
-        props.push(prop("TasksMax", max as u64));
+        props.push(prop("TasksMax", Value::U64(max as u64)));
     }
     if let Some(cpu) = r.cpu() {
         if let Some(shares) = cpu.shares().filter(|s| *s > 0) {
             if v2 {
-                props.push(prop("CPUWeight", shares_to_weight(shares)));
+                props.push(prop("CPUWeight", Value::U64(shares_to_weight(shares))));
             } else {
-                props.push(prop("CPUShares", shares));
+                props.push(prop("CPUShares", Value::U64(shares)));
             }
         }
         if let (Some(quota), Some(period)) = (cpu.quota().filter(|q| *q > 0), cpu.period())
@@ -132,7 +124,7 @@ pub fn properties(resources: Option<&LinuxResources>, v2: bool) -> Vec<Prop> {
             let per_sec = (quota as u64 * 1_000_000).div_ceil(period);
             props.push(prop(
                 "CPUQuotaPerSecUSec",
-                per_sec.div_ceil(10_000) * 10_000,
+                Value::U64(per_sec.div_ceil(10_000) * 10_000),
             ));
         }
     }
@@ -149,23 +141,26 @@ pub fn start(
     resources: Option<&LinuxResources>,
     v2: bool,
 ) -> Result<()> {
-    let ch = connect()?;
+    let mut c = connect()?;
     let mut props = vec![
-        prop("Description", format!("strata container {id}")),
-        prop("Slice", slice.to_string()),
-        prop("PIDs", vec![pid as u32]),
-        prop("Delegate", true),
-        prop("DefaultDependencies", false),
-        prop("MemoryAccounting", true),
-        prop("TasksAccounting", true),
-        prop("CPUAccounting", true),
+        prop("Description", Value::Str(format!("strata container {id}"))),
+        prop("Slice", Value::Str(slice.to_string())),
+        prop("PIDs", Value::U32Array(vec![pid as u32])),
+        prop("Delegate", Value::Bool(true)),
+        prop("DefaultDependencies", Value::Bool(false)),
+        prop("MemoryAccounting", Value::Bool(true)),
+        prop("TasksAccounting", Value::Bool(true)),
+        prop("CPUAccounting", Value::Bool(true)),
     ];
     props.extend(properties(resources, v2));
-    let aux: Vec<(String, Vec<Prop>)> = Vec::new();
-    call(&ch, "StartTransientUnit", |m| {
-        m.append3(unit, "replace", props).append1(aux)
-    })
-    .map_err(|e| Error::Cgroup(format!("start scope {unit}: {e}")))?;
+    let args = [
+        Arg::Str(unit.to_string()),
+        Arg::Str("replace".into()),
+        Arg::Props(props),
+        Arg::AuxUnits,
+    ];
+    call(&mut c, "StartTransientUnit", &args)?
+        .map_err(|e| Error::Cgroup(format!("systemd refused scope {unit}: {e}")))?;
     // The job is done when systemd has moved the process into the scope.
     let deadline = Instant::now() + JOB_TIMEOUT;
     loop {
@@ -185,11 +180,12 @@ pub fn start(
 /// Stops the scope (its processes are killed by systemd) and waits for
 /// its cgroup to go; a unit systemd no longer knows is already gone.
 pub fn stop(unit: &str, cgroup_dir: Option<&Path>) -> Result<()> {
-    let ch = connect()?;
-    match call(&ch, "StopUnit", |m| m.append2(unit, "replace")) {
-        Ok(_) => {}
-        Err(Error::Cgroup(e)) if e.contains("not loaded") => return Ok(()),
-        Err(e) => return Err(e),
+    let mut c = connect()?;
+    let args = [Arg::Str(unit.to_string()), Arg::Str("replace".into())];
+    match call(&mut c, "StopUnit", &args)? {
+        Ok(()) => {}
+        Err(e) if e.starts_with("org.freedesktop.systemd1.NoSuchUnit") => return Ok(()),
+        Err(e) => return Err(Error::Cgroup(format!("systemd could not stop {unit}: {e}"))),
     }
     let deadline = Instant::now() + JOB_TIMEOUT;
     while cgroup_dir.is_some_and(Path::exists) {
@@ -200,7 +196,7 @@ pub fn stop(unit: &str, cgroup_dir: Option<&Path>) -> Result<()> {
     }
     // A scope whose processes were killed is "failed": forget it, so the
     // name can be used again.
-    let _ = call(&ch, "ResetFailedUnit", |m| m.append1(unit));
+    let _ = call(&mut c, "ResetFailedUnit", &[Arg::Str(unit.to_string())]);
     Ok(())
 }
 
@@ -238,7 +234,10 @@ mod tests {
         let names = |v2| {
             properties(Some(&r), v2)
                 .into_iter()
-                .map(|(n, v)| format!("{n}={}", v.0.as_u64().unwrap_or(0)))
+                .map(|(n, v)| match v {
+                    Value::U64(x) => format!("{n}={x}"),
+                    other => format!("{n}={other:?}"),
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(
