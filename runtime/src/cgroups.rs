@@ -379,6 +379,29 @@ pub fn apply_with(
     apply_resources(m, cg, resources, true)
 }
 
+/// v1 writes cpu.cfs_period_us before cpu.cfs_quota_us. A shorter period
+/// with the old quota can be more than a parent cgroup allows (EINVAL),
+/// though the new pair is within it: the new quota goes in first, as
+/// runc does. Where that is refused (a longer period is still to come),
+/// the manager's writes in its order follow anyway.
+fn v1_quota_first(cg: &Cgroup, resources: &LinuxResources) {
+    let Some(cpu) = resources.cpu() else { return };
+    let (Some(quota), Some(_)) = (cpu.quota(), cpu.period()) else {
+        return;
+    };
+    if cg.v2_dir().is_some() {
+        return;
+    }
+    let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    let file = Path::new(CGROUP_ROOT)
+        .join("cpu")
+        .join(rel)
+        .join("cpu.cfs_quota_us");
+    if file.exists() {
+        let _ = std::fs::write(&file, quota.to_string());
+    }
+}
+
 fn apply_resources(
     m: &AnyCgroupManager,
     cg: &Cgroup,
@@ -397,6 +420,7 @@ fn apply_resources(
         bio.set_weight(None);
         resources.set_block_io(Some(bio));
     }
+    v1_quota_first(cg, &resources);
     let opt = ControllerOpt {
         resources: &resources,
         disable_oom_killer: resources

@@ -143,6 +143,37 @@ fn checkpoint_and_restore_refuse_bad_input_cleanly() {
     );
     assert_eq!(b.status("cp-created"), "created");
     b.ok(&["delete", "-f", "cp-created"]);
+    // --parent-path: relative to the image path, and there; checked
+    // before CRIU runs (so on this host too), the container untouched.
+    let r = counter_bundle();
+    let out = r
+        .cmd(&[
+            "run",
+            "-d",
+            "--bundle",
+            r.path().to_str().unwrap(),
+            "cp-parent",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let abs = r.path().join("parent-dir");
+    for parent in [abs.to_str().unwrap(), "./parent-dir"] {
+        let out = r.rt(&[
+            "checkpoint",
+            "--parent-path",
+            parent,
+            "--image-path",
+            img_s,
+            "cp-parent",
+        ]);
+        assert!(!out.status.success(), "{parent}");
+        assert!(stderr(&out).contains("--parent-path"), "{}", stderr(&out));
+        assert_eq!(r.status("cp-parent"), "running");
+    }
+    r.ok(&["delete", "-f", "cp-parent"]);
     // A criu that is not there.
     let out = b.rt(&[
         "--criu",

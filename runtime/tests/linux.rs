@@ -1022,3 +1022,78 @@ int main(void) {
     b.save();
     assert_eq!(run_ok(&b, "ln-enosys-named"), "38 1 1 1\n");
 }
+
+/// runc's `update cpu period in a pod cgroup with pod limit set`: the
+/// parent allows 50%; 3000/10000 (30%) is within it, but the new period
+/// written before the new quota would pair with the old 50000 (500%), which
+/// the kernel refuses, so the quota goes first.
+#[test]
+fn update_of_the_cpu_period_under_a_parent_limit() {
+    /// Removes the pod's cgroups, also when the test fails (after the
+    /// bundle, declared later, has deleted the container).
+    struct Pod(String);
+    impl Drop for Pod {
+        fn drop(&mut self) {
+            for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::remove_dir(ctrl.path().join(&self.0).join("c"));
+                let _ = std::fs::remove_dir(ctrl.path().join(&self.0));
+            }
+        }
+    }
+    let pod = Pod(format!("strata-test-pod-{}", std::process::id()));
+    let parent = std::path::Path::new("/sys/fs/cgroup/cpu").join(&pod.0);
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::write(parent.join("cpu.cfs_quota_us"), "50000").unwrap();
+    let mut b = Bundle::new("sleep 1000");
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}/c", pod.0));
+    b.config["linux"]["resources"] = json!({"cpu": {"quota": 20000, "period": 100000}});
+    b.save();
+    b.create("ln-pod-cpu");
+    b.ok(&["start", "ln-pod-cpu"]);
+    let dir = parent.join("c");
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    // Above the parent's 50%: refused, nothing changed.
+    let o = b.rt(&["update", "--cpu-quota", "60000", "ln-pod-cpu"]);
+    assert!(!o.status.success(), "60% under a 50% parent was accepted");
+    assert_eq!(
+        (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")),
+        ("20000".into(), "100000".into())
+    );
+    // 30% with a shorter period, from 50000/100000.
+    b.ok(&["update", "--cpu-quota", "50000", "ln-pod-cpu"]);
+    b.ok(&[
+        "update",
+        "--cpu-period",
+        "10000",
+        "--cpu-quota",
+        "3000",
+        "ln-pod-cpu",
+    ]);
+    assert_eq!(
+        (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")),
+        ("3000".into(), "10000".into())
+    );
+    // And back to a longer period with a larger quota.
+    b.ok(&[
+        "update",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "40000",
+        "ln-pod-cpu",
+    ]);
+    assert_eq!(
+        (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")),
+        ("40000".into(), "100000".into())
+    );
+    b.ok(&["delete", "-f", "ln-pod-cpu"]);
+}

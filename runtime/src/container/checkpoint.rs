@@ -32,6 +32,13 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOptions) -> Result<()>
         _ => return Err(Error::NotRunning),
     }
     let criu = criu::binary(opts.criu.as_deref())?;
+    if let Some(parent) = opts.parent_path.as_ref().filter(|p| p.is_absolute()) {
+        // CRIU takes it relative to the image path (runc checks the same).
+        return Err(Error::Container(format!(
+            "--parent-path {} must be relative to --image-path",
+            parent.display()
+        )));
+    }
     for dir in [
         Some(&opts.common.image_path),
         opts.common.work_path.as_ref(),
@@ -40,6 +47,16 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOptions) -> Result<()>
     .flatten()
     {
         make_dir(dir)?;
+    }
+    if let Some(parent) = &opts.parent_path {
+        let seen = opts.common.image_path.join(parent);
+        if !seen.is_dir() {
+            return Err(Error::Container(format!(
+                "--parent-path {}: {} is not a checkpoint's image directory",
+                parent.display(),
+                seen.display()
+            )));
+        }
     }
     let externals = criu::external_mounts(&st.spec, &st.bundle, Some(st.pid));
     if !opts.pre_dump {
