@@ -379,6 +379,33 @@ pub fn apply_with(
     apply_resources(m, cg, resources, true)
 }
 
+/// The kernel takes the letters r, w and m in a device rule's access;
+/// runc reads an access string for those and ignores the rest ("rwa" is
+/// "rw"), where the kernel would refuse the whole rule. A rule left with
+/// no letter grants and denies nothing, and is dropped.
+fn normalize_device_access(resources: &mut LinuxResources) {
+    let Some(rules) = resources.devices().clone() else {
+        return;
+    };
+    let rules = rules
+        .into_iter()
+        .filter_map(|mut r| match r.access().clone() {
+            None => Some(r),
+            Some(a) => {
+                let kept: String = ['r', 'w', 'm']
+                    .into_iter()
+                    .filter(|c| a.contains(*c))
+                    .collect();
+                (!kept.is_empty()).then(|| {
+                    r.set_access(Some(kept));
+                    r
+                })
+            }
+        })
+        .collect();
+    resources.set_devices(Some(rules));
+}
+
 /// v1 writes cpu.cfs_period_us before cpu.cfs_quota_us. A shorter period
 /// with the old quota can be more than a parent cgroup allows (EINVAL),
 /// though the new pair is within it: the new quota goes in first, as
@@ -420,6 +447,7 @@ fn apply_resources(
         bio.set_weight(None);
         resources.set_block_io(Some(bio));
     }
+    normalize_device_access(&mut resources);
     v1_quota_first(cg, &resources);
     let opt = ControllerOpt {
         resources: &resources,
@@ -849,6 +877,27 @@ pub fn v1_hierarchies() -> Vec<Hierarchy> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_access_keeps_only_what_the_kernel_takes() {
+        let mut r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+            "devices": [
+                {"allow": false, "access": "rwm"},
+                {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "mwr"},
+                {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "a"}
+            ]
+        }))
+        .unwrap();
+        super::normalize_device_access(&mut r);
+        let access: Vec<_> = r
+            .devices()
+            .iter()
+            .flatten()
+            .map(|d| d.access().clone().unwrap_or_default())
+            .collect();
+        assert_eq!(access, ["rwm", "rw", "rwm"]);
+    }
+
     use super::*;
 
     #[test]

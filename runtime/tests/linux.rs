@@ -1097,3 +1097,52 @@ fn update_of_the_cpu_period_under_a_parent_limit() {
     );
     b.ok(&["delete", "-f", "ln-pod-cpu"]);
 }
+
+/// runc's `update devices [minimal transition rules]`: an access string
+/// with a letter the kernel does not take ("rwa") is read as runc reads it,
+/// and updates that do not touch the device rules never deny, even for an
+/// instant, a device the container uses (/dev/null).
+#[test]
+fn device_rules_survive_updates_without_a_gap() {
+    let mut b = Bundle::new("while true; do head -c 100 /dev/kmsg 2> /dev/null; done");
+    b.config["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa"}
+    ]);
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYSLOG"));
+    }
+    b.save();
+    let out = b.path().join("out");
+    let status = b
+        .cmd(&[
+            "run",
+            "-d",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "ln-devgap",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(b.path().join("err")).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(b.path().join("err")).unwrap()
+    );
+    for _ in 0..30 {
+        b.ok(&["update", "--pids-limit", "30", "ln-devgap"]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(b.status("ln-devgap"), "running");
+    // Nothing read from /dev/kmsg, and no failed write to /dev/null.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    assert_eq!(std::fs::read_to_string(b.path().join("err")).unwrap(), "");
+    b.ok(&["delete", "-f", "ln-devgap"]);
+}
