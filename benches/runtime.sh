@@ -13,10 +13,17 @@ cargo build --release -q -p strata-runtime
 strata=$PWD/target/release/strata-runtime
 
 # crun refuses this hybrid host while hugetlb sits on the v2 tree: give it
-# a v1 mount (idempotent; a no-op on pure v1 or v2 hosts).
-if [ -d /sys/fs/cgroup/unified ] && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+# a v1 mount (idempotent; a no-op on pure v1 or v2 hosts). The kernel
+# refuses the move once the v2 tree has cgroups (the tests make some):
+# then every runtime runs in a private mount namespace without
+# /sys/fs/cgroup/unified, where the host looks like a v1 host to all three.
+if [ -d /sys/fs/cgroup/unified ] && mountpoint -q /sys/fs/cgroup/unified && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
   mkdir -p /sys/fs/cgroup/hugetlb
-  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || echo "warning: could not move hugetlb to v1; crun may fail" >&2
+  if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
+    rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
+    echo "note: hugetlb stays on v2; all runtimes run without /sys/fs/cgroup/unified (private mount namespace)" >&2
+    exec unshare -m --propagation private bash -c 'umount /sys/fs/cgroup/unified && exec bash "$0" "$@"' "$0" "$@"
+  fi
 fi
 
 work=$(mktemp -d /tmp/strata-bench.XXXXXX)
