@@ -70,6 +70,33 @@ pub struct ContainerState {
     pub spec: Spec,
 }
 
+impl ContainerState {
+    /// The state of a container being made from `bundle` in `cgroup`:
+    /// no process yet (pid 0, `creating`).
+    pub fn new(id: &str, bundle: &crate::spec::Bundle, cgroup: &crate::cgroups::Cgroup) -> Self {
+        ContainerState {
+            id: id.to_string(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            pid: 0,
+            pid_start: 0,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            owner: String::new(),
+            annotations: bundle
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            cgroup_path: Some(cgroup.path.clone()),
+            cgroup2_root: cgroup.v2_root.clone(),
+            systemd_unit: cgroup.systemd_unit.clone(),
+            spec: bundle.spec.clone(),
+        }
+    }
+}
+
 /// The state as `runc state` prints it (OCI state plus runc's extras).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StateView {

@@ -47,19 +47,7 @@ fn counter_bundle() -> Bundle {
 #[test]
 fn checkpoint_here_fails_as_criu_says_and_changes_nothing() {
     let b = counter_bundle();
-    let out = b
-        .cmd(&[
-            "run",
-            "-d",
-            "--bundle",
-            b.path().to_str().unwrap(),
-            "cp-host",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(out.success());
+    b.run_detached("cp-host");
     let img = b.path().join("img");
     let cp = b.rt(&[
         "checkpoint",
@@ -146,19 +134,7 @@ fn checkpoint_and_restore_refuse_bad_input_cleanly() {
     // --parent-path: relative to the image path, and there; checked
     // before CRIU runs (so on this host too), the container untouched.
     let r = counter_bundle();
-    let out = r
-        .cmd(&[
-            "run",
-            "-d",
-            "--bundle",
-            r.path().to_str().unwrap(),
-            "cp-parent",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(out.success());
+    r.run_detached("cp-parent");
     let abs = r.path().join("parent-dir");
     for parent in [abs.to_str().unwrap(), "./parent-dir"] {
         let out = r.rt(&[

@@ -239,25 +239,7 @@ pub fn restore(root: &Root, opts: &RestoreOptions) -> Result<i32> {
         v2_root: cgroups::v2_root_for_new()?,
         systemd_unit: None,
     };
-    let mut st = ContainerState {
-        id: opts.id.clone(),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        pid: 0,
-        pid_start: 0,
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        owner: String::new(),
-        annotations: spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        cgroup_path: Some(cgroup_path.clone()),
-        cgroup2_root: cgroup.v2_root.clone(),
-        systemd_unit: None,
-        spec: spec.clone(),
-    };
+    let mut st = ContainerState::new(&opts.id, &bundle, &cgroup);
     root.save_creating(&st)?;
 
     // The cgroup with its limits first: CRIU runs in it, so the restored

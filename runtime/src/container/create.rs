@@ -139,25 +139,7 @@ pub fn create_from(
         v2_root: cgroups::v2_root_for_new()?,
         systemd_unit: scope.as_ref().map(|(unit, _)| unit.clone()),
     };
-    let mut st = ContainerState {
-        id: opts.id.clone(),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        pid: 0,
-        pid_start: 0,
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        owner: String::new(),
-        annotations: spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        cgroup_path: Some(cgroup_path.clone()),
-        cgroup2_root: cgroup.v2_root.clone(),
-        systemd_unit: cgroup.systemd_unit.clone(),
-        spec: spec.clone(),
-    };
+    let mut st = ContainerState::new(&opts.id, bundle, &cgroup);
     root.save_creating(&st)?;
     let fifo_path = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))

@@ -96,6 +96,17 @@ impl Bundle {
         self.cmd(args).output().unwrap()
     }
 
+    /// `run -d ID`, stdio to /dev/null; the container must start.
+    pub fn run_detached(&self, id: &str) {
+        let st = self
+            .cmd(&["run", "-d", "--bundle", self.path().to_str().unwrap(), id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "run -d {id}");
+    }
+
     /// `run ID` in the foreground; returns the output.
     pub fn run(&self, id: &str) -> Output {
         self.rt(&["run", "--bundle", self.path().to_str().unwrap(), id])
