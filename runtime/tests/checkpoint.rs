@@ -229,8 +229,10 @@ lines() { for i in $(seq 100); do [ -f $1 ] && [ "$(wc -l < $1)" -ge $2 ] && ret
 # the line count of FILE after a while (is it still growing?)
 grows() { a=$(wc -l < $1); sleep 0.5; b=$(wc -l < $1); [ $b -gt $a ] && echo yes || echo no; }
 
+# Every runtime command has a time limit: a hang fails the test at that
+# step (its @@ line is missing) instead of the whole boot.
 cr() {
-  name=$1; rt="$2 --root /run/$name"; b=/bundles/counter
+  name=$1; rt="timeout 60 $2 --root /run/$name"; b=/bundles/counter
   # stdio are pipes, as containerd's shim and conmon give them
   sleep 1000 | $rt run -d --bundle $b c1 2>&1 | cat > /tmp/$name.out1 &
   lines /tmp/$name.out1 5
@@ -248,7 +250,7 @@ cr() {
 }
 cr strata /bin/strata-runtime
 
-rt="strata-runtime --root /run/s2"
+rt="timeout 60 strata-runtime --root /run/s2"
 # --leave-running, then --pre-dump and a dump on top of it, restored.
 sleep 1000 | $rt run -d --bundle /bundles/limited lr 2>&1 | cat > /tmp/lr.out &
 lines /tmp/lr.out 3
