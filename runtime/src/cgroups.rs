@@ -289,14 +289,7 @@ pub fn sub_cgroup_tasks(cg: &Cgroup, subs: &[String]) -> Result<Vec<PathBuf>> {
             "exec --cgroup is not supported on cgroup v2 yet".into(),
         ));
     }
-    let hierarchies: Vec<Hierarchy> = v1_hierarchies()
-        .into_iter()
-        .filter(|h| {
-            h.controllers
-                .iter()
-                .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
-        })
-        .collect();
+    let hierarchies: Vec<Hierarchy> = v1_hierarchies().into_iter().filter(joined).collect();
     let mut all: Option<PathBuf> = None;
     let mut by_ctrl: Vec<(String, PathBuf)> = Vec::new();
     for s in subs {
@@ -476,9 +469,17 @@ fn apply_resources(
     Ok(())
 }
 
-/// The v1 controllers libcgroups manages; a task goes into every
-/// hierarchy that carries one of them (not named ones like
-/// name=systemd).
+/// Does a container's process go into this v1 hierarchy? Every one that
+/// carries a controller libcgroups manages, and systemd's named one
+/// (`name=systemd`), where runc puts it too: a process left in that
+/// hierarchy's root is counted in whichever unit ran the runtime.
+fn joined(h: &Hierarchy) -> bool {
+    h.controllers
+        .iter()
+        .any(|c| V1_CONTROLLERS.contains(&c.as_str()) || c == "name=systemd")
+}
+
+/// The v1 controllers libcgroups manages.
 const V1_CONTROLLERS: &[&str] = &[
     "cpu",
     "cpuacct",
@@ -503,11 +504,7 @@ fn prepare_v1(cg: &Cgroup) -> Result<Vec<PathBuf>> {
         Error::Cgroup(format!("{what} {}: {e}", p.display()))
     };
     for h in v1_hierarchies() {
-        if !h
-            .controllers
-            .iter()
-            .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
-        {
+        if !joined(&h) {
             continue;
         }
         let cpuset = h.controllers.iter().any(|c| c == "cpuset");
@@ -572,12 +569,20 @@ pub fn remove(cg: &Cgroup, id: &str) -> Result<()> {
     manager(cg, id)?
         .remove()
         .map_err(|e| Error::Cgroup(format!("remove {}: {e}", cg.path.display())))?;
-    // libcgroups' v1 manager knows nothing of the hybrid v2 tree.
-    if cg.v2_root.is_none()
-        && let Some(unified) = hybrid_unified()
-    {
+    // libcgroups' v1 manager knows nothing of the hybrid v2 tree, nor of
+    // the named systemd hierarchy.
+    if cg.v2_root.is_none() {
         let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
-        let _ = std::fs::remove_dir(unified.join(rel));
+        if let Some(unified) = hybrid_unified() {
+            let _ = std::fs::remove_dir(unified.join(rel));
+        }
+        for h in v1_hierarchies().iter().filter(|h| {
+            !h.controllers
+                .iter()
+                .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
+        }) {
+            let _ = std::fs::remove_dir(h.mount_point.join(rel));
+        }
     }
     Ok(())
 }

@@ -126,8 +126,13 @@ pub struct ExternalMount {
     pub host_source: PathBuf,
 }
 
-pub fn external_mounts(spec: &Spec, bundle: &Path, init_pid: Option<i32>) -> Vec<ExternalMount> {
-    let mut out = Vec::new();
+pub fn external_mounts(
+    spec: &Spec,
+    bundle: &Path,
+    init_pid: Option<i32>,
+    cgroup: Option<&crate::cgroups::Cgroup>,
+) -> Vec<ExternalMount> {
+    let mut out = cgroup_binds(spec, cgroup);
     for m in spec.mounts().iter().flatten() {
         if !crate::rootfs::mounts::is_bind(m) {
             continue;
@@ -162,6 +167,44 @@ pub fn external_mounts(spec: &Spec, bundle: &Path, init_pid: Option<i32>) -> Vec
             key: "/dev/null".into(),
             host_source: "/dev/null".into(),
         });
+    }
+    out
+}
+
+/// Without a cgroup namespace of its own, the container's `cgroup` mount
+/// is made of bind mounts of its cgroup directories (one for v2, one per
+/// v1 hierarchy under a tmpfs), whose sources CRIU cannot see: they are
+/// external, keyed by their place, and on restore point at the new
+/// container's directories. With a cgroup namespace they are real mounts.
+fn cgroup_binds(spec: &Spec, cgroup: Option<&crate::cgroups::Cgroup>) -> Vec<ExternalMount> {
+    let own_ns = crate::spec::namespaces(spec)
+        .iter()
+        .any(|(t, p)| *t == oci_spec::runtime::LinuxNamespaceType::Cgroup && p.is_none());
+    let Some(cg) = cgroup.filter(|_| !own_ns) else {
+        return Vec::new();
+    };
+    let rel = crate::rootfs::paths::relative(&cg.path);
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        if !matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        let dest = m.destination();
+        let bind = |dest: PathBuf, host_source: PathBuf| ExternalMount {
+            key: dest.display().to_string(),
+            dest,
+            host_source,
+        };
+        if let Some(root) = &cg.v2_root {
+            out.push(bind(dest.clone(), root.join(&rel)));
+            continue;
+        }
+        for h in crate::cgroups::v1_hierarchies() {
+            let src = h.mount_point.join(&rel);
+            if let Some(name) = h.mount_point.file_name().filter(|_| src.is_dir()) {
+                out.push(bind(dest.join(name), src));
+            }
+        }
     }
     out
 }

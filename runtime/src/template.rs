@@ -38,13 +38,21 @@ pub fn default_spec(rootless: bool) -> Value {
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
-                           {"type": "mount"}, {"type": "cgroup"}],
+                           {"type": "mount"}],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
                             "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     });
+    // A cgroup namespace on cgroup v2 hosts only, as runc's template (and
+    // Docker's default: private on v2, the host's on v1). On v1 the
+    // container's own cgroup directories are bound at /sys/fs/cgroup.
+    if crate::cgroups::is_unified()
+        && let Some(ns) = spec["linux"]["namespaces"].as_array_mut()
+    {
+        ns.push(json!({"type": "cgroup"}));
+    }
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();

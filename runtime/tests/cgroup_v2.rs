@@ -40,6 +40,7 @@ fn a_container_in_the_v2_tree_placed_frozen_listed_and_removed() {
         "destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]
     }));
     b.config["linux"]["cgroupsPath"] = json!("/strata-v2-test/c1");
+    b.with_cgroupns();
     b.save();
     let st = create_v2(&b, "v2-c1");
     assert!(st.success(), "{}", b.file("v2-c1.err"));

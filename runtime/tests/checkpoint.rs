@@ -332,13 +332,16 @@ fn checkpoint_and_restore_in_a_vm_with_debians_kernel() {
             }
         }
     }
-    // Namespaces and mounts as `strata-runtime spec` makes them (pid,
-    // network, ipc, uts, mount, cgroup).
+    // Namespaces and mounts as `strata-runtime spec` makes them here (pid,
+    // network, ipc, uts, mount; no cgroup namespace on this v1 host).
     let counter = counter_bundle();
     guest.add_bundle("counter", &counter);
     let mut limited = counter_bundle();
     limited.config["linux"]["cgroupsPath"] = json!("/strata-vm/fg");
     limited.config["linux"]["resources"] = json!({"pids": {"limit": 20}});
+    // This one has a cgroup namespace (a real cgroup2 mount inside); the
+    // counter has none (its cgroup directory bound in, an external mount).
+    limited.with_cgroupns();
     limited.save();
     guest.add_bundle("limited", &limited);
 

@@ -20,6 +20,7 @@ fn new_namespaces_and_hostname() {
     );
     b.config["hostname"] = json!("boxy");
     b.config["domainname"] = json!("example.org");
+    b.with_cgroupns();
     b.save();
     let out = run_ok(&b, "ln-ns");
     let lines: Vec<&str> = out.lines().collect();
@@ -408,9 +409,9 @@ fn cgroup_resources_applied() {
 
 #[test]
 fn cgroups_path_is_honoured() {
-    // Every controller hierarchy (not the named systemd one, nor the v2
-    // mount of a hybrid host): the init moved itself into each.
-    let mut b = Bundle::new("grep -vE '^[0-9]+:(name=[^:]*)?:' /proc/self/cgroup");
+    // Every controller hierarchy and systemd's named one (as runc; not
+    // the v2 mount of a hybrid host): the init moved itself into each.
+    let mut b = Bundle::new("grep -vE '^0::' /proc/self/cgroup");
     b.config["linux"]["cgroupsPath"] = json!("/strata-test/ln-cgpath");
     b.config["linux"]["namespaces"] =
         json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
@@ -421,7 +422,7 @@ fn cgroups_path_is_honoured() {
     let hierarchies: Vec<&str> = host
         .lines()
         .filter_map(|l| l.rsplit_once(':').map(|(h, _)| h))
-        .filter(|h| !h.contains("name=") && !h.ends_with(':'))
+        .filter(|h| (!h.contains("name=") || h.ends_with(":name=systemd")) && !h.ends_with(':'))
         .collect();
     assert!(!hierarchies.is_empty(), "{host}");
     for h in hierarchies {
@@ -435,7 +436,12 @@ fn cgroups_path_is_honoured() {
         out.lines().all(|l| l.ends_with(":/strata-test/ln-cgpath")),
         "{out}"
     );
-    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/strata-test/ln-cgpath").exists());
+    for ctrl in ["memory", "systemd"] {
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join("strata-test/ln-cgpath");
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOptions) -> Result<()>
             )));
         }
     }
-    let externals = criu::external_mounts(&st.spec, &st.bundle, Some(st.pid));
+    let externals = criu::external_mounts(&st.spec, &st.bundle, Some(st.pid), st.cgroup().as_ref());
     if !opts.pre_dump {
         let names = criu::stdio_names(st.pid);
         let path = opts.common.image_path.join(criu::DESCRIPTORS);
@@ -254,7 +254,8 @@ pub fn restore(root: &Root, opts: &RestoreOptions) -> Result<i32> {
 
     make_mount_points(spec, &bundle.rootfs)?;
     let criu_root = CriuRoot::new(&dir, &bundle.rootfs)?;
-    let externals: Vec<ExternalMount> = criu::external_mounts(spec, &bundle.dir, None);
+    let externals: Vec<ExternalMount> =
+        criu::external_mounts(spec, &bundle.dir, None, Some(&cgroup));
     // Our stdio stand in for the init's pipes. CRIU gets them as fds 10
     // and up (without close-on-exec), not as its own stdio, which carry
     // its messages (libnftables writes to its stderr), apart from the

@@ -96,6 +96,15 @@ impl Bundle {
         self.cmd(args).output().unwrap()
     }
 
+    /// Adds a cgroup namespace (which `spec` gives on cgroup v2 hosts
+    /// only, as runc's does), unless there is one.
+    pub fn with_cgroupns(&mut self) {
+        let ns = self.config["linux"]["namespaces"].as_array_mut().unwrap();
+        if !ns.iter().any(|n| n["type"] == "cgroup") {
+            ns.push(json!({"type": "cgroup"}));
+        }
+    }
+
     /// `run -d ID`, stdio to /dev/null; the container must start.
     pub fn run_detached(&self, id: &str) {
         let st = self
