@@ -233,6 +233,9 @@ grows() { a=$(wc -l < $1); sleep 0.5; b=$(wc -l < $1); [ $b -gt $a ] && echo yes
 # step (its @@ line is missing) instead of the whole boot.
 cr() {
   name=$1; rt="timeout 60 $2 --root /run/$name"; b=/bundles/counter
+  # The restore gets a fresh copy of the bundle: its rootfs lacks the
+  # mount points the first create made.
+  cp -a $b /tmp/$name.bundle
   # stdio are pipes, as containerd's shim and conmon give them
   sleep 1000 | $rt run -d --bundle $b c1 2>&1 | cat > /tmp/$name.out1 &
   lines /tmp/$name.out1 5
@@ -241,11 +244,12 @@ cr() {
   $rt state c1 > /dev/null 2>&1; echo "@@${name}_c1_gone=$?"
   echo "@@${name}_out1_grows=$(grows /tmp/$name.out1)"
   echo "@@${name}_last=$(tail -1 /tmp/$name.out1)"
-  (sleep 1000 | { $rt restore -d --image-path /tmp/$name.img --bundle $b c2; echo $? > /tmp/$name.rs; } 2>&1 | cat > /tmp/$name.out2) &
+  (sleep 1000 | { $rt restore -d --image-path /tmp/$name.img --bundle /tmp/$name.bundle c2; echo $? > /tmp/$name.rs; } 2>&1 | cat > /tmp/$name.out2) &
   lines /tmp/$name.out2 3
   echo "@@${name}_restore=$(cat /tmp/$name.rs) $(grep -v '^[0-9]*$' /tmp/$name.out2 | head -3 | tr '\n' ' ')"
   echo "@@${name}_first=$(head -1 /tmp/$name.out2)"
   echo "@@${name}_c2_status=$($rt state c2 | grep '"status"' | tr -d ' ,')"
+  echo "@@${name}_greeting=$($rt exec c2 cat /srv/greetings/hello)"
   $rt kill c2 KILL; sleep 0.3; $rt delete -f c2
 }
 cr strata /bin/strata-runtime
@@ -334,8 +338,21 @@ fn checkpoint_and_restore_in_a_vm_with_debians_kernel() {
     }
     // Namespaces and mounts as `strata-runtime spec` makes them here (pid,
     // network, ipc, uts, mount; no cgroup namespace on this v1 host).
-    let counter = counter_bundle();
+    // A directory bound in from a path relative to the bundle (its mount
+    // point must be made a directory in the fresh copy's rootfs).
+    let mut counter = counter_bundle();
+    counter.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "destination": "/srv/greetings", "type": "bind",
+            "source": "greetings", "options": ["rbind", "ro"]
+        }));
+    counter.save();
     guest.add_bundle("counter", &counter);
+    let greetings = guest.root.join("bundles/counter/greetings");
+    std::fs::create_dir(&greetings).unwrap();
+    std::fs::write(greetings.join("hello"), "hello from the bundle\n").unwrap();
     let mut limited = counter_bundle();
     limited.config["linux"]["cgroupsPath"] = json!("/strata-vm/fg");
     limited.config["linux"]["resources"] = json!({"pids": {"limit": 20}});
@@ -370,6 +387,11 @@ fn checkpoint_and_restore_in_a_vm_with_debians_kernel() {
     let first: u64 = get("strata_first").parse().unwrap();
     assert_eq!(first, last + 1, "the restored counter");
     assert_eq!(get("strata_c2_status"), "\"status\":\"running\"");
+    assert_eq!(
+        get("strata_greeting"),
+        "hello from the bundle",
+        "the bind mount, restored"
+    );
 
     // --leave-running keeps it going; a pre-dump writes pages and keeps it
     // going; the dump on its parent finds the parent's pages.

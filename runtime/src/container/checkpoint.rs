@@ -165,7 +165,7 @@ impl Drop for CriuRoot {
 /// Mount points CRIU expects in the rootfs (a fresh copy of the bundle
 /// lacks those the first create made): every mount's destination that
 /// is not inside a tmpfs, which CRIU restores whole.
-fn make_mount_points(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Result<()> {
+fn make_mount_points(spec: &oci_spec::runtime::Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
     let mounts = spec.mounts().clone().unwrap_or_default();
     let tmpfs: Vec<&Path> = mounts
         .iter()
@@ -180,7 +180,7 @@ fn make_mount_points(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Result<()
             continue;
         }
         let dir = !crate::rootfs::mounts::is_bind(m)
-            || crate::rootfs::mounts::bind_source(m, rootfs).is_none_or(|s| s.is_dir());
+            || crate::rootfs::mounts::bind_source(m, bundle).is_none_or(|s| s.is_dir());
         crate::rootfs::paths::ensure_target(root_dir.as_raw_fd(), dest, dir)?;
     }
     Ok(())
@@ -252,7 +252,7 @@ pub fn restore(root: &Root, opts: &RestoreOptions) -> Result<i32> {
     let join = join_files(&cgroup, &placement);
     drop(placement);
 
-    make_mount_points(spec, &bundle.rootfs)?;
+    make_mount_points(spec, &bundle.dir, &bundle.rootfs)?;
     let criu_root = CriuRoot::new(&dir, &bundle.rootfs)?;
     let externals: Vec<ExternalMount> =
         criu::external_mounts(spec, &bundle.dir, None, Some(&cgroup));
