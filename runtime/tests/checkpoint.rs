@@ -184,6 +184,25 @@ fn checkpoint_and_restore_refuse_bad_input_cleanly() {
     );
     assert!(!b.root.join("cp-r").exists());
     assert_no_cgroup("cp-r");
+    // A descriptors file but no images: CRIU fails (on any kernel), and
+    // the half-made container goes (state, cgroup, the bound root).
+    std::fs::write(img.join("descriptors.json"), "[]").unwrap();
+    let out = b.rt(&[
+        "restore",
+        "--image-path",
+        img_s,
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "cp-r",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("restore: criu failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!b.root.join("cp-r").exists());
+    assert_no_cgroup("cp-r");
     // An unknown cgroups mode.
     let out = b.rt(&[
         "checkpoint",

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+use super::create::Cleanup;
 use crate::cgroups;
 use crate::criu::{self, Common, Dump, ExternalMount, Restore};
 use crate::error::{Context, Error, Result};
@@ -111,28 +112,6 @@ pub struct RestoreOptions {
     pub systemd_cgroup: bool,
 }
 
-/// Undoes a half-made restore: cgroup and state.
-struct Cleanup<'a> {
-    root: &'a Root,
-    id: &'a str,
-    cgroup: Option<cgroups::Cgroup>,
-    armed: bool,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(cg) = &self.cgroup
-            && let Err(e) = cgroups::remove(cg, self.id)
-        {
-            tracing::warn!("cleanup: {e}");
-        }
-        let _ = self.root.remove(self.id);
-    }
-}
-
 /// A bind mount of the rootfs on a directory of the state dir: CRIU wants
 /// its root to be a mount point whose parent is not overmounted (runc
 /// does the same). Unmounted and removed when dropped.
@@ -223,7 +202,8 @@ pub fn restore(root: &Root, opts: &RestoreOptions) -> Result<i32> {
     let dir = root.claim(&opts.id)?;
     let mut cleanup = Cleanup {
         root,
-        id: &opts.id,
+        id: opts.id.clone(),
+        pids: Vec::new(),
         cgroup: None,
         armed: true,
     };

@@ -30,14 +30,14 @@ pub struct CreateOptions {
     pub systemd_cgroup: bool,
 }
 
-/// Undo a half-made container: kill what was started, remove the cgroup
-/// and the state directory. Disarmed once the create succeeded.
-struct Cleanup<'a> {
-    root: &'a Root,
-    id: String,
-    pids: Vec<i32>,
-    cgroup: Option<cgroups::Cgroup>,
-    armed: bool,
+/// Undo a half-made container (create, restore): kill what was started,
+/// remove the cgroup and the state directory. Disarmed once it is made.
+pub(super) struct Cleanup<'a> {
+    pub root: &'a Root,
+    pub id: String,
+    pub pids: Vec<i32>,
+    pub cgroup: Option<cgroups::Cgroup>,
+    pub armed: bool,
 }
 
 impl Drop for Cleanup<'_> {
