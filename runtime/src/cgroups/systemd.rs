@@ -182,17 +182,29 @@ pub fn start(
 pub fn stop(unit: &str, cgroup_dir: Option<&Path>) -> Result<()> {
     let mut c = connect()?;
     let args = [Arg::Str(unit.to_string()), Arg::Str("replace".into())];
-    match call(&mut c, "StopUnit", &args)? {
-        Ok(()) => {}
-        Err(e) if e.starts_with("org.freedesktop.systemd1.NoSuchUnit") => return Ok(()),
-        Err(e) => return Err(Error::Cgroup(format!("systemd could not stop {unit}: {e}"))),
-    }
+    let unanswered = match call(&mut c, "StopUnit", &args) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if e.starts_with("org.freedesktop.systemd1.NoSuchUnit") => return Ok(()),
+        Ok(Err(e)) => return Err(Error::Cgroup(format!("systemd could not stop {unit}: {e}"))),
+        // No answer in time (seen when the scope's last process had just
+        // been killed and systemd was ending the scope by itself): the
+        // scope's cgroup going is the answer that counts.
+        Err(e) => Some(e),
+    };
     let deadline = Instant::now() + JOB_TIMEOUT;
     while cgroup_dir.is_some_and(Path::exists) {
         if Instant::now() > deadline {
-            return Err(Error::Cgroup(format!("scope {unit} did not stop")));
+            return Err(match unanswered {
+                Some(e) => e,
+                None => Error::Cgroup(format!("scope {unit} did not stop")),
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(e) = &unanswered {
+        tracing::debug!("{e}; the scope {unit} has gone all the same");
+        // The old connection may still carry the late reply.
+        c = connect()?;
     }
     // A scope whose processes were killed is "failed": forget it, so the
     // name can be used again.
