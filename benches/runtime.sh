@@ -9,8 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100}
-cargo build --release -q -p strata-runtime
-strata=$PWD/target/release/strata-runtime
+# STRATA_RUNTIME=path measures another build of ours (e.g. the static one
+# from scripts/build-static-runtime.sh) instead of target/release's.
+if [ -n "${STRATA_RUNTIME:-}" ]; then
+  strata=$(readlink -f "$STRATA_RUNTIME")
+else
+  cargo build --release -q -p strata-runtime
+  strata=$PWD/target/release/strata-runtime
+fi
 
 # crun refuses this hybrid host while hugetlb sits on the v2 tree: give it
 # a v1 mount (idempotent; a no-op on pure v1 or v2 hosts). The kernel

@@ -1,10 +1,9 @@
 //! `strata-runtime`: runc's command line over the strata runtime library.
 
-use clap::Parser;
-use strata_runtime::cli::{Cli, dispatch};
+use strata_runtime::cli::{self, dispatch};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let format = cli.log_format.into();
     if let Err(e) = strata_runtime::logging::init(cli.log.as_deref(), format, cli.debug) {
         eprintln!("open log file: {e}");

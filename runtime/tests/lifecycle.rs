@@ -503,3 +503,67 @@ fn version_and_debug_logging_as_runc() {
     let v: Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
     assert_eq!(v["level"], "debug", "{first}");
 }
+
+/// Help in runc's layout, named for the program as invoked: installed as
+/// `runc` (a symlink in runc's place), `-h` says `runc - Open Container
+/// Initiative runtime` and `runc list -h` says `runc list - ...`, the lines
+/// scripts and runc's own help tests read; `runc foo -h` is runc's
+/// "No help topic" with exit 3.
+#[test]
+fn help_in_runc_layout_under_the_invoked_name() {
+    // The help's second line (blank lines aside), after `NAME:`.
+    fn title(prog: &std::path::Path, args: &[&str]) -> String {
+        let o = std::process::Command::new(prog)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let text = stdout(&o);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], "NAME:", "{text}");
+        lines[1].to_string()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let as_runc = dir.path().join("runc");
+    std::os::unix::fs::symlink(BIN, &as_runc).unwrap();
+    for (prog, name) in [
+        (as_runc.as_path(), "runc"),
+        (std::path::Path::new(BIN), "strata-runtime"),
+    ] {
+        for flag in ["-h", "--help"] {
+            let t = title(prog, &[flag]);
+            assert!(
+                t.starts_with(&format!("   {name} - Open Container Initiative runtime")),
+                "{t}"
+            );
+        }
+        for sub in [
+            "checkpoint",
+            "delete",
+            "exec",
+            "list",
+            "restore",
+            "spec",
+            "update",
+        ] {
+            let t = title(prog, &[sub, "-h"]);
+            assert!(t.starts_with(&format!("   {name} {sub} - ")), "{t}");
+        }
+    }
+    let o = std::process::Command::new(&as_runc)
+        .args(["foo", "-h"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("No help topic for 'foo'"),
+        "{}",
+        stderr(&o)
+    );
+    // Without -h an unknown command stays a usage error.
+    let o = std::process::Command::new(&as_runc)
+        .arg("foo")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -28,7 +28,9 @@ struct Args {
 
 fn runtime(spec: &str) -> anyhow::Result<Runtime> {
     if let Some((name, path)) = spec.split_once('=') {
-        return Ok(Runtime::new(name, &PathBuf::from(path)));
+        // The checks run the runtime from each case's bundle directory.
+        let path = std::path::absolute(path).with_context(|| format!("runtime path {path}"))?;
+        return Ok(Runtime::new(name, &path));
     }
     match spec {
         "strata" | "strata-runtime" => Ok(Runtime::new(

@@ -18,7 +18,7 @@ use crate::state::Root;
 #[derive(Parser, Debug)]
 #[command(
     name = "strata-runtime",
-    about = "OCI runtime with runc's command line",
+    about = "Open Container Initiative runtime (strata, with runc's command line)",
     disable_version_flag = true,
     subcommand_required = false,
     arg_required_else_help = true
@@ -50,6 +50,61 @@ pub struct Cli {
     pub criu: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Help in runc's layout (urfave/cli): a `NAME:` line, then
+/// `PROGRAM COMMAND - about`, where PROGRAM is the name we were invoked by
+/// (`runc` when installed in runc's place). Scripts and runc's own tests
+/// read the second line.
+fn help_template(title: &str) -> String {
+    format!("NAME:\n   {title} - {{about}}\n\nUSAGE:\n   {{usage}}\n\n{{all-args}}{{after-help}}")
+}
+
+/// The parser, with runc's help layout on every command; `program` is the
+/// name shown in help (argv[0]'s file name).
+pub fn command(program: &str) -> clap::Command {
+    fn with_template(cmd: clap::Command, title: String) -> clap::Command {
+        cmd.help_template(help_template(&title))
+            .mut_subcommands(|sub| {
+                let title = format!("{title} {}", sub.get_name());
+                with_template(sub, title)
+            })
+    }
+    with_template(
+        <Cli as clap::CommandFactory>::command(),
+        program.to_string(),
+    )
+}
+
+/// Parse argv. `runc foo -h` answers "No help topic for 'foo'" (exit 3),
+/// as runc does; other errors are clap's (exit 2 for usage, 0 for help).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = args
+        .first()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "strata-runtime".into());
+    let parsed = command(&program)
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            let asks_help = args.iter().skip(1).any(|a| a == "-h" || a == "--help");
+            if asks_help
+                && e.kind() == ErrorKind::InvalidSubcommand
+                && let Some(ContextValue::String(topic)) = e.get(ContextKind::InvalidSubcommand)
+            {
+                eprintln!("No help topic for '{topic}'");
+                std::process::exit(3);
+            }
+            e.exit()
+        }
+    }
 }
 
 /// The runc release whose command line and behaviour we follow (its
