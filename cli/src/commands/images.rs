@@ -2,12 +2,14 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 use strata::containers::Engine;
 use strata::containers::changes::CommitOptions;
 use strata::images::{human_age, human_size};
 use strata_imagestore::Store;
+
+use super::{Cmd, ImageCmd};
 
 #[derive(clap::Args)]
 pub struct CommitArgs {
@@ -158,4 +160,105 @@ pub fn history(store: &Store, a: &HistoryArgs, out: &mut impl Write) -> Result<(
 
 fn layer_size(store: &Store, blob: &strata_imagestore::Digest) -> u64 {
     store.content.size(blob).unwrap_or(0)
+}
+
+/// Run an image verb (the ones that need no container engine).
+pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        Cmd::Import { tarball, name } => {
+            let id = if tarball == "-" {
+                store.import(std::io::stdin(), name.as_deref())?
+            } else {
+                let f = std::fs::File::open(&tarball).with_context(|| format!("open {tarball}"))?;
+                store.import(f, name.as_deref())?
+            };
+            writeln!(out, "{id}")?;
+        }
+        Cmd::Load { input, quiet } => {
+            let loaded = match input {
+                Some(p) => store.load(&p)?,
+                None => {
+                    // From stdin: spool to the store's tmp, then load.
+                    let tmp = store
+                        .root()
+                        .join("tmp")
+                        .join(format!("stdin-{}.tar", std::process::id()));
+                    let mut f = std::fs::File::create(&tmp).context("spool stdin")?;
+                    std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read stdin")?;
+                    let r = store.load(&tmp);
+                    let _ = std::fs::remove_file(&tmp);
+                    r?
+                }
+            };
+            for (id, names) in loaded {
+                if quiet {
+                    writeln!(out, "{id}")?;
+                } else if names.is_empty() {
+                    writeln!(out, "Loaded image ID: {id}")?;
+                } else {
+                    for n in names {
+                        writeln!(out, "Loaded image: {n}")?;
+                    }
+                }
+            }
+        }
+        Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => {
+            strata::images::list(store, a.quiet, &a.format, &mut out)?
+        }
+        Cmd::Tag { source, target } | Cmd::Image(ImageCmd::Tag { source, target }) => {
+            store.tag(&source, &target)?;
+        }
+        Cmd::Rmi { force, images } | Cmd::Image(ImageCmd::Rm { force, images }) => {
+            rmi(store, &images, force, &mut out)?
+        }
+        Cmd::Image(ImageCmd::Inspect { images: names }) => {
+            strata::images::inspect(store, &names, &mut out)?
+        }
+        Cmd::Image(ImageCmd::Prune) => {
+            for id in store.prune(&|_| false)? {
+                writeln!(out, "Deleted: {id}")?;
+            }
+        }
+        Cmd::Image(ImageCmd::Mount { image }) => {
+            let id = store.resolve(&image)?;
+            writeln!(out, "{}", store.mount_image(&id)?.display())?;
+        }
+        Cmd::Image(ImageCmd::Unmount { image }) => {
+            let id = store.resolve(&image)?;
+            writeln!(out, "{}", store.unmount_image(&id)?.display())?;
+        }
+        Cmd::Save {
+            output,
+            format,
+            images: names,
+        } => {
+            let format: strata_imagestore::archive::Format = format.parse()?;
+            strata_imagestore::archive::save(store, &names, format, &output)?;
+        }
+        Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => history(store, &a, &mut out)?,
+        _ => unreachable!("not an image verb"),
+    }
+    Ok(0)
+}
+
+fn rmi(store: &mut Store, names: &[String], force: bool, out: &mut impl Write) -> Result<()> {
+    let mut failed = None;
+    for n in names {
+        match store.remove(n, force, &|_| false) {
+            Ok(lines) => {
+                for l in lines {
+                    writeln!(out, "{l}")?;
+                }
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }

@@ -2,12 +2,16 @@
 //! the engine in `strata::containers`.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+
 use serde_json::json;
 use strata::containers::record::Status;
 use strata::containers::{CreateOptions, Engine, StartError, network, spec};
+
+use super::Cmd;
 
 #[derive(Args, Clone, Debug)]
 pub struct CreateArgs {
@@ -823,6 +827,299 @@ pub fn attach(engine: &Engine, a: &AttachArgs) -> Result<i32> {
     match ended_by.load(std::sync::atomic::Ordering::SeqCst) {
         0 => Ok(engine.wait(&c.id, None)?.unwrap_or(0)),
         sig => Ok(128 + sig),
+    }
+}
+
+/// Create a container, pulling its image first as `--pull` says.
+fn create(
+    engine: &mut strata::containers::Engine,
+    a: &CreateArgs,
+    config: &strata::config::Config,
+) -> Result<String> {
+    let opts = create_options(a)?;
+    let present = engine.store.resolve(&a.image).is_ok();
+    match a.pull.as_str() {
+        "always" => {
+            super::registry::pull_quietly(&mut engine.store, config, &a.image, a.tls_verify)?
+        }
+        "missing" if !present => {
+            super::registry::pull_quietly(&mut engine.store, config, &a.image, a.tls_verify)
+                .with_context(|| {
+                    format!("{}: image not known locally, and the pull failed", a.image)
+                })?
+        }
+        "never" if !present => anyhow::bail!("{}: image not known locally (--pull never)", a.image),
+        _ => {}
+    }
+    engine.create(&opts)
+}
+
+pub(crate) fn run(
+    cmd: Cmd,
+    mut engine: strata::containers::Engine,
+    config: &strata::config::Config,
+) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    // Several containers: go on after a failure, exit 1 as Docker does.
+    let each = |names: &[String],
+                f: &mut dyn FnMut(&str) -> Result<String>,
+                out: &mut dyn Write|
+     -> Result<i32> {
+        let mut failed = 0;
+        for n in names {
+            match f(n) {
+                Ok(s) => writeln!(out, "{s}")?,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 && failed == names.len() && names.len() == 1 {
+            return Ok(125);
+        }
+        Ok(if failed > 0 { 1 } else { 0 })
+    };
+    match cmd {
+        Cmd::ContainerMonitor {
+            id,
+            attach,
+            detach_keys,
+        } => {
+            drop(out);
+            Ok(strata::containers::monitor::main(
+                &engine,
+                &id,
+                attach,
+                &detach_keys,
+            ))
+        }
+        Cmd::Create(a) => {
+            let id = create(&mut engine, &a, config)?;
+            writeln!(out, "{id}")?;
+            Ok(0)
+        }
+        Cmd::Run(a) => {
+            let id = create(&mut engine, &a, config)?;
+            let fg = match (!a.detach).then(|| Foreground::prepare(a.tty)) {
+                Some(Err(e)) => {
+                    let _ = engine.remove(&id, true, true);
+                    return Err(e);
+                }
+                Some(Ok(fg)) => Some(fg),
+                None => None,
+            };
+            let keys = if a.tty && a.interactive {
+                a.detach_keys.as_str()
+            } else {
+                ""
+            };
+            let monitor = match engine.start_with(&id, !a.detach, keys) {
+                Ok(m) => m,
+                Err(e) => {
+                    // As Docker: a run whose command cannot start leaves
+                    // the container created, with the error and 125/126/127
+                    // in its state, unless --rm asked for it to go.
+                    if a.rm {
+                        let _ = engine.remove(&id, true, true);
+                    }
+                    return Err(e);
+                }
+            };
+            if a.detach {
+                writeln!(out, "{id}")?;
+                return Ok(0);
+            }
+            drop(out);
+            match fg {
+                Some(fg) => attach_wait(&engine, &id, monitor, fg),
+                None => Ok(0),
+            }
+        }
+        Cmd::Start {
+            attach,
+            detach_keys,
+            containers,
+        } => {
+            if attach {
+                let [c] = containers.as_slice() else {
+                    anyhow::bail!("start --attach takes one container");
+                };
+                let id = engine.find(c)?.id;
+                let rec = engine.dir(&id).record()?;
+                let keys = if rec.tty && rec.interactive {
+                    detach_keys.as_str()
+                } else {
+                    ""
+                };
+                strata::containers::attach::parse_detach_keys(keys)?;
+                let fg = Foreground::prepare(rec.tty)?;
+                let m = engine.start_with(&id, true, keys)?;
+                drop(out);
+                return attach_wait(&engine, &id, m, fg);
+            }
+            each(
+                &containers,
+                &mut |c| {
+                    engine.start(c, false)?;
+                    Ok(c.to_string())
+                },
+                &mut out,
+            )
+        }
+        Cmd::Stop { time, containers } => each(
+            &containers,
+            &mut |c| {
+                engine.stop(c, time)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Restart { time, containers } => each(
+            &containers,
+            &mut |c| {
+                engine.stop(c, time)?;
+                engine.start(c, false)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Kill { signal, containers } => each(
+            &containers,
+            &mut |c| {
+                engine.kill(c, &signal)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Rm {
+            force,
+            volumes,
+            containers,
+        } => each(
+            &containers,
+            &mut |c| {
+                engine.remove(c, force, volumes)?;
+                Ok(c.to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Wait { containers } => each(
+            &containers,
+            &mut |c| {
+                let id = engine.find(c)?.id;
+                Ok(engine.wait(&id, None)?.unwrap_or(0).to_string())
+            },
+            &mut out,
+        ),
+        Cmd::Ps(a) | Cmd::Container(ContainerCmd::Ls(a)) => {
+            ps(&engine, &a, &mut out)?;
+            Ok(0)
+        }
+        Cmd::Logs(a) => {
+            let c = engine.find(&a.container)?;
+            let tail = match a.tail.as_deref() {
+                None | Some("all") => None,
+                Some(n) => Some(
+                    n.parse::<usize>()
+                        .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}"))?,
+                ),
+            };
+            drop(out);
+            let dir = engine.dir(&c.id);
+            let done = || {
+                engine
+                    .refresh(&c.id)
+                    .map(|s| s.status != strata::containers::record::Status::Running)
+                    .unwrap_or(true)
+            };
+            strata::containers::logs::print(&dir.log(), tail, a.timestamps, a.follow, &done)?;
+            Ok(0)
+        }
+        Cmd::Attach(a) => {
+            drop(out);
+            attach(&engine, &a)
+        }
+        Cmd::Exec(a) => {
+            drop(out);
+            exec(&engine, &a)
+        }
+        Cmd::Inspect { names } | Cmd::Container(ContainerCmd::Inspect { containers: names }) => {
+            let mut all = Vec::new();
+            for n in &names {
+                match inspect_container(&engine, n) {
+                    Ok(v) => all.push(v),
+                    Err(_) => {
+                        let id = engine
+                            .store
+                            .resolve(n)
+                            .map_err(|_| anyhow::anyhow!("no such object: {n}"))?;
+                        all.push(engine.store.inspect(&id)?);
+                    }
+                }
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            Ok(0)
+        }
+        Cmd::Commit(a) => {
+            let id = super::images::commit(&mut engine, &a)?;
+            writeln!(out, "{id}")?;
+            Ok(0)
+        }
+        Cmd::Diff { container } => {
+            for l in engine.diff(&container)? {
+                writeln!(out, "{l}")?;
+            }
+            Ok(0)
+        }
+        Cmd::Export { output, container } => {
+            let dest = output.unwrap_or_else(|| PathBuf::from("-"));
+            if dest == std::path::Path::new("-") && nix::unistd::isatty(1).unwrap_or(false) {
+                anyhow::bail!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                );
+            }
+            drop(out);
+            engine.export(&container, &dest)?;
+            Ok(0)
+        }
+        Cmd::Cp {
+            archive,
+            source,
+            destination,
+            ..
+        } => {
+            engine.cp(&source, &destination, archive)?;
+            Ok(0)
+        }
+        Cmd::Top { container } => {
+            top(&engine, &container, &mut out)?;
+            Ok(0)
+        }
+        Cmd::Port { container } => {
+            let c = engine.find(&container)?;
+            for p in engine.dir(&c.id).record()?.ports {
+                writeln!(
+                    out,
+                    "{}/{} -> {}:{}",
+                    p.container_port,
+                    p.protocol,
+                    p.host_addr(),
+                    p.host_port
+                )?;
+            }
+            Ok(0)
+        }
+        Cmd::Container(ContainerCmd::Prune) => {
+            for c in engine.store.containers()? {
+                if engine.refresh(&c.id)?.status != strata::containers::record::Status::Running {
+                    engine.remove(&c.id, false, false)?;
+                    writeln!(out, "{}", c.id)?;
+                }
+            }
+            Ok(0)
+        }
+        _ => unreachable!("image commands are handled by run"),
     }
 }
 
