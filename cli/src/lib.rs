@@ -5,5 +5,6 @@
 pub mod build;
 pub mod config;
 pub mod containers;
+pub mod format;
 pub mod images;
 pub mod paths;
