@@ -602,4 +602,24 @@ mod tests {
         assert_eq!(Format::parse("table"), Format::Table);
         assert_eq!(Format::parse("json"), Format::Json);
     }
+
+    #[test]
+    fn table_columns_never_run_together() {
+        let rows: Vec<Vec<String>> = [
+            ["ID", "STATUS", "NAMES"],
+            ["abc", "Exited (137) Less than a second ago", "web"],
+            ["d", "Up", "x"],
+        ]
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+        let mut out = Vec::new();
+        write_aligned(&mut out, &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID    STATUS                                NAMES\n\
+             abc   Exited (137) Less than a second ago   web\n\
+             d     Up                                    x\n"
+        );
+    }
 }

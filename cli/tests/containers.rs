@@ -928,9 +928,16 @@ fn bad_input_is_one_clear_error_and_nothing_is_made() {
     assert!(err(&o).contains("already in use"), "{}", err(&o));
     assert_eq!(s.ps().len(), 1);
     assert_eq!(s.containers_dir_entries(), 1);
-    // inspect knows images too; an unknown name is an error.
+    // inspect knows images too; an unknown name is an error (Docker's
+    // exit 1 and words: the others named are still shown).
     assert_eq!(s.inspect("busybox")["Architecture"], "amd64");
-    assert_eq!(s.run(&["inspect", "nothing-here"]).status.code(), Some(125));
+    let o = s.run(&["inspect", "nothing-here"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("No such object: nothing-here"),
+        "{}",
+        err(&o)
+    );
     // An image in use by a container is not removed.
     let o = s.run(&["rmi", "busybox"]);
     assert_eq!(o.status.code(), Some(125));

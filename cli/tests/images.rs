@@ -113,7 +113,7 @@ fn import_images_tag_rmi() {
     let q = e.ok(&["images", "-q"]);
     assert_eq!(q.trim(), &id.trim()[7..19]);
     let insp: Value = serde_json::from_str(&e.ok(&["image", "inspect", "other:1"])).unwrap();
-    assert_eq!(insp[0]["Id"], &id.trim()[7..]);
+    assert_eq!(insp[0]["Id"], id.trim());
     assert_eq!(insp[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
     // rmi by one of two names only untags; by the last name deletes.
     assert_eq!(

@@ -621,7 +621,8 @@ impl Store {
         Ok((images.len(), size, blobs, self.db.snapshots()?.len()))
     }
 
-    /// `image inspect` JSON, with podman's field names.
+    /// `image inspect` JSON in Docker's shape (`Id` is the config digest
+    /// with its algorithm, as Docker prints it).
     pub fn inspect(&self, id: &Digest) -> Result<serde_json::Value> {
         let img = self.image(id)?;
         let config: serde_json::Value = serde_json::from_slice(&self.content.read(id)?)
@@ -629,7 +630,7 @@ impl Store {
         let layers = self.db.layers(id)?;
         let dirs = self.snapshot_dirs(id).unwrap_or_default();
         Ok(json!({
-            "Id": id.hex(),
+            "Id": id.to_string(),
             "Digest": img.manifest.to_string(),
             "RepoTags": img.names,
             "Created": img.created,

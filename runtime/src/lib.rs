@@ -22,6 +22,9 @@ pub mod template;
 /// The runtime-spec version this runtime implements.
 pub const OCI_VERSION: &str = "1.2.0";
 
+/// The git commit this build is from ("unknown" outside a checkout).
+pub const COMMIT: &str = env!("STRATA_COMMIT");
+
 /// Default state root, as runc's /run/runc.
 pub fn default_root() -> std::path::PathBuf {
     if nix::unistd::geteuid().is_root() {

@@ -112,6 +112,9 @@ pub enum ContainerCmd {
     #[command(alias = "list")]
     Ls(PsArgs),
     Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
         containers: Vec<String>,
     },
 }
@@ -122,8 +125,15 @@ pub struct PsArgs {
     pub all: bool,
     #[arg(short, long)]
     pub quiet: bool,
+    /// table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`).
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// name=, label=, status=, ancestor=, id=, exited=, network= (repeatable).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Full IDs and commands.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
 }
 
 #[derive(Args, Debug)]
@@ -451,14 +461,70 @@ fn ports_text(ports: &[strata::containers::record::Port]) -> String {
         .join(", ")
 }
 
-/// `ps`.
+/// The `--filter` keys `ps` takes (Docker's most used).
+const PS_FILTERS: &[&str] = &[
+    "name", "label", "status", "ancestor", "id", "exited", "network",
+];
+
+/// The table headers of `ps` for template fields (Docker's names).
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+    ("CreatedAt", "CREATED AT"),
+    ("State", "STATE"),
+    ("Labels", "LABELS"),
+    ("Networks", "NETWORKS"),
+    ("Mounts", "MOUNTS"),
+    ("Size", "SIZE"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
+
+/// `ps`: Docker's table, `--format json`, or a Go template over Docker's
+/// fields; `--filter` as Docker's.
 pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
+    let filters = strata::filters::Filters::parse(&a.filter, PS_FILTERS)?;
+    let format = strata::format::Format::parse(&a.format);
+    if let strata::format::Format::Template { text, .. } = &format {
+        // A bad template is refused before anything is listed.
+        strata::format::Template::new(text)?;
+    }
+    // A status or exit-code filter looks at stopped containers too.
+    let all = a.all || filters.has("status") || filters.has("exited");
+    let mut docs = Vec::new();
     let mut rows = Vec::new();
     for c in engine.store.containers()? {
         let dir = engine.dir(&c.id);
         let Ok(rec) = dir.record() else { continue };
         let st = engine.refresh(&c.id)?;
-        if !a.all && st.status != Status::Running {
+        if !all && st.status != Status::Running {
+            continue;
+        }
+        let state = format!("{:?}", st.status).to_lowercase();
+        let keep = filters.any("name", |v| name_matches(v, &c.name))
+            && filters.any("id", |v| c.id.starts_with(v))
+            && filters.any("status", |v| v == state)
+            && filters.any("exited", |v| {
+                st.status == Status::Exited && v.parse::<i32>().ok() == Some(st.exit_code)
+            })
+            && filters.any("ancestor", |v| {
+                v == rec.image_name
+                    || rec
+                        .image
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:"))
+                    || engine
+                        .store
+                        .resolve(v)
+                        .is_ok_and(|id| id.to_string() == rec.image)
+            })
+            && filters.any("network", |v| v == rec.network)
+            && filters.labels_match(&rec.labels);
+        if !keep {
             continue;
         }
         let status = match st.status {
@@ -472,88 +538,136 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
                 ago(st.finished_at.as_deref().unwrap_or(&c.created))
             ),
         };
-        rows.push((c, rec, st, status));
+        let created = chrono::DateTime::parse_from_rfc3339(&c.created).ok();
+        let mut command = format!("\"{}\"", rec.command.join(" "));
+        if !a.no_trunc && command.chars().count() > 22 {
+            let cut: String = command.chars().take(19).collect();
+            command = format!("{cut}…\"");
+        }
+        docs.push(json!({
+            "Id": c.id, "Names": [c.name], "Image": rec.image_name, "ImageID": rec.image,
+            "Command": rec.command, "State": state,
+            "Status": status, "ExitCode": st.exit_code, "Pid": st.pid,
+            "Ports": rec.ports.iter().map(|p| json!({"host_ip": p.host_ip, "host_port": p.host_port,
+                "container_port": p.container_port, "protocol": p.protocol})).collect::<Vec<_>>(),
+            "Created": created.map(|t| t.timestamp()).unwrap_or(0),
+            "CreatedAt": c.created, "Labels": rec.labels,
+        }));
+        rows.push(json!({
+            "ID": if a.no_trunc { c.id.as_str() } else { short(&c.id) },
+            "Image": rec.image_name,
+            "Command": command,
+            "CreatedAt": created.map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
+            "RunningFor": format!("{} ago", ago(&c.created)),
+            "Ports": ports_text(&rec.ports),
+            "State": state,
+            "Status": status,
+            "Names": c.name,
+            "Labels": rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            "Networks": rec.network,
+            "Mounts": "",
+            "Size": "0B",
+            "LocalVolumes": "0",
+        }));
     }
-    rows.reverse(); // newest first
+    docs.reverse(); // newest first
+    rows.reverse();
     if a.quiet {
-        for (c, ..) in &rows {
-            writeln!(out, "{}", short(&c.id))?;
+        for r in &rows {
+            writeln!(out, "{}", r["ID"].as_str().unwrap_or_default())?;
         }
         return Ok(());
     }
-    if a.format == "json" {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(c, rec, st, status)| {
-                json!({
-                    "Id": c.id, "Names": [c.name], "Image": rec.image_name, "ImageID": rec.image,
-                    "Command": rec.command, "State": format!("{:?}", st.status).to_lowercase(),
-                    "Status": status, "ExitCode": st.exit_code, "Pid": st.pid,
-                    "Ports": rec.ports.iter().map(|p| json!({"host_ip": p.host_ip, "host_port": p.host_port,
-                        "container_port": p.container_port, "protocol": p.protocol})).collect::<Vec<_>>(),
-                    "Created": chrono::DateTime::parse_from_rfc3339(&c.created).map(|t| t.timestamp()).unwrap_or(0),
-                    "CreatedAt": c.created, "Labels": rec.labels,
-                })
-            })
-            .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    if format == strata::format::Format::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
         return Ok(());
     }
-    if a.format != "table" {
-        bail!("invalid --format {:?}: want table or json", a.format);
-    }
-    let mut table = vec![
+    let table = |r: &serde_json::Value| {
         [
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
+            "ID",
+            "Image",
+            "Command",
+            "RunningFor",
+            "Status",
+            "Ports",
+            "Names",
         ]
-        .map(String::from),
-    ];
-    for (c, rec, _, status) in &rows {
-        let mut cmd = format!("\"{}\"", rec.command.join(" "));
-        if cmd.chars().count() > 22 {
-            let cut: String = cmd.chars().take(19).collect();
-            cmd = format!("{cut}…\"");
-        }
-        table.push([
-            short(&c.id).to_string(),
-            rec.image_name.clone(),
-            cmd,
-            format!("{} ago", ago(&c.created)),
-            status.clone(),
-            ports_text(&rec.ports),
-            c.name.clone(),
-        ]);
-    }
-    write_table(out, &table)
+        .map(|k| r[k].as_str().unwrap_or_default().to_string())
+        .to_vec()
+    };
+    let headers = if format == strata::format::Format::Table {
+        &PS_HEADERS[..7]
+    } else {
+        PS_HEADERS
+    };
+    strata::format::write_rows(out, &format, &rows, headers, &table)?;
+    Ok(())
 }
 
-/// Columns as wide as their widest cell plus three spaces, as Docker's
-/// tabwriter lays them out; the last one unpadded.
-fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> Result<()> {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+/// Docker's `name=` filter: a regular expression searched in the name
+/// (so a plain word is a substring match).
+fn name_matches(pattern: &str, name: &str) -> bool {
+    match regex::Regex::new(pattern) {
+        Ok(re) => re.is_match(name),
+        Err(_) => name.contains(pattern),
     }
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < N {
-                let pad = widths[i] - cell.chars().count() + 3;
-                line.extend(std::iter::repeat_n(' ', pad));
+}
+
+/// `inspect`: containers, then images, by name or id (`kind` narrows it
+/// to one). As Docker: with `--format` one rendering per object, else a
+/// JSON array of what was found; an object not found is an error on
+/// stderr and exit 1, after the others are shown.
+fn inspect(
+    engine: &Engine,
+    names: &[String],
+    format: Option<&str>,
+    kind: Option<&str>,
+    out: &mut impl Write,
+) -> Result<i32> {
+    let template = match format.map(strata::format::Format::parse) {
+        Some(strata::format::Format::Template { text, .. }) => {
+            Some(strata::format::Template::new(&text)?)
+        }
+        _ => None,
+    };
+    if let Some(k) = kind {
+        anyhow::ensure!(
+            k == "container" || k == "image",
+            "invalid --type {k:?}: want container or image"
+        );
+    }
+    let mut found = Vec::new();
+    let mut missing = 0;
+    for n in names {
+        let container = (kind != Some("image"))
+            .then(|| inspect_container(engine, n).ok())
+            .flatten();
+        let doc = match container {
+            Some(v) => Some(v),
+            None if kind != Some("container") => engine
+                .store
+                .resolve(n)
+                .ok()
+                .and_then(|id| engine.store.inspect(&id).ok()),
+            None => None,
+        };
+        match doc {
+            Some(d) => found.push(d),
+            None => {
+                eprintln!("Error: No such object: {n}");
+                missing += 1;
             }
         }
-        writeln!(out, "{}", line.trim_end())?;
     }
-    Ok(())
+    match &template {
+        Some(t) => {
+            for d in &found {
+                writeln!(out, "{}", t.render(d)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?,
+    }
+    Ok(if missing > 0 { 1 } else { 0 })
 }
 
 /// `inspect` of one container, Docker's main fields.
@@ -1044,23 +1158,24 @@ pub(crate) fn run(
             drop(out);
             exec(&engine, &a)
         }
-        Cmd::Inspect { names } | Cmd::Container(ContainerCmd::Inspect { containers: names }) => {
-            let mut all = Vec::new();
-            for n in &names {
-                match inspect_container(&engine, n) {
-                    Ok(v) => all.push(v),
-                    Err(_) => {
-                        let id = engine
-                            .store
-                            .resolve(n)
-                            .map_err(|_| anyhow::anyhow!("no such object: {n}"))?;
-                        all.push(engine.store.inspect(&id)?);
-                    }
-                }
-            }
-            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
-            Ok(0)
-        }
+        Cmd::Inspect {
+            names,
+            format,
+            kind,
+        } => inspect(
+            &engine,
+            &names,
+            format.as_deref(),
+            kind.as_deref(),
+            &mut out,
+        ),
+        Cmd::Container(ContainerCmd::Inspect { containers, format }) => inspect(
+            &engine,
+            &containers,
+            format.as_deref(),
+            Some("container"),
+            &mut out,
+        ),
         Cmd::Commit(a) => {
             let id = super::images::commit(&mut engine, &a)?;
             writeln!(out, "{id}")?;
@@ -1120,27 +1235,5 @@ pub(crate) fn run(
             Ok(0)
         }
         _ => unreachable!("image commands are handled by run"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_columns_never_run_together() {
-        let rows = [
-            ["ID", "STATUS", "NAMES"].map(String::from),
-            ["abc", "Exited (137) Less than a second ago", "web"].map(String::from),
-            ["d", "Up", "x"].map(String::from),
-        ];
-        let mut out = Vec::new();
-        write_table(&mut out, &rows).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "ID    STATUS                                NAMES\n\
-             abc   Exited (137) Less than a second ago   web\n\
-             d     Up                                    x\n"
-        );
     }
 }

@@ -204,7 +204,7 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
             }
         }
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => {
-            strata::images::list(store, a.quiet, &a.format, &mut out)?
+            strata::images::list(store, a.quiet, &a.format, &a.filter, &mut out)?
         }
         Cmd::Tag { source, target } | Cmd::Image(ImageCmd::Tag { source, target }) => {
             store.tag(&source, &target)?;
@@ -212,9 +212,10 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
         Cmd::Rmi { force, images } | Cmd::Image(ImageCmd::Rm { force, images }) => {
             rmi(store, &images, force, &mut out)?
         }
-        Cmd::Image(ImageCmd::Inspect { images: names }) => {
-            strata::images::inspect(store, &names, &mut out)?
-        }
+        Cmd::Image(ImageCmd::Inspect {
+            images: names,
+            format,
+        }) => strata::images::inspect(store, &names, format.as_deref(), &mut out)?,
         Cmd::Image(ImageCmd::Prune) => {
             for id in store.prune(&|_| false)? {
                 writeln!(out, "Deleted: {id}")?;

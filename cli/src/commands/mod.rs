@@ -17,7 +17,12 @@ pub mod system;
 use containers::{ContainerCmd, CreateArgs, ExecArgs, LogsArgs, PsArgs};
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Build, ship and run containers")]
+#[command(
+    name = "strata",
+    version,
+    disable_version_flag = false,
+    about = "Build, ship and run containers"
+)]
 pub(crate) struct Cli {
     /// Storage root (default /var/lib/strata, or $XDG_DATA_HOME/strata).
     #[arg(long, global = true)]
@@ -96,6 +101,12 @@ pub(crate) enum Cmd {
     Attach(containers::AttachArgs),
     /// Show containers or images as JSON.
     Inspect {
+        /// A Go template for each object (`{{.State.Status}}`), or json.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// container or image: look only among those.
+        #[arg(long = "type")]
+        kind: Option<String>,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -239,20 +250,36 @@ pub(crate) enum Cmd {
     /// Storage-wide commands.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Show the version.
+    Version {
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Show engine-wide information.
+    Info {
+        #[arg(short, long)]
+        format: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
 pub(crate) struct ImagesArgs {
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// table, json, or a Go template (`{{.Repository}}:{{.Tag}}`).
     #[arg(long, default_value = "table")]
     pub(crate) format: String,
+    /// dangling=, label=, reference=, before=, since= (repeatable).
+    #[arg(short, long)]
+    pub(crate) filter: Vec<String>,
 }
 
 #[derive(Subcommand)]
 pub(crate) enum ImageCmd {
-    /// Show image details as JSON.
+    /// Show image details as JSON, or through a Go template.
     Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -303,6 +330,11 @@ pub(crate) enum SystemCmd {
     Df,
     /// Re-verify every blob and snapshot; clean debris of interrupted loads.
     Check,
+    /// Show engine-wide information.
+    Info {
+        #[arg(short, long)]
+        format: Option<String>,
+    },
 }
 
 /// Run one parsed command line; the exit code.
@@ -346,6 +378,13 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         };
+    }
+    if let Cmd::Version { format } = &cli.cmd {
+        return system::version(format.as_deref());
+    }
+    if let Cmd::Info { format } | Cmd::System(SystemCmd::Info { format }) = &cli.cmd {
+        let engine = strata::containers::Engine::new(root, store, default_root);
+        return system::info(&engine, format.as_deref());
     }
     if is_container_cmd(&cli.cmd) {
         let engine = strata::containers::Engine::new(root, store, default_root);

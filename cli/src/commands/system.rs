@@ -3,7 +3,10 @@
 use std::io::Write;
 
 use anyhow::Result;
-use strata::images;
+use serde_json::json;
+use strata::containers::Engine;
+use strata::containers::record::Status;
+use strata::images::{self, human_size};
 use strata_imagestore::Store;
 
 use super::{BuilderCmd, Cmd, SystemCmd};
@@ -39,5 +42,164 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
         }
         _ => unreachable!("not a system verb"),
     }
+    Ok(0)
+}
+
+/// `version`: the client (and, daemonless, the engine is the client).
+pub(crate) fn version(format: Option<&str>) -> Result<i32> {
+    let arch = std::env::consts::ARCH;
+    let doc = json!({
+        "Client": {
+            "Platform": {"Name": "Strata"},
+            "Version": env!("CARGO_PKG_VERSION"),
+            "ApiVersion": "1.41",
+            "GitCommit": strata_runtime::COMMIT,
+            "Os": std::env::consts::OS,
+            "Arch": go_arch(arch),
+            "OciVersion": strata_runtime::OCI_VERSION,
+        },
+    });
+    let mut out = std::io::stdout().lock();
+    if format.is_some() {
+        strata::format::write_one(&mut out, format, &doc)?;
+        return Ok(0);
+    }
+    let c = &doc["Client"];
+    let lines = [
+        ("Version", c["Version"].clone()),
+        ("API version", c["ApiVersion"].clone()),
+        ("Git commit", c["GitCommit"].clone()),
+        ("OCI runtime spec", c["OciVersion"].clone()),
+        (
+            "OS/Arch",
+            json!(format!(
+                "{}/{}",
+                c["Os"].as_str().unwrap_or(""),
+                c["Arch"].as_str().unwrap_or("")
+            )),
+        ),
+    ];
+    writeln!(out, "Client: Strata")?;
+    for (k, v) in lines {
+        writeln!(
+            out,
+            " {:<18} {}",
+            format!("{k}:"),
+            v.as_str().unwrap_or_default()
+        )?;
+    }
+    Ok(0)
+}
+
+/// Go's names for architectures (`amd64`, not `x86_64`), as Docker prints.
+fn go_arch(a: &str) -> &str {
+    match a {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// `info` / `system info`: counts, storage, cgroups, kernel, security.
+pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
+    let mut running = 0;
+    let mut stopped = 0;
+    let containers = engine.store.containers()?;
+    for c in &containers {
+        match engine.refresh(&c.id).map(|s| s.status) {
+            Ok(Status::Running) => running += 1,
+            _ => stopped += 1,
+        }
+    }
+    let images = engine.store.images()?.len();
+    let uname = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+        uname
+            .as_ref()
+            .map(|u| f(u).to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    let rootless = !nix::unistd::geteuid().is_root();
+    let doc = json!({
+        "Containers": containers.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": 0,
+        "ContainersStopped": stopped,
+        "Images": images,
+        "Driver": "overlay",
+        "DriverStatus": [["Backing Filesystem", "overlayfs"]],
+        "DockerRootDir": engine.root,
+        "RunDir": engine.run_dir,
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version,
+        "KernelVersion": field(|u| u.release()),
+        "OperatingSystem": os,
+        "OSType": "linux",
+        "Architecture": field(|u| u.machine()),
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem_total,
+        "Name": field(|u| u.nodename()),
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "DefaultRuntime": "strata-runtime",
+        "Runtimes": {"strata-runtime": {"path": "built in"}},
+        "LoggingDriver": "json-file",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Rootless": rootless,
+        "Daemonless": true,
+    });
+    let mut out = std::io::stdout().lock();
+    if format.is_some() {
+        strata::format::write_one(&mut out, format, &doc)?;
+        return Ok(0);
+    }
+    let s = |k: &str| match &doc[k] {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    writeln!(out, "Server:")?;
+    writeln!(out, " Containers: {}", s("Containers"))?;
+    writeln!(out, "  Running: {}", s("ContainersRunning"))?;
+    writeln!(out, "  Paused: {}", s("ContainersPaused"))?;
+    writeln!(out, "  Stopped: {}", s("ContainersStopped"))?;
+    writeln!(out, " Images: {}", s("Images"))?;
+    writeln!(out, " Server Version: {}", s("ServerVersion"))?;
+    writeln!(out, " Storage Driver: {}", s("Driver"))?;
+    writeln!(out, " Logging Driver: {}", s("LoggingDriver"))?;
+    writeln!(out, " Cgroup Driver: {}", s("CgroupDriver"))?;
+    writeln!(out, " Cgroup Version: {}", s("CgroupVersion"))?;
+    writeln!(out, " Default Runtime: {}", s("DefaultRuntime"))?;
+    writeln!(out, " Security Options:\n  seccomp\n   Profile: builtin")?;
+    writeln!(out, " Kernel Version: {}", s("KernelVersion"))?;
+    writeln!(out, " Operating System: {}", s("OperatingSystem"))?;
+    writeln!(out, " OSType: {}", s("OSType"))?;
+    writeln!(out, " Architecture: {}", s("Architecture"))?;
+    writeln!(out, " CPUs: {}", s("NCPU"))?;
+    writeln!(out, " Total Memory: {}", human_size(mem_total))?;
+    writeln!(out, " Name: {}", s("Name"))?;
+    writeln!(out, " Docker Root Dir: {}", engine.root.display())?;
+    writeln!(out, " Rootless: {rootless}")?;
     Ok(0)
 }

@@ -1,0 +1,388 @@
+//! End-to-end tests of the Docker CLI habits scripts rely on: Go-template
+//! `--format`, `--filter`, `inspect --format`, `version` and `info`. They
+//! drive the `strata` binary on a busybox image made here.
+
+use serde_json::Value;
+
+mod common;
+use common::{Strata, err, out};
+
+struct Engine(Strata);
+
+impl Engine {
+    fn new() -> Engine {
+        let s = Strata::empty("strata-dcli-");
+        s.import_busybox();
+        Engine(s)
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        self.0.ok(args)
+    }
+    fn lines(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = self.ok(args).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+    /// Exit code, stdout, stderr.
+    fn fails(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self.0.run(args);
+        (o.status.code().unwrap_or(-1), out(&o), err(&o))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Leave nothing running behind a failed test.
+        if let Ok(ids) = std::str::from_utf8(&self.0.run(&["ps", "-aq", "--no-trunc"]).stdout) {
+            for id in ids.lines() {
+                let _ = self.0.run(&["rm", "-f", id]);
+            }
+        }
+    }
+}
+
+/// Three containers (running, exited 3, created) to list.
+fn three(e: &Engine) -> String {
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--label",
+        "tier=front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let o =
+        e.0.run(&["run", "--name", "job", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    e.ok(&[
+        "create",
+        "--name",
+        "idle",
+        "--label",
+        "tier=back",
+        "busybox",
+        "true",
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn ps_templates_tables_and_filters() {
+    let e = Engine::new();
+    let idle = three(&e);
+    assert_eq!(e.lines(&["ps", "--format", "{{.Names}}"]), ["web"]);
+    assert_eq!(
+        e.lines(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]),
+        ["idle created", "job exited", "web running"]
+    );
+    // A status or exited filter looks at stopped containers without -a.
+    assert_eq!(
+        e.lines(&["ps", "--filter", "status=exited", "--format", "{{.Names}}"]),
+        ["job"]
+    );
+    assert_eq!(
+        e.lines(&["ps", "-a", "-f", "exited=3", "--format", "{{.Names}}"]),
+        ["job"]
+    );
+    assert!(e.ok(&["ps", "-a", "-f", "exited=0", "-q"]).is_empty());
+    assert_eq!(
+        e.lines(&["ps", "-a", "-f", "label=tier", "--format", "{{.Names}}"]),
+        ["idle", "web"]
+    );
+    assert_eq!(
+        e.lines(&[
+            "ps",
+            "-a",
+            "-f",
+            "label=tier=front",
+            "--format",
+            "{{.Labels}}"
+        ]),
+        ["tier=front"]
+    );
+    // Values of one key OR, keys AND.
+    assert_eq!(
+        e.lines(&[
+            "ps",
+            "-a",
+            "-f",
+            "name=web",
+            "-f",
+            "name=job",
+            "--format",
+            "{{.Names}}"
+        ]),
+        ["job", "web"]
+    );
+    assert!(
+        e.ok(&["ps", "-a", "-f", "name=web", "-f", "status=exited", "-q"])
+            .is_empty()
+    );
+    // name= is a regular expression, as Docker's.
+    assert_eq!(
+        e.lines(&["ps", "-a", "-f", "name=^id", "--format", "{{.Names}}"]),
+        ["idle"]
+    );
+    assert_eq!(
+        e.lines(&[
+            "ps",
+            "-a",
+            "-f",
+            &format!("id={}", &idle[..6]),
+            "--format",
+            "{{.ID}}"
+        ]),
+        [idle[..12].to_string()]
+    );
+    assert_eq!(
+        e.lines(&["ps", "-a", "-f", "ancestor=busybox", "-q"]).len(),
+        3
+    );
+    assert!(
+        e.ok(&["ps", "-a", "-f", "ancestor=nosuch", "-q"])
+            .is_empty()
+    );
+
+    // table: Docker's header names for the fields, aligned columns.
+    let t = e.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "table {{.Names}}\\t{{.Image}}\\t{{.State}}",
+    ]);
+    let rows: Vec<&str> = t.lines().collect();
+    assert_eq!(
+        rows[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAMES", "IMAGE", "STATE"]
+    );
+    assert_eq!(rows.len(), 4, "{t}");
+    let col = rows[0].find("IMAGE").unwrap();
+    for r in &rows[1..] {
+        assert_eq!(&r[col..col + 7], "busybox", "{t}");
+    }
+    // {{json .}}: one object per line with Docker's keys.
+    for line in e.ok(&["ps", "-a", "--format", "{{json .}}"]).lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        for k in [
+            "ID",
+            "Names",
+            "Image",
+            "Command",
+            "Status",
+            "State",
+            "CreatedAt",
+            "RunningFor",
+            "Ports",
+            "Labels",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {line}");
+        }
+    }
+    // The default table still has Docker's columns.
+    let t = e.ok(&["ps"]);
+    assert!(t.starts_with("CONTAINER ID   IMAGE"), "{t}");
+
+    // Bad input: Docker's words, exit 125.
+    let (code, _, stderr) = e.fails(&["ps", "--filter", "bogus=1"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("invalid filter 'bogus'"), "{stderr}");
+    let (code, _, stderr) = e.fails(&["ps", "--filter", "status"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("bad format of filter"), "{stderr}");
+    let (code, stdout, stderr) = e.fails(&["ps", "-a", "--format", "{{.Nope}}"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("Nope"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let (code, _, stderr) = e.fails(&["ps", "--format", "{{.Names"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("template parsing error"), "{stderr}");
+}
+
+#[test]
+fn inspect_formats_containers_and_images() {
+    let e = Engine::new();
+    three(&e);
+    let f = |args: &[&str]| e.ok(args).trim_end().to_string();
+    assert_eq!(
+        f(&["inspect", "--format", "{{.State.Status}}", "web"]),
+        "running"
+    );
+    assert_eq!(f(&["inspect", "-f", "{{.State.ExitCode}}", "job"]), "3");
+    assert_eq!(
+        f(&["container", "inspect", "-f", "{{.State.Running}}", "idle"]),
+        "false"
+    );
+    assert_eq!(
+        f(&["inspect", "-f", "{{json .Config.Labels}}", "web"]),
+        r#"{"tier":"front"}"#
+    );
+    assert_eq!(
+        f(&["inspect", "-f", "{{.Config.Labels}}", "web"]),
+        "map[tier:front]"
+    );
+    assert_eq!(
+        f(&["inspect", "-f", "{{.Config.Cmd}}", "web"]),
+        "[sleep 60]",
+        "lists print as Go prints them"
+    );
+    let env = f(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        "web",
+    ]);
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    assert_eq!(
+        f(&["inspect", "-f", "{{.Name}}", "web", "idle"]),
+        "web\nidle"
+    );
+    assert!(!f(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]).is_empty());
+    // One missing: the others shown, the error named, exit 1.
+    let (code, stdout, stderr) = e.fails(&["inspect", "-f", "{{.Name}}", "web", "nothere"]);
+    assert_eq!(code, 1);
+    assert_eq!(stdout.trim(), "web");
+    assert!(stderr.contains("No such object: nothere"), "{stderr}");
+    // Images: by --type, and image inspect.
+    let id = f(&["inspect", "--type", "image", "-f", "{{.Id}}", "busybox"]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(
+        f(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .RepoTags 0}}",
+            "busybox"
+        ]),
+        f(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+    );
+    let (code, _, _) = e.fails(&["inspect", "--type", "container", "busybox"]);
+    assert_eq!(code, 1, "busybox is an image, not a container");
+    let (code, _, stderr) = e.fails(&["inspect", "--type", "volume", "web"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("--type"), "{stderr}");
+}
+
+#[test]
+fn images_templates_and_filters() {
+    let e = Engine::new();
+    e.ok(&["tag", "busybox", "app:1"]);
+    e.ok(&["tag", "busybox", "app:2"]);
+    e.ok(&["create", "--name", "c", "busybox", "true"]);
+    let labeled = e.ok(&["commit", "-c", "LABEL team=infra", "c", "labeled:1"]);
+    // A commit without a name makes a dangling image.
+    let dangling = e.ok(&["commit", "-c", "ENV X=1", "c"]);
+    let names = e.lines(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    for n in ["app:1", "app:2", "labeled:1", "<none>:<none>"] {
+        assert!(names.iter().any(|x| x.ends_with(n)), "{n} in {names:?}");
+    }
+    assert_eq!(
+        e.lines(&[
+            "images",
+            "--filter",
+            "reference=app*",
+            "--format",
+            "{{.Tag}}"
+        ]),
+        ["1", "2"]
+    );
+    assert_eq!(
+        e.lines(&["images", "-f", "reference=app:2", "--format", "{{.Tag}}"]),
+        ["2"]
+    );
+    let d = e.lines(&["images", "-f", "dangling=true", "-q"]);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(dangling.contains(&d[0]), "{dangling} vs {d:?}");
+    assert!(
+        !e.ok(&["images", "-f", "dangling=false", "-q"])
+            .contains(&d[0])
+    );
+    let l = e.lines(&[
+        "images",
+        "-f",
+        "label=team=infra",
+        "--format",
+        "{{.Repository}}",
+    ]);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].ends_with("labeled"), "{l:?}");
+    assert!(
+        labeled.contains(
+            &e.ok(&["images", "-f", "label=team", "-q"])
+                .trim()
+                .to_string()
+        )
+    );
+    // since/before exclude the named image itself.
+    let since = e.ok(&[
+        "images",
+        "-f",
+        "since=labeled:1",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    assert!(!since.contains("labeled"), "{since}");
+    let before = e.ok(&[
+        "images",
+        "-f",
+        "before=labeled:1",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    assert!(!before.contains("labeled"), "{before}");
+    let t = e.ok(&[
+        "images",
+        "--format",
+        "table {{.Repository}}\\t{{.Tag}}\\t{{.Size}}",
+    ]);
+    assert_eq!(
+        t.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["REPOSITORY", "TAG", "SIZE"]
+    );
+    let (code, _, stderr) = e.fails(&["images", "-f", "nope=1"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("invalid filter 'nope'"), "{stderr}");
+    let (code, _, stderr) = e.fails(&["images", "-f", "before=nosuch:1"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("nosuch"), "{stderr}");
+}
+
+#[test]
+fn version_and_info() {
+    let e = Engine::new();
+    assert_eq!(
+        e.ok(&["version", "--format", "{{.Client.Version}}"]).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let v = e.ok(&["version"]);
+    assert!(v.contains("Version:") && v.contains("OS/Arch:"), "{v}");
+    e.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "60"]);
+    e.ok(&["create", "--name", "idle", "busybox", "true"]);
+    assert_eq!(e.ok(&["info", "--format", "{{.Driver}}"]).trim(), "overlay");
+    assert_eq!(
+        e.ok(&[
+            "info",
+            "-f",
+            "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}"
+        ])
+        .trim(),
+        "2 1 1 1"
+    );
+    let doc: Value =
+        serde_json::from_str(&e.ok(&["system", "info", "--format", "{{json .}}"])).unwrap();
+    assert_eq!(doc["OSType"], "linux");
+    assert!(doc["NCPU"].as_u64().unwrap() >= 1);
+    assert!(doc["CgroupVersion"] == "1" || doc["CgroupVersion"] == "2");
+    let text = e.ok(&["info"]);
+    assert!(
+        text.contains(" Containers: 2") && text.contains("  Running: 1"),
+        "{text}"
+    );
+}
