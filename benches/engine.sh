@@ -81,3 +81,16 @@ hyperfine -N --warmup 2 --runs 10 --export-json "$work/ps.json" \
   -n podman-ps "podman --root $work/podman/root --runroot $work/podman/run --tmpdir $work/podman/tmp --storage-driver overlay ps -a" >/dev/null
 jq -r '.results[] | "\(.command)\t\(.mean*1000|floor) ms"' "$work/ps.json"
 jq -r '(.results|map({(.command): .mean})|add) as $m | "strata ps/podman ps: \($m["strata-ps"]/$m["podman-ps"]*100|floor/100)x"' "$work/ps.json"
+
+echo "== ps -a --format and inspect --format over the same 100 containers"
+pcmd="podman --root $work/podman/root --runroot $work/podman/run --tmpdir $work/podman/tmp --storage-driver overlay"
+s_ids=$(s ps -aq --no-trunc | tr '\n' ' ')
+p_ids=$(p ps -aq --no-trunc | tr '\n' ' ')
+hyperfine -N --warmup 2 --runs 10 --export-json "$work/fmt.json" \
+  -n strata-ps-format "$strata_bin --root $work/store ps -a --format {{.Names}}:{{.Status}}" \
+  -n podman-ps-format "$pcmd ps -a --format {{.Names}}:{{.Status}}" \
+  -n strata-inspect-format "$strata_bin --root $work/store inspect --format {{.State.Status}} $s_ids" \
+  -n podman-inspect-format "$pcmd inspect --format {{.State.Status}} $p_ids" >/dev/null
+jq -r '.results[] | "\(.command)\t\(.mean*1000|floor) ms"' "$work/fmt.json"
+jq -r '(.results|map({(.command): .mean})|add) as $m |
+  "strata/podman: ps --format \($m["strata-ps-format"]/$m["podman-ps-format"]*100|floor/100)x, inspect --format \($m["strata-inspect-format"]/$m["podman-inspect-format"]*100|floor/100)x (target <= 0.3)"' "$work/fmt.json"
