@@ -386,3 +386,51 @@ fn version_and_info() {
         "{text}"
     );
 }
+
+#[test]
+fn rename_keeps_the_container_and_frees_the_old_name() {
+    let e = Engine::new();
+    let id = e
+        .ok(&["run", "-d", "--name", "old", "busybox", "sleep", "60"])
+        .trim()
+        .to_string();
+    e.ok(&["create", "--name", "other", "busybox", "true"]);
+    e.ok(&["rename", "old", "new"]);
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{.Id}} {{.Name}} {{.State.Status}}",
+            "new"
+        ])
+        .trim(),
+        format!("{id} new running")
+    );
+    assert_eq!(e.lines(&["ps", "--format", "{{.Names}}"]), ["new"]);
+    // Still the same container: exec and stop reach it by its new name.
+    assert_eq!(e.ok(&["exec", "new", "echo", "hi"]).trim(), "hi");
+    // The old name is free again; a taken or invalid name is refused and
+    // changes nothing.
+    e.ok(&["create", "--name", "old", "busybox", "true"]);
+    for (args, want) in [
+        (vec!["rename", "new", "other"], "already in use"),
+        (vec!["rename", "new", "bad name"], "invalid container name"),
+        (vec!["rename", "new", "new"], "same name"),
+        (vec!["rename", "nosuch", "x"], "no such container"),
+    ] {
+        let (code, _, stderr) = e.fails(&args);
+        assert_eq!(code, 125, "{args:?}");
+        assert!(stderr.to_lowercase().contains(want), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        e.lines(&["ps", "-a", "--format", "{{.Names}}"]),
+        ["new", "old", "other"]
+    );
+    e.ok(&["container", "rename", &id[..12], "newer"]);
+    e.ok(&["stop", "-t", "1", "newer"]);
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.Status}}", "newer"])
+            .trim(),
+        "exited"
+    );
+}

@@ -41,6 +41,26 @@ impl Store {
         Ok(())
     }
 
+    /// Give container `id` the name `name`; fails with `NameInUse` if
+    /// another container has it (checked and changed in one transaction).
+    pub fn rename_container(&mut self, id: &str, name: &str) -> Result<()> {
+        let tx = self.db_mut().tx()?;
+        let taken: Option<String> = tx
+            .query_row("SELECT id FROM containers WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if taken.is_some_and(|t| t != id) {
+            return Err(Error::NameInUse(name.to_string()));
+        }
+        tx.execute(
+            "UPDATE containers SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn remove_container(&mut self, id: &str) -> Result<()> {
         let tx = self.db_mut().tx()?;
         tx.execute("DELETE FROM containers WHERE id = ?1", [id])?;

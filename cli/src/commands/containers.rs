@@ -117,6 +117,8 @@ pub enum ContainerCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Give a container a new name.
+    Rename { container: String, new_name: String },
 }
 
 #[derive(Args, Debug)]
@@ -1205,6 +1207,17 @@ pub(crate) fn run(
             ..
         } => {
             engine.cp(&source, &destination, archive)?;
+            Ok(0)
+        }
+        Cmd::Rename {
+            container,
+            new_name,
+        }
+        | Cmd::Container(ContainerCmd::Rename {
+            container,
+            new_name,
+        }) => {
+            engine.rename(&container, &new_name)?;
             Ok(0)
         }
         Cmd::Top { container } => {

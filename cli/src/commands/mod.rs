@@ -112,6 +112,8 @@ pub(crate) enum Cmd {
     },
     /// Show a container's processes.
     Top { container: String },
+    /// Give a container a new name.
+    Rename { container: String, new_name: String },
     /// Show a container's published ports.
     Port { container: String },
     /// Container commands.
@@ -416,6 +418,7 @@ pub(crate) fn is_container_cmd(c: &Cmd) -> bool {
             | Cmd::Attach(_)
             | Cmd::Inspect { .. }
             | Cmd::Top { .. }
+            | Cmd::Rename { .. }
             | Cmd::Port { .. }
             | Cmd::Container(_)
             | Cmd::ContainerMonitor { .. }

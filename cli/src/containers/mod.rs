@@ -131,6 +131,26 @@ impl Engine {
         Ok(self.store.find_container(what)?)
     }
 
+    /// `rename`: the store's name row (transactional, unique) first, then
+    /// the container's record; a record that cannot be written puts the
+    /// old name back.
+    pub fn rename(&mut self, what: &str, new: &str) -> Result<()> {
+        check_name(new)?;
+        let c = self.find(what)?;
+        if c.name == new {
+            bail!("renaming a container with the same name as its current name");
+        }
+        let dir = self.dir(&c.id);
+        let mut rec = dir.record()?;
+        self.store.rename_container(&c.id, new)?;
+        rec.name = new.to_string();
+        if let Err(e) = dir.save_record(&rec) {
+            let _ = self.store.rename_container(&c.id, &c.name);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     // ---- create -------------------------------------------------------
 
     pub fn create(&mut self, o: &CreateOptions) -> Result<String> {
@@ -139,13 +159,7 @@ impl Engine {
             .context("parse image config")?;
         let id = record::new_id()?;
         let name = o.name.clone().unwrap_or_else(|| record::random_name(&id));
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        {
-            bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-        }
+        check_name(&name)?;
         // Exposed ports: the image's ExposedPorts ("80/tcp") and --expose.
         let mut exposed: Vec<(u16, String)> = config["config"]["ExposedPorts"]
             .as_object()
@@ -841,4 +855,16 @@ pub fn resolv_conf(network: &str) -> String {
     let mut s = kept.join("\n");
     s.push('\n');
     s
+}
+
+/// Docker's rule for container names.
+fn check_name(name: &str) -> Result<()> {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+    }
+    Ok(())
 }
