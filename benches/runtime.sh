@@ -9,14 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100}
-# STRATA_RUNTIME=path measures another build of ours (e.g. the static one
-# from scripts/build-static-runtime.sh) instead of target/release's.
+# What is measured is the deployable build (scripts/build-static-runtime.sh:
+# static, symbol-ordered); STRATA_RUNTIME=path measures another build of
+# ours instead (e.g. target/release/strata-runtime, the dynamic dev build).
 if [ -n "${STRATA_RUNTIME:-}" ]; then
   strata=$(readlink -f "$STRATA_RUNTIME")
 else
-  cargo build --release -q -p strata-runtime
-  strata=$PWD/target/release/strata-runtime
+  bash scripts/build-static-runtime.sh -q >/dev/null
+  strata=$PWD/target/static-runtime/strata-runtime
 fi
+echo "strata-runtime: $strata" >&2
 
 # crun refuses this hybrid host while hugetlb sits on the v2 tree: give it
 # a v1 mount (idempotent; a no-op on pure v1 or v2 hosts). The kernel

@@ -14,4 +14,15 @@ fn main() {
     println!("cargo:rustc-env=STRATA_COMMIT={commit}");
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/index");
+    // scripts/build-static-runtime.sh links the runtime with lld and a
+    // symbol-ordering file: the functions a container's life runs, side by
+    // side, so that a run maps fewer pages of text.
+    println!("cargo:rerun-if-env-changed=STRATA_SYMBOL_ORDER");
+    if let Ok(order) = std::env::var("STRATA_SYMBOL_ORDER")
+        && !order.is_empty()
+    {
+        println!("cargo:rerun-if-changed={order}");
+        println!("cargo:rustc-link-arg-bin=strata-runtime=-Wl,--symbol-ordering-file={order}");
+        println!("cargo:rustc-link-arg-bin=strata-runtime=-Wl,--no-warn-symbol-ordering");
+    }
 }

@@ -11,7 +11,7 @@ status=0
 cargo test --workspace -- --test-threads=2 2>&1 | tee "$log" || status=$?
 # The deployable static runtime must pass our spec-conformance suite too.
 if bash scripts/build-static-runtime.sh -q >/dev/null; then
-  ./target/debug/spec-conformance --runtime strata-static=target/static/strata-runtime \
+  ./target/debug/spec-conformance --runtime strata-static=target/static-runtime/strata-runtime \
     > target/spec-conformance-static.tap 2>&1 || status=1
   tail -1 target/spec-conformance-static.tap | tee -a "$log"
 else
