@@ -87,6 +87,16 @@ fn strata_passes_every_check_and_the_peers_are_measured() {
             );
         }
     }
+    // No runtime reached the host's /dev/null through its stdio (crun
+    // 1.8.1 chowns its stdio for a user-namespace container: the harness
+    // gives it a file of its own).
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata("/dev/null").unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (0, 0),
+        "the host's /dev/null changed owner"
+    );
 }
 
 /// A runtime that drops parts of every config before strata-runtime sees

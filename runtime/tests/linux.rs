@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::process::Stdio;
 
 fn host_ns(name: &str) -> String {
     std::fs::read_link(format!("/proc/self/ns/{name}"))
@@ -1151,4 +1152,73 @@ fn device_rules_survive_updates_without_a_gap() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
     assert_eq!(std::fs::read_to_string(b.path().join("err")).unwrap(), "");
     b.ok(&["delete", "-f", "ln-devgap"]);
+}
+
+/// The host's /dev/null, handed to the runtime as stdio, keeps its owner
+/// when the container has a user namespace: run, run -d and exec (also
+/// `--user`) never chown the runtime's own stdio to the container's root.
+/// (crun 1.8.1 does, for a user-namespace container: the host's /dev/null
+/// ends up owned by the mapped root; runc's tests check exec for this.)
+#[test]
+fn host_dev_null_keeps_its_owner_with_a_user_namespace() {
+    use std::os::unix::fs::MetadataExt;
+    let owner = || {
+        let m = std::fs::metadata("/dev/null").unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(
+        owner(),
+        (0, 0),
+        "the host's /dev/null is not root's before the test"
+    );
+    let mut b = Bundle::new("sleep 100");
+    with_user_namespace(&mut b);
+    b.save();
+    let dev_null = || {
+        Stdio::from(
+            std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .unwrap(),
+        )
+    };
+    let st = b
+        .cmd(&["run", "-d", "ln-devnull"])
+        .stdin(dev_null())
+        .stdout(dev_null())
+        .stderr(dev_null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(owner(), (0, 0), "run -d");
+    for user in [None, Some("1000:1000")] {
+        let mut args = vec!["exec"];
+        if let Some(u) = user {
+            args.extend(["--user", u]);
+        }
+        args.extend(["ln-devnull", "id"]);
+        let st = b
+            .cmd(&args)
+            .stdin(dev_null())
+            .stdout(dev_null())
+            .stderr(dev_null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?}");
+        assert_eq!(owner(), (0, 0), "{args:?}");
+    }
+    b.ok(&["delete", "-f", "ln-devnull"]);
+    let mut fg = Bundle::new("true");
+    with_user_namespace(&mut fg);
+    fg.save();
+    let st = fg
+        .cmd(&["run", "ln-devnull-fg"])
+        .stdin(dev_null())
+        .stdout(dev_null())
+        .stderr(dev_null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(owner(), (0, 0), "run");
 }

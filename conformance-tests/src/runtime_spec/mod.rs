@@ -16,7 +16,7 @@ pub use checks::all as checks;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -467,12 +467,15 @@ pub fn describe(out: &Output) -> String {
 /// Runs `cmd` with a time limit (the whole process group is killed past
 /// it). Output goes to files, not pipes: after `create` the container
 /// holds the runtime's stdio open, and a pipe would never reach EOF.
+/// Stdin is an empty file of our own, not the host's /dev/null: crun
+/// 1.8.1 chowns its stdio to the container's root when the container has
+/// a user namespace, which would hand the host's /dev/null to uid 200000.
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> std::io::Result<Output> {
     use std::io::{Read as _, Seek as _};
     use std::os::unix::process::CommandExt as _;
     let mut out = tempfile::tempfile()?;
     let mut err = tempfile::tempfile()?;
-    cmd.stdin(Stdio::null())
+    cmd.stdin(tempfile::tempfile()?)
         .stdout(out.try_clone()?)
         .stderr(err.try_clone()?)
         .process_group(0);
