@@ -1174,22 +1174,22 @@ fn host_dev_null_keeps_its_owner_with_a_user_namespace() {
     let mut b = Bundle::new("sleep 100");
     with_user_namespace(&mut b);
     b.save();
-    let dev_null = || {
-        Stdio::from(
-            std::fs::File::options()
+    // The runtime run with the host's /dev/null as stdin, stdout, stderr.
+    let on_dev_null = |mut cmd: std::process::Command| {
+        let open = || {
+            let f = std::fs::File::options()
                 .read(true)
                 .write(true)
-                .open("/dev/null")
-                .unwrap(),
-        )
+                .open("/dev/null");
+            Stdio::from(f.unwrap())
+        };
+        cmd.stdin(open())
+            .stdout(open())
+            .stderr(open())
+            .status()
+            .unwrap()
     };
-    let st = b
-        .cmd(&["run", "-d", "ln-devnull"])
-        .stdin(dev_null())
-        .stdout(dev_null())
-        .stderr(dev_null())
-        .status()
-        .unwrap();
+    let st = on_dev_null(b.cmd(&["run", "-d", "ln-devnull"]));
     assert!(st.success());
     assert_eq!(owner(), (0, 0), "run -d");
     for user in [None, Some("1000:1000")] {
@@ -1198,13 +1198,7 @@ fn host_dev_null_keeps_its_owner_with_a_user_namespace() {
             args.extend(["--user", u]);
         }
         args.extend(["ln-devnull", "id"]);
-        let st = b
-            .cmd(&args)
-            .stdin(dev_null())
-            .stdout(dev_null())
-            .stderr(dev_null())
-            .status()
-            .unwrap();
+        let st = on_dev_null(b.cmd(&args));
         assert!(st.success(), "{args:?}");
         assert_eq!(owner(), (0, 0), "{args:?}");
     }
@@ -1212,13 +1206,7 @@ fn host_dev_null_keeps_its_owner_with_a_user_namespace() {
     let mut fg = Bundle::new("true");
     with_user_namespace(&mut fg);
     fg.save();
-    let st = fg
-        .cmd(&["run", "ln-devnull-fg"])
-        .stdin(dev_null())
-        .stdout(dev_null())
-        .stderr(dev_null())
-        .status()
-        .unwrap();
+    let st = on_dev_null(fg.cmd(&["run", "ln-devnull-fg"]));
     assert!(st.success());
     assert_eq!(owner(), (0, 0), "run");
 }
