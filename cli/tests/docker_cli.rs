@@ -434,3 +434,91 @@ fn rename_keeps_the_container_and_frees_the_old_name() {
         "exited"
     );
 }
+
+#[test]
+fn pause_and_unpause_freeze_the_container() {
+    let e = Engine::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do date +%s%N > /tmp/tick; sleep 0.05; done",
+    ]);
+    let tick = || e.ok(&["exec", "ticker", "cat", "/tmp/tick"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tick();
+    assert_eq!(e.ok(&["pause", "ticker"]).trim(), "ticker");
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}} {{.State.Running}}",
+            "ticker"
+        ])
+        .trim(),
+        "paused true true"
+    );
+    let ps = e.ok(&["ps", "--format", "{{.State}}|{{.Status}}"]);
+    assert!(
+        ps.starts_with("paused|Up ") && ps.trim_end().ends_with("(Paused)"),
+        "{ps}"
+    );
+    assert_eq!(
+        e.lines(&["ps", "-f", "status=paused", "--format", "{{.Names}}"]),
+        ["ticker"]
+    );
+    assert_eq!(
+        e.ok(&["info", "-f", "{{.ContainersPaused}} {{.ContainersRunning}}"])
+            .trim(),
+        "1 0"
+    );
+    // Frozen: the loop's file does not move, exec is refused as Docker's.
+    let frozen = std::fs::read_to_string(
+        e.ok(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "ticker"])
+            .trim()
+            .to_string()
+            + "/tmp/tick",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let merged = e.ok(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "ticker"]);
+    assert_eq!(
+        std::fs::read_to_string(merged.trim().to_string() + "/tmp/tick").unwrap(),
+        frozen
+    );
+    let (code, _, stderr) = e.fails(&["exec", "ticker", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        stderr.contains("is paused, unpause the container before exec"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = e.fails(&["pause", "ticker"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("already paused"), "{stderr}");
+    e.ok(&["unpause", "ticker"]);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_ne!(tick(), frozen, "the loop runs again");
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.Status}}", "ticker"])
+            .trim(),
+        "running"
+    );
+    let (code, _, stderr) = e.fails(&["unpause", "ticker"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("not paused"), "{stderr}");
+    // A paused container still stops (the signal, then a thaw).
+    e.ok(&["container", "pause", "ticker"]);
+    e.ok(&["stop", "-t", "2", "ticker"]);
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.Status}}", "ticker"])
+            .trim(),
+        "exited"
+    );
+    let (code, _, stderr) = e.fails(&["pause", "ticker"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("not running"), "{stderr}");
+}

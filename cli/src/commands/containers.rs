@@ -118,7 +118,19 @@ pub enum ContainerCmd {
         containers: Vec<String>,
     },
     /// Give a container a new name.
-    Rename { container: String, new_name: String },
+    Rename {
+        container: String,
+        new_name: String,
+    },
+    Pause(Names),
+    Unpause(Names),
+}
+
+/// One or more containers, by name or id.
+#[derive(Args, Debug)]
+pub struct Names {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -506,7 +518,12 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
         if !all && st.status != Status::Running {
             continue;
         }
-        let state = format!("{:?}", st.status).to_lowercase();
+        let paused = st.status == Status::Running && engine.is_paused(&c.id);
+        let state = if paused {
+            "paused".to_string()
+        } else {
+            format!("{:?}", st.status).to_lowercase()
+        };
         let keep = filters.any("name", |v| name_matches(v, &c.name))
             && filters.any("id", |v| c.id.starts_with(v))
             && filters.any("status", |v| v == state)
@@ -531,9 +548,11 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
         }
         let status = match st.status {
             Status::Created => "Created".to_string(),
-            Status::Running => {
-                format!("Up {}", ago(st.started_at.as_deref().unwrap_or(&c.created)))
-            }
+            Status::Running => format!(
+                "Up {}{}",
+                ago(st.started_at.as_deref().unwrap_or(&c.created)),
+                if paused { " (Paused)" } else { "" }
+            ),
             Status::Exited => format!(
                 "Exited ({}) {} ago",
                 st.exit_code,
@@ -677,6 +696,7 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
     let c = engine.find(what)?;
     let rec = engine.dir(&c.id).record()?;
     let st = engine.refresh(&c.id)?;
+    let paused = st.status == Status::Running && engine.is_paused(&c.id);
     Ok(json!({
         "Id": c.id,
         "Name": c.name,
@@ -684,8 +704,9 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
         "Path": rec.command.first(),
         "Args": rec.command.get(1..).unwrap_or(&[]),
         "State": {
-            "Status": format!("{:?}", st.status).to_lowercase(),
+            "Status": if paused { "paused".to_string() } else { format!("{:?}", st.status).to_lowercase() },
             "Running": st.status == Status::Running,
+            "Paused": paused,
             "Pid": st.pid,
             "ExitCode": st.exit_code,
             "StartedAt": st.started_at,
@@ -728,6 +749,12 @@ pub fn exec(engine: &Engine, a: &ExecArgs) -> Result<i32> {
     let st = engine.refresh(&c.id)?;
     if st.status != Status::Running {
         bail!("container {} is not running", c.name);
+    }
+    if engine.is_paused(&c.id) {
+        bail!(
+            "container {} is paused, unpause the container before exec",
+            c.name
+        );
     }
     let rec = engine.dir(&c.id).record()?;
     let mut process = rec.spec["process"].clone();
@@ -1098,6 +1125,16 @@ pub(crate) fn run(
                 engine.start(c, false)?;
                 Ok(c.to_string())
             },
+            &mut out,
+        ),
+        Cmd::Pause(n) | Cmd::Container(ContainerCmd::Pause(n)) => each(
+            &n.containers,
+            &mut |c| engine.set_paused(c, true).map(|_| c.to_string()),
+            &mut out,
+        ),
+        Cmd::Unpause(n) | Cmd::Container(ContainerCmd::Unpause(n)) => each(
+            &n.containers,
+            &mut |c| engine.set_paused(c, false).map(|_| c.to_string()),
             &mut out,
         ),
         Cmd::Kill { signal, containers } => each(

@@ -114,6 +114,10 @@ pub(crate) enum Cmd {
     Top { container: String },
     /// Give a container a new name.
     Rename { container: String, new_name: String },
+    /// Freeze every process of containers.
+    Pause(containers::Names),
+    /// Thaw paused containers.
+    Unpause(containers::Names),
     /// Show a container's published ports.
     Port { container: String },
     /// Container commands.
@@ -419,6 +423,8 @@ pub(crate) fn is_container_cmd(c: &Cmd) -> bool {
             | Cmd::Inspect { .. }
             | Cmd::Top { .. }
             | Cmd::Rename { .. }
+            | Cmd::Pause(_)
+            | Cmd::Unpause(_)
             | Cmd::Port { .. }
             | Cmd::Container(_)
             | Cmd::ContainerMonitor { .. }

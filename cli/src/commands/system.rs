@@ -102,11 +102,11 @@ fn go_arch(a: &str) -> &str {
 
 /// `info` / `system info`: counts, storage, cgroups, kernel, security.
 pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
-    let mut running = 0;
-    let mut stopped = 0;
+    let (mut running, mut paused, mut stopped) = (0, 0, 0);
     let containers = engine.store.containers()?;
     for c in &containers {
         match engine.refresh(&c.id).map(|s| s.status) {
+            Ok(Status::Running) if engine.is_paused(&c.id) => paused += 1,
             Ok(Status::Running) => running += 1,
             _ => stopped += 1,
         }
@@ -146,7 +146,7 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
     let doc = json!({
         "Containers": containers.len(),
         "ContainersRunning": running,
-        "ContainersPaused": 0,
+        "ContainersPaused": paused,
         "ContainersStopped": stopped,
         "Images": images,
         "Driver": "overlay",

@@ -654,6 +654,31 @@ impl Engine {
         Ok(st)
     }
 
+    /// Whether the container's cgroup is frozen (`pause`): the runtime's
+    /// view, read from the freezer, so that nothing can disagree with it.
+    pub fn is_paused(&self, id: &str) -> bool {
+        let root = self.runtime_root();
+        root.load(id)
+            .map(|s| s.status(&root.dir(id)) == strata_runtime::state::Status::Paused)
+            .unwrap_or(false)
+    }
+
+    /// `pause` (freeze every process of the container) or `unpause`.
+    pub fn set_paused(&self, what: &str, paused: bool) -> Result<()> {
+        let row = self.find(what)?;
+        let st = self.refresh(&row.id)?;
+        if st.status != Status::Running {
+            bail!("container {} is not running", row.name);
+        }
+        match (paused, self.is_paused(&row.id)) {
+            (true, true) => bail!("container {} is already paused", row.name),
+            (false, false) => bail!("container {} is not paused", row.name),
+            _ => {}
+        }
+        strata_runtime::container::pause::set_paused(&self.runtime_root(), &row.id, paused)
+            .with_context(|| format!("{} {}", if paused { "pause" } else { "unpause" }, row.name))
+    }
+
     /// Send a signal to the container's init.
     pub fn kill(&self, id: &str, signal: &str) -> Result<()> {
         let row = self.find(id)?;
@@ -669,6 +694,12 @@ impl Engine {
             .map_err(|_| anyhow::anyhow!("invalid signal: {signal}"))?;
         strata_runtime::signals::send(st.pid, sig)
             .with_context(|| format!("signal container {}", row.name))?;
+        // A paused container cannot act on the signal: thaw it after the
+        // signal is queued, as Docker does (so stop and kill -9 work).
+        if self.is_paused(&row.id) {
+            strata_runtime::container::pause::set_paused(&self.runtime_root(), &row.id, false)
+                .with_context(|| format!("unpause {} after the signal", row.name))?;
+        }
         Ok(())
     }
 
