@@ -464,8 +464,9 @@ fn split_cells(line: &str) -> Vec<String> {
     line.split('\t').map(str::to_string).collect()
 }
 
-/// Columns as wide as their widest cell plus three spaces, as Docker's
-/// tabwriter lays them out; the last cell of a line unpadded.
+/// Columns as wide as their widest cell plus three spaces, and at least
+/// ten, as Docker's tabwriter lays them out (minwidth 10, padding 3); the
+/// last cell of a line unpadded.
 pub fn write_aligned(out: &mut dyn Write, lines: &[Vec<String>]) -> Result<(), FormatError> {
     let mut widths: Vec<usize> = Vec::new();
     for line in lines {
@@ -485,8 +486,8 @@ pub fn write_aligned(out: &mut dyn Write, lines: &[Vec<String>]) -> Result<(), F
         for (i, cell) in line.iter().enumerate() {
             text.push_str(cell);
             if i + 1 < line.len() {
-                let pad = widths[i] - cell.chars().count() + 3;
-                text.extend(std::iter::repeat_n(' ', pad));
+                let width = (widths[i] + 3).max(10);
+                text.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
             }
         }
         writeln!(out, "{}", text.trim_end())?;
@@ -617,9 +618,9 @@ mod tests {
         write_aligned(&mut out, &rows).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "ID    STATUS                                NAMES\n\
-             abc   Exited (137) Less than a second ago   web\n\
-             d     Up                                    x\n"
+            "ID        STATUS                                NAMES\n\
+             abc       Exited (137) Less than a second ago   web\n\
+             d         Up                                    x\n"
         );
     }
 }

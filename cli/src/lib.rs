@@ -9,3 +9,4 @@ pub mod filters;
 pub mod format;
 pub mod images;
 pub mod paths;
+pub mod volumes;

@@ -522,3 +522,131 @@ fn pause_and_unpause_freeze_the_container() {
     assert_eq!(code, 125);
     assert!(stderr.contains("not running"), "{stderr}");
 }
+
+#[test]
+fn volumes_create_list_inspect_use_remove_prune() {
+    let e = Engine::new();
+    assert_eq!(
+        e.ok(&["volume", "create", "--label", "app=web", "data"])
+            .trim(),
+        "data"
+    );
+    // Creating an existing name again is not an error (Docker's).
+    assert_eq!(e.ok(&["volume", "create", "data"]).trim(), "data");
+    let anon = e.ok(&["volume", "create"]).trim().to_string();
+    assert_eq!(anon.len(), 64, "{anon}");
+    e.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "o=size=1m",
+        "scratch",
+    ]);
+    assert_eq!(e.lines(&["volume", "ls", "-q"]), {
+        let mut v = vec![anon.clone(), "data".into(), "scratch".into()];
+        v.sort();
+        v
+    });
+    let t = e.ok(&["volume", "ls"]);
+    assert!(t.starts_with("DRIVER    VOLUME NAME"), "{t}");
+    assert_eq!(
+        e.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Labels.app}} {{.Scope}}",
+            "data"
+        ])
+        .trim(),
+        "data local web local"
+    );
+    let mp = e
+        .ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "data"])
+        .trim()
+        .to_string();
+    assert!(std::path::Path::new(&mp).is_dir(), "{mp}");
+    assert_eq!(
+        e.lines(&["volume", "ls", "-f", "label=app=web", "-q"]),
+        ["data"]
+    );
+
+    // A container writes to the volume; another sees it; tmpfs stays in memory.
+    e.ok(&[
+        "run",
+        "--name",
+        "w",
+        "-v",
+        "data:/data",
+        "-v",
+        "scratch:/s",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/f && grep -q ' /s tmpfs ' /proc/mounts && echo t > /s/x",
+    ]);
+    assert_eq!(std::fs::read_to_string(format!("{mp}/f")).unwrap(), "hi\n");
+    assert_eq!(
+        e.ok(&["run", "--rm", "-v", "data:/d:ro", "busybox", "cat", "/d/f"]),
+        "hi\n"
+    );
+    let smp = e
+        .ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "scratch"])
+        .trim()
+        .to_string();
+    assert!(
+        !std::path::Path::new(&smp).join("x").exists(),
+        "tmpfs data is not on disk"
+    );
+    // In use (by the stopped container w): refused, nothing removed.
+    assert_eq!(
+        e.lines(&["volume", "ls", "-f", "dangling=true", "-q"]),
+        std::slice::from_ref(&anon)
+    );
+    let (code, _, stderr) = e.fails(&["volume", "rm", "data"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("volume is in use"), "{stderr}");
+    assert!(std::path::Path::new(&mp).join("f").exists());
+    // Prune takes only the unused ones.
+    let p = e.ok(&["volume", "prune", "-f"]);
+    assert!(p.contains(&anon) && !p.contains("data\n"), "{p}");
+    assert_eq!(e.lines(&["volume", "ls", "-q"]), ["data", "scratch"]);
+    e.ok(&["rm", "w"]);
+    assert_eq!(
+        e.ok(&["volume", "rm", "data", "scratch"]),
+        "data\nscratch\n"
+    );
+    assert!(e.ok(&["volume", "ls", "-q"]).is_empty());
+    assert!(!std::path::Path::new(&mp).exists());
+
+    // Anonymous volumes of `-v /dst` go with rm -v; system df counts volumes.
+    e.ok(&["create", "--name", "a", "-v", "/cache", "busybox", "true"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    assert!(e.ok(&["system", "df"]).contains("Volumes     1"));
+    e.ok(&["rm", "-v", "a"]);
+    assert!(e.ok(&["volume", "ls", "-q"]).is_empty());
+
+    // Bad input: Docker's words, exit 125, nothing made.
+    for (args, want) in [
+        (vec!["volume", "create", "bad name"], "invalid characters"),
+        (
+            vec!["volume", "create", "-o", "colour=red", "v2"],
+            "invalid option",
+        ),
+        (vec!["volume", "create", "-d", "nfs", "v3"], "not supported"),
+        (vec!["volume", "rm", "nosuch"], "no such volume"),
+        (
+            vec!["volume", "ls", "-f", "bogus=1"],
+            "invalid filter 'bogus'",
+        ),
+    ] {
+        let (code, _, stderr) = e.fails(&args);
+        assert_eq!(code, 125, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    assert!(e.ok(&["volume", "ls", "-q"]).is_empty());
+    let (code, _, stderr) = e.fails(&["volume", "inspect", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no such volume"), "{stderr}");
+}

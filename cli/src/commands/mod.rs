@@ -13,6 +13,7 @@ pub mod containers;
 pub mod images;
 pub mod registry;
 pub mod system;
+pub mod volumes;
 
 use containers::{ContainerCmd, CreateArgs, ExecArgs, LogsArgs, PsArgs};
 
@@ -256,6 +257,9 @@ pub(crate) enum Cmd {
     /// Storage-wide commands.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Volume commands.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCmd),
     /// Show the version.
     Version {
         #[arg(short, long)]
@@ -391,6 +395,10 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     if let Cmd::Info { format } | Cmd::System(SystemCmd::Info { format }) = &cli.cmd {
         let engine = strata::containers::Engine::new(root, store, default_root);
         return system::info(&engine, format.as_deref());
+    }
+    if let Cmd::Volume(v) = cli.cmd {
+        let engine = strata::containers::Engine::new(root, store, default_root);
+        return volumes::run(v, &engine);
     }
     if is_container_cmd(&cli.cmd) {
         let engine = strata::containers::Engine::new(root, store, default_root);

@@ -28,6 +28,15 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
             writeln!(out, "Images      {n:<7} {}", images::human_size(size))?;
             writeln!(out, "Blobs       -       {}", images::human_size(blobs))?;
             writeln!(out, "Snapshots   {snaps:<7} -")?;
+            let vols = strata::volumes::Volumes::new(store.root());
+            let names = vols.list()?;
+            let bytes: u64 = names.iter().map(|n| vols.size(n)).sum();
+            writeln!(
+                out,
+                "Volumes     {:<7} {}",
+                names.len(),
+                images::human_size(bytes)
+            )?;
         }
         Cmd::System(SystemCmd::Check) => {
             let problems = store.check()?;

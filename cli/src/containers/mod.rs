@@ -268,9 +268,16 @@ impl Engine {
             }
         }
         let mut volumes = Vec::new();
+        let mut named_volumes = Vec::new();
         for (src, dst, ro, kind) in &o.volumes {
-            so.mounts
-                .push(self.volume_mount(src, dst, *ro, kind, &mut volumes)?);
+            so.mounts.push(self.volume_mount(
+                src,
+                dst,
+                *ro,
+                kind,
+                &mut volumes,
+                &mut named_volumes,
+            )?);
         }
         // Image VOLUMEs not covered by -v become anonymous volumes.
         if let Some(vols) = config["config"]["Volumes"].as_object() {
@@ -278,8 +285,14 @@ impl Engine {
                 if o.volumes.iter().any(|(_, d, _, _)| d == dst) {
                     continue;
                 }
-                so.mounts
-                    .push(self.volume_mount("", dst, false, "volume", &mut volumes)?);
+                so.mounts.push(self.volume_mount(
+                    "",
+                    dst,
+                    false,
+                    "volume",
+                    &mut volumes,
+                    &mut named_volumes,
+                )?);
             }
         }
         let netns = (o.network != "host").then(|| network::netns_path(&self.run_dir, id));
@@ -334,6 +347,7 @@ impl Engine {
             stop_signal,
             stop_timeout: o.stop_timeout.unwrap_or(10),
             volumes,
+            named_volumes,
             spec,
         };
         dir.save_record(&rec)?;
@@ -351,6 +365,7 @@ impl Engine {
         ro: bool,
         kind: &str,
         made: &mut Vec<String>,
+        named: &mut Vec<String>,
     ) -> Result<Value> {
         if !dst.starts_with('/') {
             bail!("invalid mount target {dst:?}: must be an absolute path");
@@ -372,22 +387,26 @@ impl Engine {
                 Ok(json!({"destination": dst, "type": "bind", "source": src, "options": opts}))
             }
             _ => {
+                let vols = crate::volumes::Volumes::new(&self.root);
+                let meta = crate::volumes::Meta {
+                    created: chrono::Utc::now().to_rfc3339(),
+                    anonymous: src.is_empty(),
+                    ..Default::default()
+                };
                 let name = if src.is_empty() {
                     let n = record::new_id()?;
+                    vols.create(&n, meta)?;
                     made.push(n.clone());
                     n
                 } else {
-                    if !src
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-                    {
-                        bail!("invalid volume name {src:?}");
+                    if !vols.exists(src) {
+                        vols.create(src, meta)
+                            .map_err(|e| anyhow::anyhow!("invalid volume {src:?}: {e:#}"))?;
                     }
+                    named.push(src.to_string());
                     src.to_string()
                 };
-                let data = self.root.join("volumes").join(&name).join("_data");
-                std::fs::create_dir_all(&data).with_context(|| format!("create volume {name}"))?;
-                Ok(json!({"destination": dst, "type": "bind", "source": data, "options": opts}))
+                vols.mount(&name, dst, ro)
             }
         }
     }
@@ -824,8 +843,9 @@ fn remove_files(root: &Path, store: &mut Store, rec: &Record, volumes: bool) -> 
         })
         .with_context(|| format!("remove {}", dir.path().display()))?;
     if volumes {
+        let vols = crate::volumes::Volumes::new(root);
         for v in &rec.volumes {
-            let _ = std::fs::remove_dir_all(root.join("volumes").join(v));
+            let _ = vols.remove(v);
         }
     }
     store.remove_container(&rec.id)?;

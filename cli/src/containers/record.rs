@@ -54,8 +54,12 @@ pub struct Record {
     pub labels: std::collections::BTreeMap<String, String>,
     pub stop_signal: String,
     pub stop_timeout: u32,
-    /// Anonymous and named volumes this container made or uses, by name.
+    /// The anonymous volumes made for this container (`rm -v` removes
+    /// them), by name.
     pub volumes: Vec<String>,
+    /// The named volumes it uses (a volume in use is not removed).
+    #[serde(default)]
+    pub named_volumes: Vec<String>,
     /// The OCI config.json given to the runtime.
     pub spec: serde_json::Value,
 }
