@@ -650,3 +650,76 @@ fn volumes_create_list_inspect_use_remove_prune() {
     assert_eq!(code, 1);
     assert!(stderr.contains("no such volume"), "{stderr}");
 }
+
+#[test]
+fn logs_since_until_and_wait_conditions() {
+    let e = Engine::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late; sleep 30",
+    ]);
+    // wait --condition running returns once it runs (podman prints -1).
+    assert_eq!(
+        e.ok(&["wait", "--condition", "running", "talk"]).trim(),
+        "-1"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let mid = chrono::Utc::now().to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    assert_eq!(e.ok(&["logs", "talk"]), "early\nlate\n");
+    assert_eq!(e.ok(&["logs", "--since", &mid, "talk"]), "late\n");
+    assert_eq!(e.ok(&["logs", "--until", &mid, "talk"]), "early\n");
+    assert_eq!(
+        e.ok(&["logs", "--since", "1h", "-n", "1", "talk"]),
+        "late\n"
+    );
+    assert!(
+        e.ok(&[
+            "logs",
+            "--since",
+            "2000-01-01",
+            "--until",
+            "2000-01-02",
+            "talk"
+        ])
+        .is_empty()
+    );
+    let (code, _, stderr) = e.fails(&["logs", "--since", "yesterday", "talk"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("invalid time"), "{stderr}");
+    // paused, then stopped with its code, then removed.
+    e.ok(&["pause", "talk"]);
+    assert_eq!(
+        e.ok(&["wait", "--condition", "paused", "talk"]).trim(),
+        "-1"
+    );
+    e.ok(&["unpause", "talk"]);
+    e.ok(&["kill", "-s", "KILL", "talk"]);
+    assert_eq!(
+        e.ok(&["wait", "--condition", "stopped", "talk"]).trim(),
+        "137"
+    );
+    let waiter =
+        e.0.cmd(&["wait", "--condition", "removed", "-i", "50", "talk"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    e.ok(&["rm", "talk"]);
+    let w = waiter.wait_with_output().unwrap();
+    assert!(w.status.success(), "{}", err(&w));
+    assert_eq!(out(&w).trim(), "-1");
+    e.ok(&["create", "--name", "talk", "busybox", "true"]);
+    let (code, _, stderr) = e.fails(&["wait", "--condition", "sideways", "talk"]);
+    assert_eq!(code, 125);
+    assert!(
+        stderr.contains("no such container") || stderr.contains("invalid condition"),
+        "{stderr}"
+    );
+}

@@ -154,10 +154,20 @@ pub struct PsArgs {
 pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     pub tail: Option<String>,
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Lines since a time: RFC 3339, Unix seconds, or a duration (10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Lines until a time (same forms).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Extra attributes of each line (none are recorded: accepted for
+    /// Docker scripts).
+    #[arg(long)]
+    pub details: bool,
     pub container: String,
 }
 
@@ -631,6 +641,44 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     match regex::Regex::new(pattern) {
         Ok(re) => re.is_match(name),
         Err(_) => name.contains(pattern),
+    }
+}
+
+/// `wait --condition` (podman's): `stopped`/`exited` (the default) prints
+/// the exit code; `running`, `paused` and `removed` wait for that state
+/// and print -1, as podman does.
+fn wait_for(
+    engine: &Engine,
+    what: &str,
+    condition: &str,
+    every: std::time::Duration,
+) -> Result<String> {
+    let id = engine.find(what)?.id;
+    match condition {
+        "stopped" | "exited" => return Ok(engine.wait(&id, None)?.unwrap_or(0).to_string()),
+        "running" | "paused" | "removed" => {}
+        other => {
+            bail!("invalid condition {other:?}: want stopped, exited, running, paused or removed")
+        }
+    }
+    loop {
+        let reached = match condition {
+            "removed" => engine.find(&id).is_err(),
+            _ => {
+                let st = engine.refresh(&id)?;
+                let running = st.status == Status::Running;
+                let paused = running && engine.is_paused(&id);
+                if condition == "paused" {
+                    paused
+                } else {
+                    running && !paused
+                }
+            }
+        };
+        if reached {
+            return Ok("-1".into());
+        }
+        std::thread::sleep(every);
     }
 }
 
@@ -1157,14 +1205,18 @@ pub(crate) fn run(
             },
             &mut out,
         ),
-        Cmd::Wait { containers } => each(
-            &containers,
-            &mut |c| {
-                let id = engine.find(c)?.id;
-                Ok(engine.wait(&id, None)?.unwrap_or(0).to_string())
-            },
-            &mut out,
-        ),
+        Cmd::Wait {
+            containers,
+            condition,
+            interval,
+        } => {
+            let every = std::time::Duration::from_millis(interval);
+            each(
+                &containers,
+                &mut |c| wait_for(&engine, c, &condition, every),
+                &mut out,
+            )
+        }
         Cmd::Ps(a) | Cmd::Container(ContainerCmd::Ls(a)) => {
             ps(&engine, &a, &mut out)?;
             Ok(0)
@@ -1178,6 +1230,16 @@ pub(crate) fn run(
                         .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}"))?,
                 ),
             };
+            let now = chrono::Utc::now();
+            let at = |t: &Option<String>| {
+                t.as_deref()
+                    .map(|t| strata::containers::logs::parse_time(t, now))
+                    .transpose()
+            };
+            let window = strata::containers::logs::Window {
+                since: at(&a.since)?,
+                until: at(&a.until)?,
+            };
             drop(out);
             let dir = engine.dir(&c.id);
             let done = || {
@@ -1186,7 +1248,14 @@ pub(crate) fn run(
                     .map(|s| s.status != strata::containers::record::Status::Running)
                     .unwrap_or(true)
             };
-            strata::containers::logs::print(&dir.log(), tail, a.timestamps, a.follow, &done)?;
+            strata::containers::logs::print(
+                &dir.log(),
+                tail,
+                a.timestamps,
+                a.follow,
+                window,
+                &done,
+            )?;
             Ok(0)
         }
         Cmd::Attach(a) => {

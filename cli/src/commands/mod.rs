@@ -95,6 +95,12 @@ pub(crate) enum Cmd {
     Exec(ExecArgs),
     /// Wait for containers to stop; print their exit codes.
     Wait {
+        /// stopped (also exited), running, paused or removed.
+        #[arg(long, default_value = "stopped")]
+        condition: String,
+        /// How often to look, in milliseconds.
+        #[arg(short, long, default_value_t = 250)]
+        interval: u64,
         #[arg(required = true)]
         containers: Vec<String>,
     },

@@ -70,14 +70,98 @@ impl Writer {
     }
 }
 
-/// Print the log: the last `tail` lines (all when None), with timestamps
-/// if asked; with `follow`, keep printing until `done()` says the
-/// container has stopped and the file has no more.
+/// A time window on the log (`--since`, `--until`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window {
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Window {
+    fn admits(&self, time: &str) -> bool {
+        let Ok(t) = chrono::DateTime::parse_from_rfc3339(time) else {
+            return true;
+        };
+        let t = t.with_timezone(&chrono::Utc);
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+
+    fn ended(&self) -> bool {
+        self.until.is_some_and(|u| chrono::Utc::now() > u)
+    }
+}
+
+/// A time as Docker's `--since`/`--until` take it: RFC 3339 (also
+/// without a zone, read as UTC), Unix seconds (`1700000000.5`), or a
+/// duration before `now` (`10m`, `1h30m`, `42s`).
+pub fn parse_time(
+    s: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone as _;
+    let bad = || {
+        anyhow::anyhow!("invalid time {s:?}: want RFC 3339, Unix seconds, or a duration like 10m")
+    };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Ok(chrono::Utc.from_utc_datetime(&t));
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, f) {
+            return Ok(chrono::Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).ok_or_else(bad)?));
+        }
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        let whole = secs.trunc() as i64;
+        let nanos = ((secs - secs.trunc()) * 1e9) as u32;
+        return chrono::Utc
+            .timestamp_opt(whole, nanos)
+            .single()
+            .ok_or_else(bad);
+    }
+    // Go's duration syntax: runs of NUMBER UNIT.
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push(chars.next().unwrap_or('s'));
+        }
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(bad()),
+        };
+        any = true;
+    }
+    if !any || !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(now - chrono::Duration::milliseconds((total * 1000.0) as i64))
+}
+
+/// Print the log: the lines in `window`, the last `tail` of them (all
+/// when None), with timestamps if asked; with `follow`, keep printing
+/// until `done()` says the container has stopped and the file has no
+/// more, or the window's end has passed.
 pub fn print(
     path: &Path,
     tail: Option<usize>,
     timestamps: bool,
     follow: bool,
+    window: Window,
     done: &dyn Fn() -> bool,
 ) -> Result<()> {
     let file = match std::fs::File::open(path) {
@@ -89,10 +173,12 @@ pub fn print(
     let mut lines: Vec<String> = Vec::new();
     let mut s = String::new();
     while reader.read_line(&mut s)? > 0 {
-        if s.ends_with('\n') {
-            lines.push(std::mem::take(&mut s));
-        } else {
+        if !s.ends_with('\n') {
             break;
+        }
+        let line = std::mem::take(&mut s);
+        if serde_json::from_str::<Line>(&line).is_ok_and(|l| window.admits(&l.time)) {
+            lines.push(line);
         }
     }
     let skip = tail.map(|t| lines.len().saturating_sub(t)).unwrap_or(0);
@@ -127,13 +213,15 @@ pub fn print(
     reader.seek(SeekFrom::Start(pos))?;
     let mut s = String::new();
     loop {
-        let stopped = done();
+        let stopped = done() || window.ended();
         loop {
             let n = reader.read_line(&mut s)?;
             if n == 0 || !s.ends_with('\n') {
                 break;
             }
-            show(&s);
+            if serde_json::from_str::<Line>(&s).is_ok_and(|l| window.admits(&l.time)) {
+                show(&s);
+            }
             s.clear();
         }
         if stopped {
@@ -146,6 +234,23 @@ pub fn print(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_as_docker_takes_them() {
+        use chrono::TimeZone as _;
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let at = |s: &str| parse_time(s, now).unwrap().to_rfc3339();
+        assert_eq!(at("2026-12-06T11:00:00Z"), "2026-12-06T11:00:00+00:00");
+        assert_eq!(at("2026-12-06T11:00:00"), "2026-12-06T11:00:00+00:00");
+        assert_eq!(at("2026-12-06"), "2026-12-06T00:00:00+00:00");
+        assert_eq!(at("1700000000"), "2023-11-14T22:13:20+00:00");
+        assert_eq!(at("10m"), "2026-12-06T11:50:00+00:00");
+        assert_eq!(at("1h30m"), "2026-12-06T10:30:00+00:00");
+        assert_eq!(at("1.5s"), "2026-12-06T11:59:58.500+00:00");
+        for bad in ["", "yesterday", "10x", "m", "3h5"] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn lines_split_and_json_shaped() {
