@@ -5,6 +5,7 @@
 pub mod build;
 pub mod config;
 pub mod containers;
+pub mod events;
 pub mod filters;
 pub mod format;
 pub mod images;

@@ -723,3 +723,90 @@ fn logs_since_until_and_wait_conditions() {
         "{stderr}"
     );
 }
+
+#[test]
+fn events_are_logged_filtered_formatted_and_followed() {
+    let e = Engine::new();
+    let t0 = chrono::Utc::now().to_rfc3339();
+    let o =
+        e.0.run(&["run", "--name", "one", "busybox", "sh", "-c", "exit 2"]);
+    assert_eq!(o.status.code(), Some(2));
+    e.ok(&["rename", "one", "uno"]);
+    e.ok(&["rm", "uno"]);
+    e.ok(&["tag", "busybox", "ev:1"]);
+    e.ok(&["volume", "create", "evvol"]);
+    let t1 = chrono::Utc::now().to_rfc3339();
+    let past = |extra: &[&str]| {
+        let mut args = vec!["events", "--since", &t0, "--until", &t1];
+        args.extend_from_slice(extra);
+        e.ok(&args).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        past(&["--filter", "type=container", "--format", "{{.Action}}"]),
+        ["create", "start", "die", "rename", "destroy"]
+    );
+    assert_eq!(
+        past(&[
+            "-f",
+            "event=die",
+            "--format",
+            "{{.Actor.Attributes.exitCode}} {{.Actor.Attributes.name}} {{.from}}"
+        ]),
+        ["2 one busybox"]
+    );
+    assert_eq!(
+        past(&["-f", "container=uno", "--format", "{{.Action}}"]),
+        ["rename", "destroy"]
+    );
+    assert_eq!(
+        past(&[
+            "-f",
+            "type=image",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}"
+        ]),
+        ["tag ev:1"]
+    );
+    assert_eq!(
+        past(&["-f", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}"]),
+        ["create evvol"]
+    );
+    // Docker's default line, and JSON.
+    let lines = past(&["-f", "event=start"]);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains(" container start ") && lines[0].ends_with("(image=busybox, name=one)"),
+        "{lines:?}"
+    );
+    let j: Value =
+        serde_json::from_str(&past(&["-f", "event=create", "--format", "json"])[0]).unwrap();
+    assert_eq!(j["Type"], "container");
+    assert!(j["timeNano"].as_i64().unwrap() > 0);
+    // Following: the events from --since on, until --until passes (with
+    // --until alone, Docker shows every earlier event too).
+    let since = chrono::Utc::now().to_rfc3339();
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let follower =
+        e.0.cmd(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "-f",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    e.ok(&["create", "--name", "late", "busybox", "true"]);
+    let o = follower.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(out(&o), "create late\n");
+    let (code, _, stderr) = e.fails(&["events", "-f", "colour=red", "--until", "1s"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("invalid filter 'colour'"), "{stderr}");
+}

@@ -165,6 +165,10 @@ fn layer_size(store: &Store, blob: &strata_imagestore::Digest) -> u64 {
 /// Run an image verb (the ones that need no container engine).
 pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
     let mut out = std::io::stdout().lock();
+    let root = store.root().to_path_buf();
+    let event = |action: &str, id: &str, name: &str| {
+        strata::events::record(&root, "image", action, id, &[("name", name)]);
+    };
     match cmd {
         Cmd::Import { tarball, name } => {
             let id = if tarball == "-" {
@@ -173,6 +177,7 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
                 let f = std::fs::File::open(&tarball).with_context(|| format!("open {tarball}"))?;
                 store.import(f, name.as_deref())?
             };
+            event("import", &id.to_string(), name.as_deref().unwrap_or(""));
             writeln!(out, "{id}")?;
         }
         Cmd::Load { input, quiet } => {
@@ -192,6 +197,7 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
                 }
             };
             for (id, names) in loaded {
+                event("load", &id.to_string(), &names.join(","));
                 if quiet {
                     writeln!(out, "{id}")?;
                 } else if names.is_empty() {
@@ -208,6 +214,8 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
         }
         Cmd::Tag { source, target } | Cmd::Image(ImageCmd::Tag { source, target }) => {
             store.tag(&source, &target)?;
+            let id = store.resolve(&target)?;
+            event("tag", &id.to_string(), &target);
         }
         Cmd::Rmi { force, images } | Cmd::Image(ImageCmd::Rm { force, images }) => {
             rmi(store, &images, force, &mut out)?
@@ -236,6 +244,11 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
         } => {
             let format: strata_imagestore::archive::Format = format.parse()?;
             strata_imagestore::archive::save(store, &names, format, &output)?;
+            for n in &names {
+                if let Ok(id) = store.resolve(n) {
+                    event("save", &id.to_string(), n);
+                }
+            }
         }
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => history(store, &a, &mut out)?,
         _ => unreachable!("not an image verb"),
@@ -249,6 +262,13 @@ fn rmi(store: &mut Store, names: &[String], force: bool, out: &mut impl Write) -
         match store.remove(n, force, &|_| false) {
             Ok(lines) => {
                 for l in lines {
+                    // "Untagged: NAME" and "Deleted: ID", as events too.
+                    let root = store.root();
+                    if let Some(name) = l.strip_prefix("Untagged: ") {
+                        strata::events::record(root, "image", "untag", n, &[("name", name)]);
+                    } else if let Some(id) = l.strip_prefix("Deleted: ") {
+                        strata::events::record(root, "image", "delete", id, &[("name", n)]);
+                    }
                     writeln!(out, "{l}")?;
                 }
             }

@@ -10,6 +10,7 @@ use strata_imagestore::Store;
 
 pub mod build;
 pub mod containers;
+pub mod events;
 pub mod images;
 pub mod registry;
 pub mod system;
@@ -266,6 +267,8 @@ pub(crate) enum Cmd {
     /// Volume commands.
     #[command(subcommand)]
     Volume(volumes::VolumeCmd),
+    /// Show events: past ones with --since, then new ones as they happen.
+    Events(events::EventsArgs),
     /// Show the version.
     Version {
         #[arg(short, long)]
@@ -351,6 +354,8 @@ pub(crate) enum SystemCmd {
         #[arg(short, long)]
         format: Option<String>,
     },
+    /// Show events.
+    Events(events::EventsArgs),
 }
 
 /// Run one parsed command line; the exit code.
@@ -401,6 +406,10 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     if let Cmd::Info { format } | Cmd::System(SystemCmd::Info { format }) = &cli.cmd {
         let engine = strata::containers::Engine::new(root, store, default_root);
         return system::info(&engine, format.as_deref());
+    }
+    if let Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) = &cli.cmd {
+        drop(store);
+        return events::run(&root, a);
     }
     if let Cmd::Volume(v) = cli.cmd {
         let engine = strata::containers::Engine::new(root, store, default_root);

@@ -32,6 +32,13 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store, config: &strata::config::Config) 
                 writeln!(out, "Trying to pull {r}...")?;
             }
             let id = reg.pull(store, &reference)?;
+            strata::events::record(
+                store.root(),
+                "image",
+                "pull",
+                &reference,
+                &[("name", &reference)],
+            );
             writeln!(out, "{id}")?;
         }
         Cmd::Push {
@@ -51,6 +58,13 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store, config: &strata::config::Config) 
             }
             let reg = strata_registry::Registry::new(opts, &[r.domain.as_str()])?;
             let digest = reg.push(store, &image, destination.as_deref())?;
+            strata::events::record(
+                store.root(),
+                "image",
+                "push",
+                &r.to_string(),
+                &[("name", &r.to_string())],
+            );
             writeln!(out, "Pushed {r}: {digest}")?;
         }
         Cmd::Login {

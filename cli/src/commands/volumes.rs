@@ -118,7 +118,17 @@ pub fn run(cmd: VolumeCmd, engine: &Engine) -> Result<i32> {
                 options,
                 anonymous: false,
             };
+            let existed = vols.exists(&name);
             vols.create(&name, meta)?;
+            if !existed {
+                strata::events::record(
+                    &engine.root,
+                    "volume",
+                    "create",
+                    &name,
+                    &[("driver", "local")],
+                );
+            }
             writeln!(out, "{name}")?;
             Ok(0)
         }
@@ -222,7 +232,15 @@ pub fn run(cmd: VolumeCmd, engine: &Engine) -> Result<i32> {
                         "remove {n}: volume is in use - [{}]",
                         ids.join(", ")
                     )),
-                    None => vols.remove(n),
+                    None => vols.remove(n).map(|_| {
+                        strata::events::record(
+                            &engine.root,
+                            "volume",
+                            "destroy",
+                            n,
+                            &[("driver", "local")],
+                        )
+                    }),
                 };
                 match r {
                     Ok(()) => writeln!(out, "{n}")?,
@@ -249,6 +267,13 @@ pub fn run(cmd: VolumeCmd, engine: &Engine) -> Result<i32> {
                 }
                 let size = vols.size(&name);
                 vols.remove(&name)?;
+                strata::events::record(
+                    &engine.root,
+                    "volume",
+                    "destroy",
+                    &name,
+                    &[("driver", "local")],
+                );
                 freed += size;
                 writeln!(out, "{name}")?;
             }

@@ -126,6 +126,18 @@ impl Engine {
         PathBuf::from("/run/strata/ports")
     }
 
+    /// Log a container event (name and image as attributes, as Docker's).
+    pub fn event(&self, action: &str, id: &str, extra: &[(&str, &str)]) {
+        let (name, image) = self
+            .dir(id)
+            .record()
+            .map(|r| (r.name, r.image_name))
+            .unwrap_or_default();
+        let mut attrs = vec![("name", name.as_str()), ("image", image.as_str())];
+        attrs.extend_from_slice(extra);
+        crate::events::record(&self.root, "container", action, id, &attrs);
+    }
+
     /// A container by id, id prefix or name.
     pub fn find(&self, what: &str) -> Result<ContainerRow> {
         Ok(self.store.find_container(what)?)
@@ -148,6 +160,7 @@ impl Engine {
             let _ = self.store.rename_container(&c.id, &c.name);
             return Err(e);
         }
+        self.event("rename", &c.id, &[("oldName", &c.name)]);
         Ok(())
     }
 
@@ -232,6 +245,7 @@ impl Engine {
             let _ = self.store.remove_container(&id);
             return Err(e);
         }
+        self.event("create", &id, &[]);
         Ok(id)
     }
 
@@ -504,6 +518,9 @@ impl Engine {
             }
             None => {}
         }
+        if let Some(c) = code {
+            self.event("die", &rec.id, &[("exitCode", &c.to_string())]);
+        }
         let dir = self.dir(&rec.id);
         // As Docker: a stopped container's rootfs is not left mounted; start
         // mounts it again over the same upper dir.
@@ -538,6 +555,7 @@ impl Engine {
             // The monitor's own store handle: open a fresh one.
             // Docker's --rm takes the anonymous volumes along.
             if let Ok(mut store) = Store::open(&self.root) {
+                self.event("destroy", &rec.id, &[]);
                 let _ = remove_files(&self.root, &mut store, rec, true);
             }
         }
@@ -694,8 +712,11 @@ impl Engine {
             (false, false) => bail!("container {} is not paused", row.name),
             _ => {}
         }
+        let verb = if paused { "pause" } else { "unpause" };
         strata_runtime::container::pause::set_paused(&self.runtime_root(), &row.id, paused)
-            .with_context(|| format!("{} {}", if paused { "pause" } else { "unpause" }, row.name))
+            .with_context(|| format!("{verb} {}", row.name))?;
+        self.event(verb, &row.id, &[]);
+        Ok(())
     }
 
     /// Send a signal to the container's init.
@@ -713,6 +734,7 @@ impl Engine {
             .map_err(|_| anyhow::anyhow!("invalid signal: {signal}"))?;
         strata_runtime::signals::send(st.pid, sig)
             .with_context(|| format!("signal container {}", row.name))?;
+        self.event("kill", &row.id, &[("signal", &sig.to_string())]);
         // A paused container cannot act on the signal: thaw it after the
         // signal is queued, as Docker does (so stop and kill -9 work).
         if self.is_paused(&row.id) {
@@ -754,6 +776,7 @@ impl Engine {
             let _ = self.kill(&row.id, "KILL");
             self.wait(&row.id, Some(std::time::Duration::from_secs(10)))?;
         }
+        self.event("stop", &row.id, &[]);
         Ok(())
     }
 
@@ -782,6 +805,7 @@ impl Engine {
                 return Ok(row.id);
             }
         };
+        self.event("destroy", &row.id, &[]);
         remove_files(&self.root, &mut self.store, &rec, volumes)?;
         Ok(row.id)
     }

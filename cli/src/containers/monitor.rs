@@ -194,6 +194,9 @@ fn run(
         s.error = None;
         dir.save_state(&s)?;
     }
+    // Logged here, before the container can exit (and the monitor log
+    // its `die`), so that the log keeps the order of what happened.
+    engine.event("start", id, &[]);
     if let Some(r) = ready.as_mut() {
         let _ = writeln!(r, "ok {}", st.pid);
     }
