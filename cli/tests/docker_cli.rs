@@ -810,3 +810,72 @@ fn events_are_logged_filtered_formatted_and_followed() {
     assert_eq!(code, 125);
     assert!(stderr.contains("invalid filter 'colour'"), "{stderr}");
 }
+
+#[test]
+fn system_prune_removes_what_nothing_uses() {
+    let e = Engine::new();
+    e.ok(&["tag", "busybox", "keep:1"]);
+    e.ok(&[
+        "run", "-d", "--name", "up", "-v", "busy:/b", "busybox", "sleep", "60",
+    ]);
+    e.ok(&["create", "--name", "stopped", "busybox", "true"]);
+    e.ok(&["create", "--name", "base", "busybox", "true"]);
+    e.ok(&["commit", "-c", "ENV A=1", "base", "unused:1"]);
+    let dangling = e
+        .ok(&["commit", "-c", "ENV B=1", "base"])
+        .trim()
+        .to_string();
+    e.ok(&["volume", "create", "idle"]);
+    // Without -f it asks; EOF on stdin is no: nothing goes.
+    let o = e.0.run(&["system", "prune"]);
+    assert!(o.status.success());
+    assert!(
+        out(&o).contains("Are you sure you want to continue? [y/N]"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(e.lines(&["ps", "-aq"]).len(), 3);
+    // -f: stopped containers, the dangling image, the build cache.
+    let p = e.ok(&["system", "prune", "-f"]);
+    assert!(
+        p.contains("Deleted Containers:") && p.contains("Deleted Images:"),
+        "{p}"
+    );
+    assert!(p.contains(&dangling[7..]), "{p}");
+    assert!(p.contains("Total reclaimed space:"), "{p}");
+    assert_eq!(e.lines(&["ps", "-a", "--format", "{{.Names}}"]), ["up"]);
+    let images = e.lines(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.iter().any(|i| i.ends_with("unused:1")), "{images:?}");
+    assert_eq!(e.lines(&["volume", "ls", "-q"]), ["busy", "idle"]);
+    // -a --volumes: every unused image and volume; what `up` uses stays.
+    let p = e.ok(&["system", "prune", "-a", "--volumes", "-f"]);
+    assert!(p.contains("Deleted Volumes:\nidle\n"), "{p}");
+    assert_eq!(e.lines(&["volume", "ls", "-q"]), ["busy"]);
+    let images = e.lines(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(
+        images.len(),
+        2,
+        "busybox and keep:1 are the one image `up` uses: {images:?}"
+    );
+    assert!(
+        images.iter().all(|i| !i.ends_with("unused:1")),
+        "{images:?}"
+    );
+    assert_eq!(e.ok(&["exec", "up", "true"]), "");
+    // until= in the past keeps everything made since.
+    e.ok(&["create", "--name", "young", "busybox", "true"]);
+    e.ok(&[
+        "system",
+        "prune",
+        "-f",
+        "--filter",
+        "until=2000-01-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        e.lines(&["ps", "-a", "--format", "{{.Names}}"]),
+        ["up", "young"]
+    );
+    let (code, _, stderr) = e.fails(&["system", "prune", "-f", "--filter", "colour=red"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("invalid filter 'colour'"), "{stderr}");
+}

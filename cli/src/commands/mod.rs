@@ -356,6 +356,9 @@ pub(crate) enum SystemCmd {
     },
     /// Show events.
     Events(events::EventsArgs),
+    /// Remove stopped containers, dangling images and the build cache
+    /// (`-a`: every unused image; `--volumes`: unused volumes too).
+    Prune(system::PruneArgs),
 }
 
 /// Run one parsed command line; the exit code.
@@ -410,6 +413,10 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     if let Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) = &cli.cmd {
         drop(store);
         return events::run(&root, a);
+    }
+    if let Cmd::System(SystemCmd::Prune(a)) = &cli.cmd {
+        let mut engine = strata::containers::Engine::new(root, store, default_root);
+        return system::prune(&mut engine, a);
     }
     if let Cmd::Volume(v) = cli.cmd {
         let engine = strata::containers::Engine::new(root, store, default_root);

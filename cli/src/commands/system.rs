@@ -212,3 +212,151 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
     writeln!(out, " Rootless: {rootless}")?;
     Ok(0)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Every image no container uses, not only dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Unused volumes too.
+    #[arg(long)]
+    pub volumes: bool,
+    /// until=TIME (only what was made before), label=KEY[=VALUE].
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+/// `system prune`, as Docker's: asks unless `-f` (anything but y/Y on
+/// stdin, EOF included, is no).
+pub(crate) fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<i32> {
+    let filters = strata::filters::Filters::parse(&a.filter, &["until", "label"])?;
+    let until = match filters.values("until").last() {
+        Some(t) => Some(strata::containers::logs::parse_time(t, chrono::Utc::now())?),
+        None => None,
+    };
+    let before = |created: Option<&str>| {
+        until.is_none_or(|u| {
+            created
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .is_some_and(|c| c < u)
+        })
+    };
+    let mut out = std::io::stdout().lock();
+    if !a.force {
+        let mut what = vec!["all stopped containers"];
+        what.push(if a.all {
+            "all images without at least one container associated to them"
+        } else {
+            "all dangling images"
+        });
+        if a.volumes {
+            what.push("all volumes not used by at least one container");
+        }
+        what.push("all build cache");
+        writeln!(out, "WARNING! This will remove:")?;
+        for w in what {
+            writeln!(out, "  - {w}")?;
+        }
+        write!(out, "\nAre you sure you want to continue? [y/N] ")?;
+        out.flush()?;
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y") {
+            writeln!(out)?;
+            return Ok(0);
+        }
+    }
+    let mut reclaimed = 0u64;
+    // Containers: every one not running, made before `until`.
+    let mut gone = Vec::new();
+    for c in engine.store.containers()? {
+        let st = engine.refresh(&c.id)?;
+        let labels = engine
+            .dir(&c.id)
+            .record()
+            .map(|r| r.labels)
+            .unwrap_or_default();
+        if st.status != Status::Running && before(Some(&c.created)) && filters.labels_match(&labels)
+        {
+            engine.remove(&c.id, false, false)?;
+            gone.push(c.id);
+        }
+    }
+    if !gone.is_empty() {
+        writeln!(out, "Deleted Containers:")?;
+        for id in &gone {
+            writeln!(out, "{id}")?;
+        }
+        writeln!(out)?;
+    }
+    // Images: dangling ones, or with -a every one no container uses.
+    let mut lines = Vec::new();
+    let images = engine.store.images()?;
+    for i in images {
+        let unused = !engine.store.image_has_containers(&i.id)?;
+        if unused && (a.all || i.names.is_empty()) && before(i.created.as_deref()) {
+            match engine.store.remove(&i.id.to_string(), true, &|_| false) {
+                Ok(said) => {
+                    reclaimed += i.size;
+                    lines.extend(said);
+                }
+                Err(e) => eprintln!("Error: {e}"),
+            }
+        }
+    }
+    engine.store.gc()?;
+    if !lines.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        for l in &lines {
+            let root = engine.store.root().to_path_buf();
+            if let Some(n) = l.strip_prefix("Untagged: ") {
+                strata::events::record(&root, "image", "untag", n, &[("name", n)]);
+                writeln!(out, "untagged: {n}")?;
+            } else if let Some(id) = l.strip_prefix("Deleted: ") {
+                strata::events::record(&root, "image", "delete", id, &[]);
+                writeln!(out, "deleted: {id}")?;
+            }
+        }
+        writeln!(out)?;
+    }
+    if a.volumes {
+        let vols = strata::volumes::Volumes::new(&engine.root);
+        let used = super::volumes::users(engine)?;
+        let mut deleted = Vec::new();
+        for name in vols.list()? {
+            let meta = vols.meta(&name)?;
+            if used.contains_key(&name)
+                || !before(Some(&meta.created))
+                || !filters.labels_match(&meta.labels)
+            {
+                continue;
+            }
+            reclaimed += vols.size(&name);
+            vols.remove(&name)?;
+            strata::events::record(
+                &engine.root,
+                "volume",
+                "destroy",
+                &name,
+                &[("driver", "local")],
+            );
+            deleted.push(name);
+        }
+        if !deleted.is_empty() {
+            writeln!(out, "Deleted Volumes:")?;
+            for n in &deleted {
+                writeln!(out, "{n}")?;
+            }
+            writeln!(out)?;
+        }
+    }
+    let (entries, _, _) = engine.store.cache_prune(None)?;
+    if entries > 0 {
+        writeln!(out, "Deleted build cache objects: {entries}\n")?;
+    }
+    writeln!(out, "Total reclaimed space: {}", human_size(reclaimed))?;
+    Ok(0)
+}

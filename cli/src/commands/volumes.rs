@@ -69,7 +69,7 @@ pub enum VolumeCmd {
 }
 
 /// Which containers use each volume (by name), stopped ones too.
-fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<String>>> {
+pub(crate) fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<String>>> {
     let mut by_volume: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in engine.store.containers()? {
         let Ok(rec) = engine.dir(&c.id).record() else {
