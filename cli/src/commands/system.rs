@@ -323,28 +323,10 @@ pub(crate) fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<i32> {
         writeln!(out)?;
     }
     if a.volumes {
-        let vols = strata::volumes::Volumes::new(&engine.root);
-        let used = super::volumes::users(engine)?;
-        let mut deleted = Vec::new();
-        for name in vols.list()? {
-            let meta = vols.meta(&name)?;
-            if used.contains_key(&name)
-                || !before(Some(&meta.created))
-                || !filters.labels_match(&meta.labels)
-            {
-                continue;
-            }
-            reclaimed += vols.size(&name);
-            vols.remove(&name)?;
-            strata::events::record(
-                &engine.root,
-                "volume",
-                "destroy",
-                &name,
-                &[("driver", "local")],
-            );
-            deleted.push(name);
-        }
+        let (deleted, freed) = super::volumes::prune_unused(engine, &|m| {
+            before(Some(&m.created)) && filters.labels_match(&m.labels)
+        })?;
+        reclaimed += freed;
         if !deleted.is_empty() {
             writeln!(out, "Deleted Volumes:")?;
             for n in &deleted {

@@ -82,6 +82,35 @@ pub(crate) fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(by_volume)
 }
 
+/// Remove every volume no container uses and `keep` picks; the names
+/// removed and the bytes they held.
+pub(crate) fn prune_unused(
+    engine: &Engine,
+    pick: &dyn Fn(&Meta) -> bool,
+) -> Result<(Vec<String>, u64)> {
+    let vols = Volumes::new(&engine.root);
+    let used = users(engine)?;
+    let mut gone = Vec::new();
+    let mut freed = 0;
+    for name in vols.list()? {
+        if used.contains_key(&name) || !pick(&vols.meta(&name)?) {
+            continue;
+        }
+        let size = vols.size(&name);
+        vols.remove(&name)?;
+        strata::events::record(
+            &engine.root,
+            "volume",
+            "destroy",
+            &name,
+            &[("driver", "local")],
+        );
+        freed += size;
+        gone.push(name);
+    }
+    Ok((gone, freed))
+}
+
 fn key_values(args: &[String], what: &str) -> Result<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
     for a in args {
@@ -258,23 +287,9 @@ pub fn run(cmd: VolumeCmd, engine: &Engine) -> Result<i32> {
         }
         VolumeCmd::Prune { filter, .. } => {
             let filters = Filters::parse(&filter, &["label"])?;
-            let used = users(engine)?;
-            let mut freed = 0;
+            let (gone, freed) = prune_unused(engine, &|m| filters.labels_match(&m.labels))?;
             writeln!(out, "Deleted Volumes:")?;
-            for name in vols.list()? {
-                if used.contains_key(&name) || !filters.labels_match(&vols.meta(&name)?.labels) {
-                    continue;
-                }
-                let size = vols.size(&name);
-                vols.remove(&name)?;
-                strata::events::record(
-                    &engine.root,
-                    "volume",
-                    "destroy",
-                    &name,
-                    &[("driver", "local")],
-                );
-                freed += size;
+            for name in gone {
                 writeln!(out, "{name}")?;
             }
             writeln!(out, "\nTotal reclaimed space: {}", human_size(freed))?;
