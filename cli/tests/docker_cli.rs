@@ -879,3 +879,65 @@ fn system_prune_removes_what_nothing_uses() {
     assert_eq!(code, 125);
     assert!(stderr.contains("invalid filter 'colour'"), "{stderr}");
 }
+
+#[test]
+fn stats_reads_cpu_memory_pids_and_network() {
+    let e = Engine::new();
+    // A busy loop and a few more processes, under a memory limit.
+    e.ok(&[
+        "run", "-d", "--name", "busy", "--memory", "256m", "busybox", "sh", "-c",
+        "sleep 60 & sleep 60 & head -c 16m /dev/zero | tr '\\0' x > /dev/null & while :; do :; done",
+    ]);
+    e.ok(&["run", "-d", "--name", "idle", "busybox", "sleep", "60"]);
+    e.ok(&["create", "--name", "never", "busybox", "true"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let rows = e.lines(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}|{{.NetIO}}|{{.BlockIO}}",
+    ]);
+    assert_eq!(rows.len(), 2, "running ones only: {rows:?}");
+    let busy: Vec<&str> = rows[0].split('|').collect();
+    assert_eq!(busy[0], "busy");
+    let cpu: f64 = busy[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 30.0, "a busy loop uses a CPU: {rows:?}");
+    assert!(
+        busy[2].ends_with(" / 256MiB"),
+        "the --memory limit: {rows:?}"
+    );
+    assert!(busy[3].parse::<u32>().unwrap() >= 3, "{rows:?}");
+    assert!(busy[4].contains(" / "), "{rows:?}");
+    let idle: Vec<&str> = rows[1].split('|').collect();
+    assert_eq!(idle[0], "idle");
+    let cpu: f64 = idle[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu < 5.0, "{rows:?}");
+    assert_eq!(idle[3], "1");
+    // The bridge's traffic shows in NET I/O once something is sent.
+    e.ok(&[
+        "exec",
+        "busy",
+        "sh",
+        "-c",
+        "ping -c 2 -W 1 -i 0.2 $(ip route | awk '/default/ {print $3}') || true",
+    ]);
+    let net = e.ok(&["stats", "--no-stream", "--format", "{{.NetIO}}", "busy"]);
+    assert_ne!(net.trim(), "0B / 0B", "{net}");
+    // -a shows stopped ones with zeros; the table has Docker's header.
+    let t = e.ok(&["stats", "--no-stream", "-a"]);
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   NAME"), "{t}");
+    assert!(
+        lines[0].contains("MEM USAGE / LIMIT") && lines[0].ends_with("PIDS"),
+        "{t}"
+    );
+    assert_eq!(lines.len(), 4, "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.contains("never") && l.contains("0.00%")),
+        "{t}"
+    );
+    let (code, _, stderr) = e.fails(&["stats", "--no-stream", "nosuch"]);
+    assert_eq!(code, 125);
+    assert!(stderr.contains("no such container"), "{stderr}");
+}

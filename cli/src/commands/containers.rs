@@ -124,6 +124,110 @@ pub enum ContainerCmd {
     },
     Pause(Names),
     Unpause(Names),
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Stopped containers too (their figures are zero).
+    #[arg(short, long)]
+    pub all: bool,
+    /// One reading, then exit.
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Full container IDs.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// table, json, or a Go template (`{{.Name}} {{.CPUPerc}}`).
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Containers (default: every running one).
+    pub containers: Vec<String>,
+}
+
+/// The table headers of `stats` for template fields (Docker's names).
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Name", "NAME"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+    ("Container", "CONTAINER"),
+];
+
+/// `stats`: two readings a moment apart per round (CPU % is the CPU time
+/// between them); with `--no-stream` one round, else a round a second,
+/// redrawn in place on a terminal, until interrupted.
+pub fn stats(engine: &Engine, a: &StatsArgs, out: &mut impl Write) -> Result<i32> {
+    use strata::containers::stats;
+    let format = strata::format::Format::parse(&a.format);
+    if let strata::format::Format::Template { text, .. } = &format {
+        strata::format::Template::new(text)?;
+    }
+    let mut targets = Vec::new();
+    if a.containers.is_empty() {
+        for c in engine.store.containers()? {
+            if a.all || engine.refresh(&c.id)?.status == Status::Running {
+                targets.push((c.id, c.name));
+            }
+        }
+    } else {
+        for n in &a.containers {
+            let c = engine.find(n)?;
+            targets.push((c.id, c.name));
+        }
+    }
+    let host = stats::host_memory();
+    let tty = nix::unistd::isatty(1).unwrap_or(false);
+    let window = std::time::Duration::from_millis(if a.no_stream { 200 } else { 1000 });
+    let mut before: Vec<_> = targets
+        .iter()
+        .map(|(id, name)| engine.sample(id, name))
+        .collect::<Result<_>>()?;
+    loop {
+        std::thread::sleep(window);
+        let after: Vec<_> = targets
+            .iter()
+            .map(|(id, name)| engine.sample(id, name))
+            .collect::<Result<_>>()?;
+        let rows: Vec<serde_json::Value> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, x)| {
+                let mut r = stats::row(b, x, host);
+                if a.no_trunc {
+                    r["ID"] = json!(x.id);
+                    r["Container"] = json!(x.id);
+                }
+                r
+            })
+            .collect();
+        if tty && !a.no_stream {
+            // Redraw in place, as docker stats does on a terminal.
+            write!(out, "\x1b[2J\x1b[H")?;
+        }
+        let table = |r: &serde_json::Value| {
+            [
+                "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs",
+            ]
+            .map(|k| r[k].as_str().unwrap_or_default().to_string())
+            .to_vec()
+        };
+        let headers = if format == strata::format::Format::Table {
+            &STATS_HEADERS[..8]
+        } else {
+            STATS_HEADERS
+        };
+        strata::format::write_rows(out, &format, &rows, headers, &table)?;
+        out.flush()?;
+        if a.no_stream {
+            return Ok(0);
+        }
+        before = after;
+    }
 }
 
 /// One or more containers, by name or id.
@@ -1217,6 +1321,7 @@ pub(crate) fn run(
                 &mut out,
             )
         }
+        Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => stats(&engine, &a, &mut out),
         Cmd::Ps(a) | Cmd::Container(ContainerCmd::Ls(a)) => {
             ps(&engine, &a, &mut out)?;
             Ok(0)

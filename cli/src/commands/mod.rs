@@ -122,6 +122,8 @@ pub(crate) enum Cmd {
     Top { container: String },
     /// Give a container a new name.
     Rename { container: String, new_name: String },
+    /// Live CPU, memory, network, block I/O and pids of containers.
+    Stats(containers::StatsArgs),
     /// Freeze every process of containers.
     Pause(containers::Names),
     /// Thaw paused containers.
@@ -454,6 +456,7 @@ pub(crate) fn is_container_cmd(c: &Cmd) -> bool {
             | Cmd::Top { .. }
             | Cmd::Rename { .. }
             | Cmd::Pause(_)
+            | Cmd::Stats(_)
             | Cmd::Unpause(_)
             | Cmd::Port { .. }
             | Cmd::Container(_)

@@ -15,6 +15,7 @@ pub mod network;
 pub mod record;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod users;
 
 use std::os::unix::process::CommandExt;

@@ -292,3 +292,61 @@ mod tests {
         assert_eq!(memory_data(&m, false), json!({"limit": 9, "failcnt": 0}));
     }
 }
+
+/// What `docker stats` shows of one container, from its cgroup.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Usage {
+    /// CPU time used, nanoseconds.
+    pub cpu_ns: u64,
+    pub memory: u64,
+    /// The memory limit (0 or the kernel's "unlimited" when none).
+    pub memory_limit: u64,
+    /// Page cache, which Docker subtracts from the usage it shows.
+    pub cache: u64,
+    pub pids: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+}
+
+/// A running container's cgroup usage.
+pub fn usage(root: &Root, id: &str) -> Result<Usage> {
+    let st = root.load(id)?;
+    let cg = st
+        .cgroup()
+        .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
+    let s = cgroups::manager(&cg, id)?
+        .stats()
+        .map_err(|e| Error::Cgroup(format!("stats of {}: {e}", cg.path.display())))?;
+    let io = |op: &str| -> u64 {
+        s.blkio
+            .service_bytes
+            .iter()
+            .filter(|d| {
+                d.op_type
+                    .as_deref()
+                    .is_some_and(|o| o.eq_ignore_ascii_case(op))
+            })
+            .map(|d| d.value)
+            .sum()
+    };
+    // cgroup v2 names the page cache "file", v1 "cache" (or total_cache).
+    let cache = [
+        "total_inactive_file",
+        "inactive_file",
+        "file",
+        "total_cache",
+        "cache",
+    ]
+    .iter()
+    .find_map(|k| s.memory.stats.get(*k).copied())
+    .unwrap_or(s.memory.cache);
+    Ok(Usage {
+        cpu_ns: s.cpu.usage.usage_total,
+        memory: s.memory.memory.usage,
+        memory_limit: s.memory.memory.limit,
+        cache,
+        pids: s.pids.current,
+        block_read: io("read"),
+        block_write: io("write"),
+    })
+}
