@@ -142,15 +142,7 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
             })
         })
         .unwrap_or_else(|| "Linux".into());
-    let mem_total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
+    let mem_total = strata::containers::stats::host_memory();
     let rootless = !nix::unistd::geteuid().is_root();
     let doc = json!({
         "Containers": containers.len(),
