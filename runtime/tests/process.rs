@@ -345,6 +345,30 @@ fn hooks_run_at_their_points_with_state() {
     assert_eq!(status("poststop"), "stopped", "{text}");
 }
 
+/// poststart runs after the user's process is executed (runtime-spec),
+/// so after every startContainer hook: a slow startContainer hook is
+/// done before poststart looks. (It ran beside it before: `start` went on
+/// as soon as the init had read the exec fifo.)
+#[test]
+fn poststart_waits_for_the_start_container_hooks_and_the_exec() {
+    let mut b = Bundle::new("cat /tmp/started > /tmp/process-saw");
+    let rootfs = b.rootfs();
+    let verdict = b.path().join("poststart.txt");
+    b.config["hooks"] = json!({
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 1; echo hook > /tmp/started"]}],
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!(
+            "if [ -e {0}/tmp/started ]; then echo after > {1}; else echo before > {1}; fi",
+            rootfs.display(), verdict.display())]}]
+    });
+    b.save();
+    run_ok(&b, "pr-poststart-order");
+    assert_eq!(std::fs::read_to_string(&verdict).unwrap(), "after\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tmp/process-saw")).unwrap(),
+        "hook\n"
+    );
+}
+
 /// A failing poststart or poststop hook is a warning: the hooks after it
 /// run, and the container runs and is deleted as usual.
 #[test]

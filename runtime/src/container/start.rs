@@ -63,6 +63,28 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         }
     }
     std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
+    // The init keeps its end open through the startContainer hooks until
+    // the exec closes it: poststart runs after the user's process is
+    // executed (runtime-spec), never beside a startContainer hook.
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(n) if n > 0 => {
+                let mut b = [0u8; 16];
+                match nix::unistd::read(fd.as_raw_fd(), &mut b) {
+                    Ok(0) => break,
+                    Err(nix::errno::Errno::EAGAIN) | Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {
+                if !st.init_alive() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
     let hs = state::hook_state(&st, Status::Running);
     hooks::run_all(
         "poststart",

@@ -167,7 +167,10 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
 
     tracing::debug!("init: closing the pipe to signal completion (ready; waiting for start)");
     sync.send_plain(&Msg::Ready)?;
-    wait_for_start(&fifo)?;
+    // Held open (close-on-exec) until the exec: `start` waits for its end
+    // of the fifo to close before it runs the poststart hooks, which the
+    // spec runs after the user's process is executed.
+    let _started = wait_for_start(&fifo)?;
     hooks::run(
         "startContainer",
         spec.hooks()
@@ -179,7 +182,8 @@ fn setup_and_exec(cfg: &InitConfig, sync: &SyncSocket) -> Result<Never> {
 }
 
 /// Block until `start` opens the fifo for reading, then tell it we go on.
-fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+/// The write end is returned, to stay open until the exec closes it.
+fn wait_for_start(fifo: &OwnedFd) -> Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = nix::fcntl::open(
         path.as_str(),
@@ -190,7 +194,7 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     // SAFETY: fresh fd from open.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").ctx(|| "write exec fifo".into())?;
-    Ok(())
+    Ok(fd)
 }
 
 /// A session keyring of the container's own, so containers do not share
