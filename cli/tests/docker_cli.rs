@@ -941,3 +941,24 @@ fn stats_reads_cpu_memory_pids_and_network() {
     assert_eq!(code, 125);
     assert!(stderr.contains("no such container"), "{stderr}");
 }
+
+#[test]
+fn save_of_several_images_loads_back_with_every_name() {
+    let e = Engine::new();
+    e.ok(&["tag", "busybox", "first:1"]);
+    e.ok(&["create", "--name", "c", "busybox", "true"]);
+    e.ok(&["commit", "-c", "ENV X=1", "c", "second:2"]);
+    let tar = e.0.dir.path().join("two.tar");
+    e.ok(&["save", "-o", tar.to_str().unwrap(), "first:1", "second:2"]);
+    let other = Strata::empty("strata-dcli-load-");
+    let loaded = other.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(
+        loaded.contains("first:1") && loaded.contains("second:2"),
+        "{loaded}"
+    );
+    let names = other.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        names.contains("first:1") && names.contains("second:2"),
+        "{names}"
+    );
+}
