@@ -962,3 +962,77 @@ fn save_of_several_images_loads_back_with_every_name() {
         "{names}"
     );
 }
+
+#[test]
+fn update_changes_limits_of_running_and_stopped_containers() {
+    let e = Engine::new();
+    e.ok(&[
+        "run", "-d", "--name", "lim", "--memory", "128m", "busybox", "sleep", "60",
+    ]);
+    let mem = || e.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "lim"]);
+    let pids_max = || {
+        e.ok(&[
+            "exec",
+            "lim",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+        ])
+    };
+    assert!(mem().trim_end().ends_with("/ 128MiB"), "{}", mem());
+    assert_eq!(
+        e.ok(&[
+            "update",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+            "--cpus",
+            "0.5",
+            "lim"
+        ])
+        .trim(),
+        "lim"
+    );
+    assert!(mem().trim_end().ends_with("/ 64MiB"), "{}", mem());
+    let pids = pids_max();
+    assert_eq!(pids.trim(), "50");
+    let quota = e.ok(&["exec", "lim", "sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"]);
+    assert_eq!(quota.trim(), "50000");
+    // The record keeps them: a restart comes back with 64m.
+    e.ok(&["stop", "-t", "1", "lim"]);
+    e.ok(&["update", "--pids-limit", "40", "lim"]);
+    e.ok(&["start", "lim"]);
+    assert!(mem().trim_end().ends_with("/ 64MiB"), "{}", mem());
+    let pids = pids_max();
+    assert_eq!(
+        pids.trim(),
+        "40",
+        "an update of a stopped container applies at start"
+    );
+    let events = e.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "-f",
+        "event=update",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(events, "lim\nlim\n");
+    for (args, want) in [
+        (vec!["update", "lim"], "one or more flags"),
+        (vec!["update", "--cpus", "0", "lim"], "--cpus"),
+        (vec!["update", "--memory", "lots", "lim"], "lots"),
+        (
+            vec!["update", "--memory", "64m", "nosuch"],
+            "no such container",
+        ),
+    ] {
+        let (code, _, stderr) = e.fails(&args);
+        assert_eq!(code, 125, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}

@@ -125,6 +125,7 @@ pub enum ContainerCmd {
     Pause(Names),
     Unpause(Names),
     Stats(StatsArgs),
+    Update(UpdateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -227,6 +228,84 @@ pub fn stats(engine: &Engine, a: &StatsArgs, out: &mut impl Write) -> Result<i32
             return Ok(0);
         }
         before = after;
+    }
+}
+
+/// `update`: Docker's resource flags.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit (512m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Memory plus swap (-1: unlimited swap).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs (1.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Block IO weight (10-1000).
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    /// Maximum number of pids (-1: unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+impl UpdateArgs {
+    /// The runtime's update flags for these (Docker's `--cpus` is a
+    /// quota over a 100 ms period).
+    fn runtime_args(&self) -> Result<strata_runtime::cli::update::UpdateArgs> {
+        let (mut period, mut quota) = (self.cpu_period, self.cpu_quota);
+        if let Some(c) = self.cpus {
+            if !c.is_finite() || c <= 0.0 || period.is_some() || quota.is_some() {
+                bail!(
+                    "invalid --cpus {c}: want a positive number, and not with --cpu-period or --cpu-quota"
+                );
+            }
+            period = Some(100_000);
+            quota = Some((c * 100_000.0).round() as i64);
+        }
+        let any = self.memory.is_some()
+            || self.memory_swap.is_some()
+            || self.memory_reservation.is_some()
+            || period.is_some()
+            || quota.is_some()
+            || self.cpu_shares.is_some()
+            || self.cpuset_cpus.is_some()
+            || self.cpuset_mems.is_some()
+            || self.blkio_weight.is_some()
+            || self.pids_limit.is_some();
+        if !any {
+            bail!("you must provide one or more flags when using this command");
+        }
+        Ok(strata_runtime::cli::update::UpdateArgs {
+            memory: self.memory.clone(),
+            memory_swap: self.memory_swap.clone(),
+            memory_reservation: self.memory_reservation.clone(),
+            cpu_period: period,
+            cpu_quota: quota,
+            cpu_share: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            blkio_weight: self.blkio_weight,
+            pids_limit: self.pids_limit,
+            ..Default::default()
+        })
     }
 }
 
@@ -1322,6 +1401,14 @@ pub(crate) fn run(
             )
         }
         Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => stats(&engine, &a, &mut out),
+        Cmd::Update(a) | Cmd::Container(ContainerCmd::Update(a)) => {
+            let args = a.runtime_args()?;
+            each(
+                &a.containers,
+                &mut |c| engine.update(c, &args).map(|_| c.to_string()),
+                &mut out,
+            )
+        }
         Cmd::Ps(a) | Cmd::Container(ContainerCmd::Ls(a)) => {
             ps(&engine, &a, &mut out)?;
             Ok(0)

@@ -124,6 +124,8 @@ pub(crate) enum Cmd {
     Rename { container: String, new_name: String },
     /// Live CPU, memory, network, block I/O and pids of containers.
     Stats(containers::StatsArgs),
+    /// Change the resource limits of containers.
+    Update(containers::UpdateArgs),
     /// Freeze every process of containers.
     Pause(containers::Names),
     /// Thaw paused containers.
@@ -457,6 +459,7 @@ pub(crate) fn is_container_cmd(c: &Cmd) -> bool {
             | Cmd::Rename { .. }
             | Cmd::Pause(_)
             | Cmd::Stats(_)
+            | Cmd::Update(_)
             | Cmd::Unpause(_)
             | Cmd::Port { .. }
             | Cmd::Container(_)

@@ -692,6 +692,44 @@ impl Engine {
         Ok(st)
     }
 
+    /// `update`: new resource limits. A running container's cgroup gets
+    /// them through the runtime (what was asked only); the record keeps
+    /// the merged result either way, so a later start has them too.
+    pub fn update(&self, what: &str, args: &strata_runtime::cli::update::UpdateArgs) -> Result<()> {
+        let row = self.find(what)?;
+        let dir = self.dir(&row.id);
+        let asked = args.flag_resources()?;
+        let st = self.refresh(&row.id)?;
+        if st.status == Status::Running {
+            let mut a = args.clone();
+            a.id = row.id.clone();
+            strata_runtime::cli::update::update(&self.runtime_root(), &a)
+                .with_context(|| format!("update {}", row.name))?;
+        }
+        let _l = dir.lock()?;
+        let asked = serde_json::to_value(&asked)?;
+        let merge = |spec: &mut Value| {
+            let res = &mut spec["linux"]["resources"];
+            if res.is_null() {
+                *res = json!({});
+            }
+            overlay(res, &asked);
+        };
+        // The bundle's config.json (what the next start gives the
+        // runtime), then the record.
+        let bundle = dir.path().join("config.json");
+        let mut config: Value = serde_json::from_slice(
+            &std::fs::read(&bundle).with_context(|| format!("read {}", bundle.display()))?,
+        )?;
+        merge(&mut config);
+        record::write_atomic(&bundle, &serde_json::to_vec_pretty(&config)?)?;
+        let mut rec = dir.record()?;
+        merge(&mut rec.spec);
+        dir.save_record(&rec)?;
+        self.event("update", &row.id, &[]);
+        Ok(())
+    }
+
     /// Whether the container's cgroup is frozen (`pause`): the runtime's
     /// view, read from the freezer, so that nothing can disagree with it.
     pub fn is_paused(&self, id: &str) -> bool {
@@ -943,4 +981,19 @@ fn check_name(name: &str) -> Result<()> {
         bail!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
     }
     Ok(())
+}
+
+/// Lay `b`'s fields over `a`'s, objects field by field.
+fn overlay(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                if v.is_null() {
+                    continue;
+                }
+                overlay(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
 }

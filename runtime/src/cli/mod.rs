@@ -3,7 +3,7 @@
 
 mod exec;
 mod list;
-mod update;
+pub mod update;
 
 use std::io::Write;
 use std::path::PathBuf;

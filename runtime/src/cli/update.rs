@@ -13,7 +13,7 @@ use oci_spec::runtime::{
 use crate::error::{Context, Error, Result};
 use crate::state::Root;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct UpdateArgs {
     pub id: String,
     /// Resources as JSON (runtime-spec `linux.resources`); `-` for stdin.
