@@ -1036,3 +1036,96 @@ fn update_changes_limits_of_running_and_stopped_containers() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn run_flags_ulimit_shm_tmpfs_sysctl_groups_oom_resources_annotations_cidfile() {
+    let e = Engine::new();
+    let cid = e.0.dir.path().join("cid");
+    let out = e.ok(&[
+        "run", "--rm", "--cidfile", cid.to_str().unwrap(),
+        "--ulimit", "nofile=512:1024", "--shm-size", "8m", "--tmpfs", "/scratch:size=4m",
+        "--sysctl", "net.ipv4.ip_forward=1", "--group-add", "1234", "--group-add", "nogroup",
+        "--oom-score-adj", "300", "--memory", "64m", "--memory-swap", "128m",
+        "--memory-reservation", "32m", "--cpu-shares", "512", "--cpuset-cpus", "0",
+        "--annotation", "org.example.k=v", "busybox", "sh", "-c",
+        "ulimit -n; ulimit -Hn; df -k /dev/shm | awk 'NR==2 {print $2}'; \
+         grep ' /scratch tmpfs ' /proc/mounts | grep -o 'size=[0-9]*k'; \
+         cat /proc/sys/net/ipv4/ip_forward; id -G; cat /proc/self/oom_score_adj; \
+         cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/memory/memory.soft_limit_in_bytes \
+             /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "512", "{out}");
+    assert_eq!(lines[1], "1024", "{out}");
+    assert_eq!(lines[2], "8192", "{out}");
+    assert_eq!(lines[3], "size=4096k", "{out}");
+    assert_eq!(lines[4], "1", "{out}");
+    let groups: Vec<&str> = lines[5].split(' ').collect();
+    assert!(
+        groups.contains(&"1234") && groups.contains(&"65534"),
+        "{out}"
+    );
+    assert_eq!(lines[6], "300", "{out}");
+    assert_eq!(lines[7..], ["512", "33554432", "134217728", "0"], "{out}");
+    let id = std::fs::read_to_string(&cid).unwrap();
+    assert_eq!(id.len(), 64, "{id}");
+    // The annotation reaches the runtime's config.
+    e.ok(&[
+        "create",
+        "--name",
+        "ann",
+        "--annotation",
+        "a.b=c",
+        "busybox",
+        "true",
+    ]);
+    let config = std::fs::read_to_string(
+        e.0.root()
+            .join("containers")
+            .join(e.ok(&["inspect", "-f", "{{.Id}}", "ann"]).trim())
+            .join("config.json"),
+    )
+    .unwrap_or_default();
+    assert!(config.contains("\"a.b\": \"c\""), "{config}");
+    // A cidfile that exists is refused before anything is made.
+    let before = e.lines(&["ps", "-aq"]).len();
+    for (args, want) in [
+        (
+            vec!["run", "--cidfile", cid.to_str().unwrap(), "busybox", "true"],
+            "Container ID file found",
+        ),
+        (
+            vec!["run", "--ulimit", "nofile=9:1", "busybox", "true"],
+            "soft limit above",
+        ),
+        (
+            vec!["run", "--ulimit", "bogus=1", "busybox", "true"],
+            "unknown limit",
+        ),
+        (
+            vec!["run", "--memory-swap", "1g", "busybox", "true"],
+            "memory limit",
+        ),
+        (
+            vec!["run", "--oom-score-adj", "5000", "busybox", "true"],
+            "oom-score-adj",
+        ),
+        (
+            vec!["run", "--group-add", "nosuchgroup", "busybox", "true"],
+            "unable to find group",
+        ),
+        (
+            vec!["run", "--tmpfs", "relative", "busybox", "true"],
+            "absolute",
+        ),
+        (
+            vec!["run", "--sysctl", "novalue", "busybox", "true"],
+            "KEY=VALUE",
+        ),
+    ] {
+        let (code, _, stderr) = e.fails(&args);
+        assert_eq!(code, 125, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    assert_eq!(e.lines(&["ps", "-aq"]).len(), before, "nothing was made");
+}

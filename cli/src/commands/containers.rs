@@ -69,6 +69,33 @@ pub struct CreateArgs {
     pub cpus: Option<f64>,
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// NAME=SOFT[:HARD] (nofile, nproc, core, ...).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm (64m).
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// A tmpfs at PATH[:OPTIONS].
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Namespaced kernel parameters (net.ipv4.ip_forward=1).
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// More groups for the process (ids, or names from the image).
+    #[arg(long = "group-add")]
+    pub group_add: Vec<String>,
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// KEY=VALUE annotations for the runtime.
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// Write the container's ID to this file (which must not exist).
+    #[arg(long)]
+    pub cidfile: Option<std::path::PathBuf>,
     #[arg(long = "read-only")]
     pub read_only: bool,
     #[arg(long = "cap-add")]
@@ -231,27 +258,12 @@ pub fn stats(engine: &Engine, a: &StatsArgs, out: &mut impl Write) -> Result<i32
     }
 }
 
-/// `update`: Docker's resource flags.
-#[derive(Args, Debug)]
-pub struct UpdateArgs {
-    /// Memory limit (512m, 1g).
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Memory plus swap (-1: unlimited swap).
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
-    /// Number of CPUs (1.5).
-    #[arg(long)]
-    pub cpus: Option<f64>,
+/// Resource flags `run`/`create` and `update` share (Docker's names).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ResourceFlags {
     /// CPU shares (relative weight).
     #[arg(short = 'c', long = "cpu-shares")]
     pub cpu_shares: Option<u64>,
-    #[arg(long = "cpu-period")]
-    pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    pub cpu_quota: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
@@ -259,6 +271,28 @@ pub struct UpdateArgs {
     /// Block IO weight (10-1000).
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
+    /// Memory plus swap (-1: unlimited swap); needs --memory.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+}
+
+/// `update`: Docker's resource flags.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit (512m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (1.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Maximum number of pids (-1: unlimited).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
@@ -280,29 +314,30 @@ impl UpdateArgs {
             period = Some(100_000);
             quota = Some((c * 100_000.0).round() as i64);
         }
+        let r = &self.resources;
         let any = self.memory.is_some()
-            || self.memory_swap.is_some()
-            || self.memory_reservation.is_some()
+            || r.memory_swap.is_some()
+            || r.memory_reservation.is_some()
             || period.is_some()
             || quota.is_some()
-            || self.cpu_shares.is_some()
-            || self.cpuset_cpus.is_some()
-            || self.cpuset_mems.is_some()
-            || self.blkio_weight.is_some()
+            || r.cpu_shares.is_some()
+            || r.cpuset_cpus.is_some()
+            || r.cpuset_mems.is_some()
+            || r.blkio_weight.is_some()
             || self.pids_limit.is_some();
         if !any {
             bail!("you must provide one or more flags when using this command");
         }
         Ok(strata_runtime::cli::update::UpdateArgs {
             memory: self.memory.clone(),
-            memory_swap: self.memory_swap.clone(),
-            memory_reservation: self.memory_reservation.clone(),
+            memory_swap: r.memory_swap.clone(),
+            memory_reservation: r.memory_reservation.clone(),
             cpu_period: period,
             cpu_quota: quota,
-            cpu_share: self.cpu_shares,
-            cpuset_cpus: self.cpuset_cpus.clone(),
-            cpuset_mems: self.cpuset_mems.clone(),
-            blkio_weight: self.blkio_weight,
+            cpu_share: r.cpu_shares,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            blkio_weight: r.blkio_weight,
             pids_limit: self.pids_limit,
             ..Default::default()
         })
@@ -495,6 +530,22 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         volumes,
+        tuning: spec::Tuning {
+            ulimits: a.ulimit.clone(),
+            shm_size: a.shm_size.clone(),
+            tmpfs: a.tmpfs.clone(),
+            sysctls: a.sysctl.clone(),
+            group_add: a.group_add.clone(),
+            oom_score_adj: a.oom_score_adj,
+            cpu_shares: a.resources.cpu_shares,
+            cpuset_cpus: a.resources.cpuset_cpus.clone(),
+            cpuset_mems: a.resources.cpuset_mems.clone(),
+            blkio_weight: a.resources.blkio_weight,
+            memory_swap: a.resources.memory_swap.clone(),
+            memory_reservation: a.resources.memory_reservation.clone(),
+            oom_kill_disable: a.oom_kill_disable,
+            annotations: a.annotation.clone(),
+        },
         spec: spec::Options {
             tty: a.tty,
             interactive: a.interactive,
@@ -1211,6 +1262,14 @@ fn create(
     config: &strata::config::Config,
 ) -> Result<String> {
     let opts = create_options(a)?;
+    if let Some(f) = &a.cidfile
+        && f.exists()
+    {
+        bail!(
+            "Container ID file found, make sure the other container isn't running or delete {}",
+            f.display()
+        );
+    }
     let present = engine.store.resolve(&a.image).is_ok();
     match a.pull.as_str() {
         "always" => {
@@ -1225,7 +1284,18 @@ fn create(
         "never" if !present => anyhow::bail!("{}: image not known locally (--pull never)", a.image),
         _ => {}
     }
-    engine.create(&opts)
+    let id = engine.create(&opts)?;
+    if let Some(f) = &a.cidfile {
+        // The file appears whole, or not at all (and then no container).
+        let tmp = f.with_extension("cidfile.tmp");
+        let written = std::fs::write(&tmp, &id).and_then(|_| std::fs::rename(&tmp, f));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = engine.remove(&id, true, true);
+            return Err(e).with_context(|| format!("write the container ID file {}", f.display()));
+        }
+    }
+    Ok(id)
 }
 
 pub(crate) fn run(

@@ -49,6 +49,8 @@ pub struct CreateOptions {
     /// kind) where kind is bind | volume | tmpfs.
     pub volumes: Vec<(String, String, bool, String)>,
     pub spec: spec::Options,
+    /// Run flags applied to the built spec.
+    pub tuning: spec::Tuning,
 }
 
 /// A started container's network namespace.
@@ -311,7 +313,7 @@ impl Engine {
             }
         }
         let netns = (o.network != "host").then(|| network::netns_path(&self.run_dir, id));
-        let (spec, command) = spec::build(
+        let (mut spec, command) = spec::build(
             config,
             &so,
             &dir.rootfs(),
@@ -320,6 +322,8 @@ impl Engine {
             netns.as_deref(),
             &format!("/strata/{id}"),
         )?;
+        let rootfs = dir.rootfs();
+        spec::tune(&mut spec, &o.tuning, &|g| users::group_id(&rootfs, g))?;
         record::write_atomic(
             &dir.path().join("config.json"),
             &serde_json::to_vec_pretty(&spec)?,

@@ -450,3 +450,179 @@ mod tests {
         assert!(parse_bytes("-1m").is_err());
     }
 }
+
+/// Run flags that tune the built spec: rlimits, /dev/shm, tmpfs mounts,
+/// sysctls, extra groups, OOM score, more resources, annotations.
+#[derive(Clone, Debug, Default)]
+pub struct Tuning {
+    /// `--ulimit nofile=1024:2048` (soft[:hard]).
+    pub ulimits: Vec<String>,
+    /// `--shm-size 128m`.
+    pub shm_size: Option<String>,
+    /// `--tmpfs /run[:options]`.
+    pub tmpfs: Vec<String>,
+    /// `--sysctl net.ipv4.ip_forward=1`.
+    pub sysctls: Vec<String>,
+    /// `--group-add 100` (numbers; names from the image's /etc/group).
+    pub group_add: Vec<String>,
+    pub oom_score_adj: Option<i32>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub blkio_weight: Option<u16>,
+    pub memory_swap: Option<String>,
+    pub memory_reservation: Option<String>,
+    pub oom_kill_disable: bool,
+    /// `--annotation key=value`.
+    pub annotations: Vec<String>,
+}
+
+fn key_value<'a>(s: &'a str, flag: &str) -> Result<(&'a str, &'a str)> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("invalid {flag} {s:?}: want KEY=VALUE"))
+}
+
+/// Apply `t` to a built spec; `group_of` resolves a group name in the
+/// image.
+pub fn tune(spec: &mut Value, t: &Tuning, group_of: &dyn Fn(&str) -> Option<u32>) -> Result<()> {
+    for u in &t.ulimits {
+        let (name, vals) = key_value(u, "--ulimit")?;
+        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+        let parse = |v: &str| -> Result<u64> {
+            match v {
+                "-1" | "unlimited" => Ok(u64::MAX),
+                _ => v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid --ulimit {u:?}: {v:?} is not a number")),
+            }
+        };
+        let (soft, hard) = (parse(soft)?, parse(hard)?);
+        if soft > hard {
+            bail!("invalid --ulimit {u:?}: soft limit above the hard limit");
+        }
+        let known = [
+            "core",
+            "cpu",
+            "data",
+            "fsize",
+            "locks",
+            "memlock",
+            "msgqueue",
+            "nice",
+            "nofile",
+            "nproc",
+            "rss",
+            "rtprio",
+            "rttime",
+            "sigpending",
+            "stack",
+            "as",
+        ];
+        if !known.contains(&name) {
+            bail!("invalid --ulimit {u:?}: unknown limit {name:?}");
+        }
+        let kind = format!("RLIMIT_{}", name.to_ascii_uppercase());
+        let list = spec["process"]["rlimits"].as_array_mut();
+        let entry = json!({"type": kind, "soft": soft, "hard": hard});
+        match list {
+            Some(l) => {
+                l.retain(|r| r["type"] != json!(kind));
+                l.push(entry);
+            }
+            None => spec["process"]["rlimits"] = json!([entry]),
+        }
+    }
+    if let Some(s) = &t.shm_size {
+        let bytes =
+            parse_bytes(s).map_err(|e| anyhow::anyhow!("invalid --shm-size {s:?}: {e:#}"))?;
+        if bytes <= 0 {
+            bail!("invalid --shm-size {s:?}: must be positive");
+        }
+        if let Some(m) = spec["mounts"]
+            .as_array_mut()
+            .and_then(|ms| ms.iter_mut().find(|m| m["destination"] == "/dev/shm"))
+            && let Some(opts) = m["options"].as_array_mut()
+        {
+            opts.retain(|o| !o.as_str().is_some_and(|o| o.starts_with("size=")));
+            opts.push(json!(format!("size={bytes}")));
+        }
+    }
+    for tm in &t.tmpfs {
+        let (dst, opts) = tm.split_once(':').unwrap_or((tm, ""));
+        if !dst.starts_with('/') {
+            bail!("invalid --tmpfs {tm:?}: the target must be an absolute path");
+        }
+        let mut o = vec![json!("nosuid"), json!("nodev"), json!("noexec")];
+        o.extend(opts.split(',').filter(|x| !x.is_empty()).map(|x| json!(x)));
+        if let Some(ms) = spec["mounts"].as_array_mut() {
+            ms.retain(|m| m["destination"] != json!(dst));
+            ms.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}));
+        }
+    }
+    for s in &t.sysctls {
+        let (k, v) = key_value(s, "--sysctl")?;
+        spec["linux"]["sysctl"][k] = json!(v);
+    }
+    for g in &t.group_add {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group_of(g).ok_or_else(|| {
+                anyhow::anyhow!("unable to find group {g}: no matching entries in group file")
+            })?,
+        };
+        let user = &mut spec["process"]["user"];
+        match user["additionalGids"].as_array_mut() {
+            Some(l) => {
+                if !l.contains(&json!(gid)) {
+                    l.push(json!(gid));
+                }
+            }
+            None => user["additionalGids"] = json!([gid]),
+        }
+    }
+    if let Some(o) = t.oom_score_adj {
+        if !(-1000..=1000).contains(&o) {
+            bail!("invalid --oom-score-adj {o}: want -1000..1000");
+        }
+        spec["process"]["oomScoreAdj"] = json!(o);
+    }
+    let res = &mut spec["linux"]["resources"];
+    if let Some(s) = t.cpu_shares {
+        res["cpu"]["shares"] = json!(s);
+    }
+    if let Some(c) = &t.cpuset_cpus {
+        res["cpu"]["cpus"] = json!(c);
+    }
+    if let Some(m) = &t.cpuset_mems {
+        res["cpu"]["mems"] = json!(m);
+    }
+    if let Some(w) = t.blkio_weight {
+        if !(10..=1000).contains(&w) {
+            bail!("invalid --blkio-weight {w}: want 10..1000");
+        }
+        res["blockIO"]["weight"] = json!(w);
+    }
+    if let Some(s) = &t.memory_reservation {
+        res["memory"]["reservation"] = json!(parse_bytes(s)?);
+    }
+    if let Some(s) = &t.memory_swap {
+        let swap = if s == "-1" { -1 } else { parse_bytes(s)? };
+        let limit = res["memory"]["limit"].as_i64();
+        if limit.is_none() {
+            bail!("you should always set the memory limit when using the memory swap limit");
+        }
+        if swap != -1 && limit.is_some_and(|l| swap < l) {
+            bail!("minimum memoryswap limit should be larger than memory limit");
+        }
+        res["memory"]["swap"] = json!(swap);
+    }
+    if t.oom_kill_disable {
+        res["memory"]["disableOOMKiller"] = json!(true);
+    }
+    for a in &t.annotations {
+        let (k, v) = key_value(a, "--annotation")?;
+        spec["annotations"][k] = json!(v);
+    }
+    Ok(())
+}

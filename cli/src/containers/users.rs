@@ -37,6 +37,15 @@ fn read_in_root(rootfs: &Path, path: &str) -> String {
     s
 }
 
+/// A group's id by name, from the rootfs's /etc/group (read inside it).
+pub fn group_id(rootfs: &Path, name: &str) -> Option<u32> {
+    read_in_root(rootfs, "/etc/group")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == name)
+        .and_then(|f| f[2].parse().ok())
+}
+
 /// Resolve `spec` ("", "name", "uid", "name:group", "uid:gid", ...).
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
     let passwd = read_in_root(rootfs, "/etc/passwd");
