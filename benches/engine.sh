@@ -12,10 +12,18 @@ cd "$(dirname "$0")/.."
 runs=${1:-30}
 cargo build --release -q -p strata -p strata-runtime
 strata_bin=$PWD/target/release/strata
-# crun refuses this hybrid host while hugetlb sits on the v2 tree.
-if [ -d /sys/fs/cgroup/unified ] && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+# crun refuses this hybrid host while hugetlb sits on the v2 tree: give it
+# a v1 mount. The kernel refuses the move once the v2 tree has cgroups;
+# then both engines run in a private mount namespace without
+# /sys/fs/cgroup/unified, where the host looks like a v1 host to both (as
+# benches/runtime.sh does).
+if [ -d /sys/fs/cgroup/unified ] && mountpoint -q /sys/fs/cgroup/unified && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
   mkdir -p /sys/fs/cgroup/hugetlb
-  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || true
+  if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
+    rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
+    echo "note: hugetlb stays on v2; both engines run without /sys/fs/cgroup/unified (private mount namespace)" >&2
+    exec unshare -m --propagation private bash -c 'umount /sys/fs/cgroup/unified && exec bash "$0" "$@"' "$0" "$@"
+  fi
 fi
 work=$(mktemp -d /tmp/strata-engine-bench.XXXXXX)
 s() { "$strata_bin" --root "$work/store" "$@"; }
