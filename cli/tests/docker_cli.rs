@@ -1087,6 +1087,18 @@ fn run_flags_ulimit_shm_tmpfs_sysctl_groups_oom_resources_annotations_cidfile() 
     )
     .unwrap_or_default();
     assert!(config.contains("\"a.b\": \"c\""), "{config}");
+    // Options end at the image, as Docker's: -l and -c (--label and
+    // --cpu-shares here) after it belong to the command.
+    let ls = e.ok(&["run", "--rm", "busybox", "ls", "-l", "/bin/busybox"]);
+    assert!(
+        ls.starts_with("-rwx") && ls.trim_end().ends_with("/bin/busybox"),
+        "{ls}"
+    );
+    assert_eq!(
+        e.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $0", "-c"])
+            .trim(),
+        "-c"
+    );
     // A cidfile that exists is refused before anything is made.
     let before = e.lines(&["ps", "-aq"]).len();
     for (args, want) in [

@@ -127,9 +127,27 @@ pub struct CreateArgs {
     /// missing | always | never
     #[arg(long, default_value = "missing")]
     pub pull: String,
-    pub image: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// IMAGE [COMMAND] [ARG...]. Options end at the image, as Docker's:
+    /// `run busybox ls -l` passes `-l` to ls, though `-l` is --label here.
+    #[arg(
+        trailing_var_arg = true,
+        required = true,
+        value_name = "IMAGE [COMMAND] [ARG...]"
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+impl CreateArgs {
+    pub fn image(&self) -> &str {
+        self.image_and_command
+            .first()
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or(&[])
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -519,7 +537,7 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         bail!("invalid --pull {:?}: want missing, always or never", a.pull);
     }
     Ok(CreateOptions {
-        image: a.image.clone(),
+        image: a.image().to_string(),
         name: a.name.clone(),
         auto_remove: a.rm,
         network: a.network.clone(),
@@ -551,7 +569,7 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             interactive: a.interactive,
             env,
             entrypoint: a.entrypoint.clone(),
-            args: a.command.clone(),
+            args: a.command().to_vec(),
             workdir: a.workdir.clone(),
             user: a.user.clone(),
             hostname: a.hostname.clone(),
@@ -1270,18 +1288,15 @@ fn create(
             f.display()
         );
     }
-    let present = engine.store.resolve(&a.image).is_ok();
+    let image = a.image();
+    let present = engine.store.resolve(image).is_ok();
     match a.pull.as_str() {
-        "always" => {
-            super::registry::pull_quietly(&mut engine.store, config, &a.image, a.tls_verify)?
-        }
+        "always" => super::registry::pull_quietly(&mut engine.store, config, image, a.tls_verify)?,
         "missing" if !present => {
-            super::registry::pull_quietly(&mut engine.store, config, &a.image, a.tls_verify)
-                .with_context(|| {
-                    format!("{}: image not known locally, and the pull failed", a.image)
-                })?
+            super::registry::pull_quietly(&mut engine.store, config, image, a.tls_verify)
+                .with_context(|| format!("{image}: image not known locally, and the pull failed"))?
         }
-        "never" if !present => anyhow::bail!("{}: image not known locally (--pull never)", a.image),
+        "never" if !present => anyhow::bail!("{image}: image not known locally (--pull never)"),
         _ => {}
     }
     let id = engine.create(&opts)?;
