@@ -256,19 +256,25 @@ pub(crate) fn run(cmd: Cmd, store: &mut Store) -> Result<i32> {
     Ok(0)
 }
 
+/// The events of an image removal, from the store's lines
+/// ("Untagged: NAME", "Deleted: ID"); `what` is the image as named.
+pub(crate) fn removal_events(root: &std::path::Path, what: &str, lines: &[String]) {
+    for l in lines {
+        if let Some(name) = l.strip_prefix("Untagged: ") {
+            strata::events::record(root, "image", "untag", what, &[("name", name)]);
+        } else if let Some(id) = l.strip_prefix("Deleted: ") {
+            strata::events::record(root, "image", "delete", id, &[("name", what)]);
+        }
+    }
+}
+
 fn rmi(store: &mut Store, names: &[String], force: bool, out: &mut impl Write) -> Result<()> {
     let mut failed = None;
     for n in names {
         match store.remove(n, force, &|_| false) {
             Ok(lines) => {
+                removal_events(store.root(), n, &lines);
                 for l in lines {
-                    // "Untagged: NAME" and "Deleted: ID", as events too.
-                    let root = store.root();
-                    if let Some(name) = l.strip_prefix("Untagged: ") {
-                        strata::events::record(root, "image", "untag", n, &[("name", name)]);
-                    } else if let Some(id) = l.strip_prefix("Deleted: ") {
-                        strata::events::record(root, "image", "delete", id, &[("name", n)]);
-                    }
                     writeln!(out, "{l}")?;
                 }
             }

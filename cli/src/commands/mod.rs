@@ -367,6 +367,10 @@ pub(crate) enum SystemCmd {
 
 /// Run one parsed command line; the exit code.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
+    // The version needs no store: nothing is opened or made for it.
+    if let Cmd::Version { format } = &cli.cmd {
+        return system::version(format.as_deref());
+    }
     let default_root = cli.root.is_none();
     let root = cli.root.clone().unwrap_or_else(strata::paths::default_root);
     let config = strata::config::load(cli.config.as_deref())?;
@@ -407,28 +411,27 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
             }
         };
     }
-    if let Cmd::Version { format } = &cli.cmd {
-        return system::version(format.as_deref());
-    }
-    if let Cmd::Info { format } | Cmd::System(SystemCmd::Info { format }) = &cli.cmd {
-        let engine = strata::containers::Engine::new(root, store, default_root);
-        return system::info(&engine, format.as_deref());
-    }
     if let Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) = &cli.cmd {
         drop(store);
         return events::run(&root, a);
     }
-    if let Cmd::System(SystemCmd::Prune(a)) = &cli.cmd {
+    // Verbs that need the container engine: one engine, one dispatch.
+    let engine_verb = matches!(
+        cli.cmd,
+        Cmd::Info { .. }
+            | Cmd::System(SystemCmd::Info { .. } | SystemCmd::Prune(_))
+            | Cmd::Volume(_)
+    ) || is_container_cmd(&cli.cmd);
+    if engine_verb {
         let mut engine = strata::containers::Engine::new(root, store, default_root);
-        return system::prune(&mut engine, a);
-    }
-    if let Cmd::Volume(v) = cli.cmd {
-        let engine = strata::containers::Engine::new(root, store, default_root);
-        return volumes::run(v, &engine);
-    }
-    if is_container_cmd(&cli.cmd) {
-        let engine = strata::containers::Engine::new(root, store, default_root);
-        return containers::run(cli.cmd, engine, &config);
+        return match cli.cmd {
+            Cmd::Info { format } | Cmd::System(SystemCmd::Info { format }) => {
+                system::info(&engine, format.as_deref())
+            }
+            Cmd::System(SystemCmd::Prune(a)) => system::prune(&mut engine, &a),
+            Cmd::Volume(v) => volumes::run(v, &engine),
+            other => containers::run(other, engine, &config),
+        };
     }
     match cli.cmd {
         Cmd::Pull { .. } | Cmd::Push { .. } | Cmd::Login { .. } | Cmd::Logout { .. } => {

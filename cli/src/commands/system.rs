@@ -293,6 +293,7 @@ pub(crate) fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<i32> {
             match engine.store.remove(&i.id.to_string(), true, &|_| false) {
                 Ok(said) => {
                     reclaimed += i.size;
+                    super::images::removal_events(engine.store.root(), &i.id.to_string(), &said);
                     lines.extend(said);
                 }
                 Err(e) => eprintln!("Error: {e}"),
@@ -303,12 +304,9 @@ pub(crate) fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<i32> {
     if !lines.is_empty() {
         writeln!(out, "Deleted Images:")?;
         for l in &lines {
-            let root = engine.store.root().to_path_buf();
             if let Some(n) = l.strip_prefix("Untagged: ") {
-                strata::events::record(&root, "image", "untag", n, &[("name", n)]);
                 writeln!(out, "untagged: {n}")?;
             } else if let Some(id) = l.strip_prefix("Deleted: ") {
-                strata::events::record(&root, "image", "delete", id, &[]);
                 writeln!(out, "deleted: {id}")?;
             }
         }

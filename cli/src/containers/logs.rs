@@ -170,28 +170,29 @@ pub fn print(
         Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
     };
     let mut reader = BufReader::new(file);
-    let mut lines: Vec<String> = Vec::new();
+    // Each line parsed once: kept if the window admits it, shown as is.
+    let parse = |raw: &str| {
+        serde_json::from_str::<Line>(raw)
+            .ok()
+            .filter(|l| window.admits(&l.time))
+    };
+    let mut lines: Vec<Line> = Vec::new();
     let mut s = String::new();
     while reader.read_line(&mut s)? > 0 {
         if !s.ends_with('\n') {
             break;
         }
-        let line = std::mem::take(&mut s);
-        if serde_json::from_str::<Line>(&line).is_ok_and(|l| window.admits(&l.time)) {
-            lines.push(line);
-        }
+        lines.extend(parse(&s));
+        s.clear();
     }
     let skip = tail.map(|t| lines.len().saturating_sub(t)).unwrap_or(0);
     let out = std::io::stdout();
     let err = std::io::stderr();
-    let show = |raw: &str| {
-        let Ok(l) = serde_json::from_str::<Line>(raw) else {
-            return;
-        };
+    let show = |l: &Line| {
         let text = if timestamps {
             format!("{} {}", l.time, l.log)
         } else {
-            l.log
+            l.log.clone()
         };
         if l.stream == "stderr" {
             let _ = err.lock().write_all(text.as_bytes());
@@ -219,8 +220,8 @@ pub fn print(
             if n == 0 || !s.ends_with('\n') {
                 break;
             }
-            if serde_json::from_str::<Line>(&s).is_ok_and(|l| window.admits(&l.time)) {
-                show(&s);
+            if let Some(l) = parse(&s) {
+                show(&l);
             }
             s.clear();
         }
