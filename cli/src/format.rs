@@ -460,6 +460,25 @@ pub fn write_one(out: &mut dyn Write, format: Option<&str>, doc: &Json) -> Resul
     Ok(())
 }
 
+/// `X inspect`: the documents as one JSON array, or each through the
+/// template.
+pub fn write_docs(
+    out: &mut dyn Write,
+    format: Option<&str>,
+    docs: &[Json],
+) -> Result<(), FormatError> {
+    match format.map(Format::parse) {
+        Some(Format::Template { text, .. }) => {
+            let t = Template::new(&text)?;
+            for d in docs {
+                writeln!(out, "{}", t.render(d)?)?;
+            }
+        }
+        _ => writeln!(out, "{}", serde_json::to_string_pretty(docs)?)?,
+    }
+    Ok(())
+}
+
 fn split_cells(line: &str) -> Vec<String> {
     line.split('\t').map(str::to_string).collect()
 }

@@ -9,5 +9,6 @@ pub mod events;
 pub mod filters;
 pub mod format;
 pub mod images;
+pub mod network;
 pub mod paths;
 pub mod volumes;

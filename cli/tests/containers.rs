@@ -868,7 +868,7 @@ fn bad_input_is_one_clear_error_and_nothing_is_made() {
         ),
         (
             vec!["run", "--network", "weird", "busybox", "true"],
-            "--network",
+            "network weird not found",
         ),
         (
             vec!["run", "--cap-add", "FLY", "busybox", "true"],

@@ -10,11 +10,26 @@
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID");
+    eprintln!(
+        "usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID\n       strata-monitor --dns DIR ADDR"
+    );
     std::process::exit(125)
 }
 
 fn main() {
+    // `--dns DIR ADDR`: a user network's DNS server (network::dns).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if argv.first().is_some_and(|a| a == "--dns") {
+        let (Some(dir), Some(addr)) = (argv.get(1), argv.get(2).and_then(|a| a.to_str())) else {
+            usage()
+        };
+        let Ok(listen) = addr.parse() else { usage() };
+        if let Err(e) = strata::network::dns::serve(std::path::Path::new(dir), listen) {
+            eprintln!("strata-monitor: dns: {e:#}");
+            std::process::exit(1)
+        }
+        std::process::exit(0)
+    }
     let mut root = None;
     let mut run_dir = None;
     let mut attach = false;

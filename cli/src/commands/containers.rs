@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 
 use serde_json::json;
 use strata::containers::record::Status;
-use strata::containers::{CreateOptions, Engine, StartError, network, spec};
+use strata::containers::{CreateOptions, Engine, StartError, spec};
+use strata::network;
 
 use super::Cmd;
 
@@ -50,9 +51,27 @@ pub struct CreateArgs {
     pub entrypoint: Option<String>,
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// none | host | bridge
+    /// none | host | bridge | a network made with `network create`
     #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
+    /// More names for the container on its (user) network.
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// A fixed IPv4 address on the (user) network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// NAME:IP in /etc/hosts (IP may be host-gateway).
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Nameservers for the container.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// [ip:][hostPort:]containerPort[/proto]
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
@@ -443,18 +462,20 @@ pub struct ExecArgs {
 /// Turn flags into engine options (all validated before anything is made).
 pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     strata::containers::attach::parse_detach_keys(&a.detach_keys)?;
-    if !["none", "host", "bridge"].contains(&a.network.as_str()) {
-        bail!(
-            "invalid --network {:?}: want none, host or bridge",
-            a.network
-        );
+    if a.network.starts_with("container:") {
+        bail!("--network container:NAME is not supported yet");
     }
     let mut ports = Vec::new();
     for p in &a.publish {
         ports.extend(network::parse_publish(p)?);
     }
-    if (!ports.is_empty() || a.publish_all) && a.network != "bridge" {
-        bail!("-p and -P need --network bridge");
+    if (!ports.is_empty() || a.publish_all) && ["host", "none"].contains(&a.network.as_str()) {
+        bail!("-p and -P need a bridge network, not {}", a.network);
+    }
+    for d in &a.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            bail!("{d} is not an ip address");
+        }
     }
     let mut expose = Vec::new();
     for e in &a.expose {
@@ -541,6 +562,15 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         name: a.name.clone(),
         auto_remove: a.rm,
         network: a.network.clone(),
+        aliases: a.network_alias.clone(),
+        ip: a.ip.clone(),
+        mac: a.mac_address.clone(),
+        extra_hosts: a.add_host.clone(),
+        dns: strata::containers::record::DnsConfig {
+            servers: a.dns.clone(),
+            search: a.dns_search.clone(),
+            options: a.dns_option.clone(),
+        },
         ports,
         publish_all: a.publish_all,
         expose,
@@ -803,7 +833,9 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
                         .resolve(v)
                         .is_ok_and(|id| id.to_string() == rec.image)
             })
-            && filters.any("network", |v| v == rec.network)
+            && filters.any("network", |v| {
+                v == rec.network || rec.endpoints().iter().any(|e| e.network == v)
+            })
             && filters.labels_match(&rec.labels);
         if !keep {
             continue;
@@ -847,7 +879,7 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
             "Status": status,
             "Names": c.name,
             "Labels": rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-            "Networks": rec.network,
+            "Networks": network_names(&rec),
             "Mounts": "",
             "Size": "0B",
             "LocalVolumes": "0",
@@ -1011,14 +1043,18 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "ExitCode": st.exit_code,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
-            "Error": st.error.unwrap_or_default(),
+            "Error": st.error.clone().unwrap_or_default(),
         },
         "Image": rec.image,
         "ImageName": rec.image_name,
         "LogPath": engine.dir(&c.id).log(),
         "HostConfig": {
-            "NetworkMode": rec.network,
+            "NetworkMode": if rec.network == "bridge" { "default" } else { rec.network.as_str() },
             "AutoRemove": rec.auto_remove,
+            "ExtraHosts": rec.extra_hosts,
+            "Dns": rec.dns.servers,
+            "DnsSearch": rec.dns.search,
+            "DnsOptions": rec.dns.options,
             "PortBindings": ports_text(&rec.ports),
         },
         "Config": {
@@ -1034,13 +1070,63 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "StopTimeout": rec.stop_timeout,
             "ExposedPorts": rec.exposed.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
         },
-        "NetworkSettings": {
-            "IPAddress": st.ip.unwrap_or_default(),
-            "Ports": rec.ports,
-        },
+        "NetworkSettings": network_settings(&rec, &st),
         "Mounts": rec.spec["mounts"].as_array().map(|m| m.iter().filter(|x| x["type"] == "bind").cloned().collect::<Vec<_>>()),
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": engine.dir(&c.id).rootfs()}},
     }))
+}
+
+/// The networks a container is on, as `ps` shows them.
+fn network_names(rec: &strata::containers::record::Record) -> String {
+    let eps = rec.endpoints();
+    if eps.is_empty() {
+        return rec.network.clone();
+    }
+    eps.iter()
+        .map(|e| e.network.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Docker's `NetworkSettings`: the default bridge's address at the top,
+/// and one entry per network (its address while the container runs).
+fn network_settings(
+    rec: &strata::containers::record::Record,
+    st: &strata::containers::record::State,
+) -> serde_json::Value {
+    let mut nets = serde_json::Map::new();
+    let mode = [rec.network.as_str()];
+    let eps = rec.endpoints();
+    let names: Vec<&str> = if eps.is_empty() {
+        mode.to_vec()
+    } else {
+        eps.iter().map(|e| e.network.as_str()).collect()
+    };
+    for name in names {
+        let ep = eps.iter().find(|e| e.network == name);
+        let w = st.networks.iter().find(|w| w.network == name);
+        nets.insert(
+            name.to_string(),
+            json!({
+                "Aliases": ep.map(|e| e.aliases.clone()).unwrap_or_default(),
+                "NetworkID": w.map(|w| w.network_id.as_str()).unwrap_or_default(),
+                "EndpointID": w.map(|_| rec.id.as_str()).unwrap_or_default(),
+                "Gateway": w.map(|w| w.gateway.as_str()).unwrap_or_default(),
+                "IPAddress": w.map(|w| w.ip.as_str()).unwrap_or_default(),
+                "IPPrefixLen": w.map(|w| w.prefix).unwrap_or_default(),
+                "MacAddress": w.map(|w| w.mac.as_str()).unwrap_or_default(),
+            }),
+        );
+    }
+    let bridge = st.networks.iter().find(|w| w.network == "bridge");
+    json!({
+        "IPAddress": bridge.map(|w| w.ip.as_str()).or(if st.networks.is_empty() { st.ip.as_deref() } else { None }).unwrap_or_default(),
+        "IPPrefixLen": bridge.map(|w| w.prefix).unwrap_or_default(),
+        "Gateway": bridge.map(|w| w.gateway.as_str()).unwrap_or_default(),
+        "MacAddress": bridge.map(|w| w.mac.as_str()).unwrap_or_default(),
+        "Ports": rec.ports,
+        "Networks": nets,
+    })
 }
 
 /// `exec`: a process in a running container through the runtime library.

@@ -12,6 +12,7 @@ pub mod build;
 pub mod containers;
 pub mod events;
 pub mod images;
+pub mod networks;
 pub mod registry;
 pub mod system;
 pub mod volumes;
@@ -271,6 +272,15 @@ pub(crate) enum Cmd {
     /// Volume commands.
     #[command(subcommand)]
     Volume(volumes::VolumeCmd),
+    /// Network commands.
+    #[command(subcommand)]
+    Network(networks::NetworkCmd),
+    /// A user network's DNS server (internal).
+    #[command(hide = true, name = "network-dns")]
+    NetworkDns {
+        dir: PathBuf,
+        listen: std::net::Ipv4Addr,
+    },
     /// Show events: past ones with --since, then new ones as they happen.
     Events(events::EventsArgs),
     /// Show the version.
@@ -371,6 +381,10 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     if let Cmd::Version { format } = &cli.cmd {
         return system::version(format.as_deref());
     }
+    if let Cmd::NetworkDns { dir, listen } = &cli.cmd {
+        strata::network::dns::serve(dir, *listen)?;
+        return Ok(0);
+    }
     let default_root = cli.root.is_none();
     let root = cli.root.clone().unwrap_or_else(strata::paths::default_root);
     let config = strata::config::load(cli.config.as_deref())?;
@@ -421,6 +435,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Cmd::Info { .. }
             | Cmd::System(SystemCmd::Info { .. } | SystemCmd::Prune(_))
             | Cmd::Volume(_)
+            | Cmd::Network(_)
     ) || is_container_cmd(&cli.cmd);
     if engine_verb {
         let mut engine = strata::containers::Engine::new(root, store, default_root);
@@ -430,6 +445,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
             }
             Cmd::System(SystemCmd::Prune(a)) => system::prune(&mut engine, &a),
             Cmd::Volume(v) => volumes::run(v, &engine),
+            Cmd::Network(n) => networks::run(n, &engine),
             other => containers::run(other, engine, &config),
         };
     }

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::json;
 use strata::containers::Engine;
 use strata::filters::Filters;
-use strata::format::{Format, Template, write_rows};
+use strata::format::{Format, Template, write_docs, write_rows};
 use strata::images::human_size;
 use strata::volumes::{Meta, Volumes};
 
@@ -241,15 +241,7 @@ pub fn run(cmd: VolumeCmd, engine: &Engine) -> Result<i32> {
                     }
                 }
             }
-            match format.as_deref().map(Format::parse) {
-                Some(Format::Template { text, .. }) => {
-                    let t = Template::new(&text)?;
-                    for d in &docs {
-                        writeln!(out, "{}", t.render(d)?)?;
-                    }
-                }
-                _ => writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?,
-            }
+            write_docs(&mut out, format.as_deref(), &docs)?;
             Ok(if missing > 0 { 1 } else { 0 })
         }
         VolumeCmd::Rm { names, .. } => {

@@ -7,11 +7,11 @@
 
 pub mod attach;
 pub mod changes;
+pub mod connect;
 pub mod devices;
 pub mod logs;
 pub mod monitor;
-pub mod netlink;
-pub mod network;
+
 pub mod record;
 pub mod seccomp;
 pub mod spec;
@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 use strata_imagestore::Store;
 use strata_imagestore::containers::ContainerRow;
 
-use record::{Dir, Port, Record, State, Status};
+use crate::network::{self, bridge, dns, networks::Networks};
+use record::{Dir, DnsConfig, Endpoint, Port, Record, State, Status, Wired};
 
 /// Everything `create` needs beyond the spec options.
 #[derive(Clone, Debug, Default)]
@@ -35,7 +36,15 @@ pub struct CreateOptions {
     pub image: String,
     pub name: Option<String>,
     pub auto_remove: bool,
+    /// none | host | bridge | a user network's name or id.
     pub network: String,
+    /// `--network-alias`, `--ip`, `--mac-address` (on `network`).
+    pub aliases: Vec<String>,
+    pub ip: Option<String>,
+    pub mac: Option<String>,
+    /// `--add-host NAME:IP`.
+    pub extra_hosts: Vec<String>,
+    pub dns: DnsConfig,
     /// `-p`; a host port of 0 is given a free one at create.
     pub ports: Vec<Port>,
     /// `-P`: every exposed port on a free host port.
@@ -53,11 +62,12 @@ pub struct CreateOptions {
     pub tuning: spec::Tuning,
 }
 
-/// A started container's network namespace.
+/// A started container's network namespace and interfaces.
 pub struct NetState {
     pub netns: PathBuf,
-    pub bridge: bool,
+    /// The first network's address.
     pub ip: Option<String>,
+    pub wired: Vec<Wired>,
 }
 
 /// The lean monitor binary's name.
@@ -119,12 +129,6 @@ impl Engine {
         strata_runtime::state::Root::new(self.run_dir.join("runtime"))
     }
 
-    /// The bridge, its addresses and host ports are host-wide, whatever
-    /// the store: their bookkeeping lives in one place.
-    fn ipam_dir(&self) -> PathBuf {
-        network::ipam_dir()
-    }
-
     fn ports_dir(&self) -> PathBuf {
         PathBuf::from("/run/strata/ports")
     }
@@ -170,6 +174,7 @@ impl Engine {
     // ---- create -------------------------------------------------------
 
     pub fn create(&mut self, o: &CreateOptions) -> Result<String> {
+        let (mode, endpoints) = self.plan_endpoints(o)?;
         let image = self.store.resolve(&o.image)?;
         let config: Value = serde_json::from_slice(&self.store.content.read(&image)?)
             .context("parse image config")?;
@@ -214,6 +219,7 @@ impl Engine {
         let o = &CreateOptions {
             ports,
             expose: exposed,
+            network: mode,
             ..o.clone()
         };
         let created = record::now();
@@ -240,7 +246,7 @@ impl Engine {
             }
         };
         let dir = self.dir(&id);
-        let made = self.make(&id, &name, &image, &config, o, &created);
+        let made = self.make(&id, &name, &image, &config, o, &endpoints, &created);
         if let Err(e) = made {
             // Nothing half-made stays: mount, directory, row.
             let _ = umount2(&dir.rootfs(), MntFlags::MNT_DETACH);
@@ -252,6 +258,66 @@ impl Engine {
         Ok(id)
     }
 
+    /// The networks a new container goes on: `--network` checked, with
+    /// its alias, address and MAC (Docker's errors for what only a user
+    /// network takes). The mode's canonical name comes back too.
+    fn plan_endpoints(&self, o: &CreateOptions) -> Result<(String, Vec<Endpoint>)> {
+        let mode = if o.network.is_empty() {
+            "bridge"
+        } else {
+            o.network.as_str()
+        };
+        if mode == "host" || mode == "none" {
+            if o.mac.is_some() {
+                bail!("conflicting options: mac-address and the network mode");
+            }
+            if !o.aliases.is_empty() || o.ip.is_some() {
+                bail!("network-scoped aliases and addresses need a bridge network, not {mode}");
+            }
+            return Ok((mode.to_string(), Vec::new()));
+        }
+        let net = self.networks().get(mode)?;
+        if net.name == "bridge" {
+            if !o.aliases.is_empty() {
+                bail!(
+                    "network-scoped alias is supported only for containers in user defined networks"
+                );
+            }
+            if o.ip.is_some() {
+                bail!("user specified IP address is supported on user defined networks only");
+            }
+        }
+        if let Some(ip) = &o.ip {
+            let a: std::net::Ipv4Addr = ip
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid IPv4 address: {ip}"))?;
+            let def = net.def().context("network has no subnet")?;
+            if !def.contains(a) {
+                bail!("no configured subnet contains the IP address {ip}");
+            }
+        }
+        if let Some(m) = &o.mac {
+            bridge::parse_mac(m)?;
+        }
+        for h in &o.extra_hosts {
+            parse_extra_host(h)?;
+        }
+        Ok((
+            net.name.clone(),
+            vec![Endpoint {
+                network: net.name,
+                aliases: o.aliases.clone(),
+                ip: o.ip.clone(),
+                mac: o.mac.clone(),
+            }],
+        ))
+    }
+
+    pub fn networks(&self) -> Networks {
+        Networks::new(&self.root)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn make(
         &mut self,
         id: &str,
@@ -259,6 +325,7 @@ impl Engine {
         image: &strata_imagestore::Digest,
         config: &Value,
         o: &CreateOptions,
+        endpoints: &[Endpoint],
         created: &str,
     ) -> Result<()> {
         let dir = self.dir(id);
@@ -274,8 +341,21 @@ impl Engine {
             .unwrap_or_else(|| id[..12].to_string());
         // Generated /etc files, bound over the image's.
         std::fs::write(dir.path().join("hostname"), format!("{hostname}\n"))?;
-        write_hosts(&dir, &hostname, None)?;
-        std::fs::write(dir.path().join("resolv.conf"), resolv_conf(&o.network))?;
+        write_hosts(&dir, &hostname, None, &o.extra_hosts, None)?;
+        // On a user network the names come from its DNS server.
+        let embedded = match endpoints.first() {
+            Some(ep) => self
+                .networks()
+                .get(&ep.network)
+                .ok()
+                .filter(|n| n.dns)
+                .and_then(|n| n.gateway.parse().ok()),
+            None => None,
+        };
+        std::fs::write(
+            dir.path().join("resolv.conf"),
+            resolv_conf(&o.network, &o.dns, embedded),
+        )?;
         let mut so = o.spec.clone();
         if o.network != "host" {
             for f in ["hostname", "hosts", "resolv.conf"] {
@@ -356,6 +436,9 @@ impl Engine {
             interactive: o.spec.interactive,
             auto_remove: o.auto_remove,
             network: o.network.clone(),
+            endpoints: endpoints.to_vec(),
+            extra_hosts: o.extra_hosts.clone(),
+            dns: o.dns.clone(),
             ports: o.ports.clone(),
             exposed: o
                 .expose
@@ -471,24 +554,157 @@ impl Engine {
         let netns = network::netns_path(&self.run_dir, &rec.id);
         network::remove_netns(&netns);
         network::create_netns(&netns)?;
-        let bridge = rec.network == "bridge";
         if let Err(e) = network::reserve_ports(&self.ports_dir(), &netns, &rec.ports) {
             network::remove_netns(&netns);
             return Err(e);
         }
-        let ip = match network::setup(&rec.id, &netns, bridge, &rec.ports, &self.ipam_dir()) {
-            Ok(ip) => ip,
-            Err(e) => {
-                network::teardown(&rec.id, &netns, bridge, &rec.ports, &self.ipam_dir());
-                network::release_ports(&self.ports_dir(), &netns, &rec.ports);
-                network::remove_netns(&netns);
+        let mut wired = Vec::new();
+        let res = (|| -> Result<()> {
+            for (i, ep) in rec.endpoints().iter().enumerate() {
+                wired.push(self.wire(rec, &netns, ep, &format!("eth{i}"), i == 0)?);
+            }
+            if let Some(w) = wired.first()
+                && let (Ok(ip), Some(def)) =
+                    (w.ip.parse(), self.networks().get(&w.network_id)?.def())
+            {
+                network::ports::publish(&rec.id, &netns, ip, &def, &w.ifname, &rec.ports)?;
+            }
+            let hostname = rec.spec["hostname"].as_str().unwrap_or_default();
+            let first = wired.first();
+            write_hosts(
+                &self.dir(&rec.id),
+                hostname,
+                first.map(|w| w.ip.as_str()),
+                &rec.extra_hosts,
+                first.map(|w| w.gateway.as_str()),
+            )
+        })();
+        if let Err(e) = res {
+            for w in &wired {
+                self.unwire(&rec.id, w, true);
+            }
+            network::release_ports(&self.ports_dir(), &netns, &rec.ports);
+            network::remove_netns(&netns);
+            return Err(e);
+        }
+        Ok(Some(NetState {
+            netns,
+            ip: wired.first().map(|w| w.ip.clone()),
+            wired,
+        }))
+    }
+
+    /// Put the container whose namespace is at `netns` on `ep`'s network
+    /// as `ifname`, and its names into the network's DNS.
+    fn wire(
+        &self,
+        rec: &Record,
+        netns: &Path,
+        ep: &Endpoint,
+        ifname: &str,
+        primary: bool,
+    ) -> Result<Wired> {
+        let net = self.networks().get(&ep.network)?;
+        let def = net
+            .def()
+            .with_context(|| format!("network {} cannot be joined", net.name))?;
+        let ip = match &ep.ip {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| anyhow::anyhow!("invalid IPv4 address: {s}"))?,
+            ),
+            None => None,
+        };
+        let mac = ep.mac.as_deref().map(bridge::parse_mac).transpose()?;
+        let got = bridge::attach(
+            &rec.id,
+            netns,
+            &bridge::Attach {
+                def: &def,
+                ifname,
+                ip,
+                mac,
+                default_route: primary,
+            },
+        )?;
+        if net.dns {
+            let mut names = vec![rec.name.to_lowercase(), rec.id[..12].to_string()];
+            names.extend(ep.aliases.iter().map(|a| a.to_lowercase()));
+            let entry = dns::Entry {
+                id: rec.id.clone(),
+                names,
+                ip: got.ip,
+                upstream: rec.dns.servers.clone(),
+            };
+            if let Err(e) = dns::register(&def.bridge, def.gateway, entry, &|d, l| {
+                self.dns_command(d, l)
+            }) {
+                bridge::detach(&rec.id, &def, ifname);
                 return Err(e);
             }
+        }
+        Ok(Wired {
+            network: net.name.clone(),
+            network_id: net.id.clone(),
+            ifname: ifname.to_string(),
+            ip: got.ip.to_string(),
+            prefix: def.prefix,
+            gateway: def.gateway.to_string(),
+            mac: bridge::format_mac(&got.mac),
+        })
+    }
+
+    /// Undo [`Engine::wire`]: the names, the address, and with the
+    /// container still running its interface.
+    fn unwire(&self, id: &str, w: &Wired, running: bool) {
+        let Ok(net) = self.networks().get(&w.network_id) else {
+            return;
         };
-        let dir = self.dir(&rec.id);
-        let hostname = rec.spec["hostname"].as_str().unwrap_or_default();
-        write_hosts(&dir, hostname, ip.as_deref())?;
-        Ok(Some(NetState { netns, bridge, ip }))
+        let Some(def) = net.def() else { return };
+        if net.dns {
+            dns::unregister(&def.bridge, id, w.ip.parse().ok());
+        }
+        if running {
+            bridge::detach(id, &def, &w.ifname);
+        } else {
+            bridge::release_all(&def, id);
+        }
+    }
+
+    /// The DNS server's command: the lean monitor binary's `--dns` mode,
+    /// else our own hidden `network-dns` verb.
+    fn dns_command(&self, dir: &Path, listen: std::net::Ipv4Addr) -> std::process::Command {
+        let lean = self.exe.with_file_name(MONITOR_BIN);
+        let mut cmd = if lean.is_file() {
+            let mut c = std::process::Command::new(lean);
+            c.arg("--dns");
+            c
+        } else {
+            let mut c = std::process::Command::new(&self.exe);
+            c.arg("network-dns");
+            c
+        };
+        cmd.arg(dir).arg(listen.to_string());
+        cmd
+    }
+
+    /// Take down the network of a container whose monitor is gone (or
+    /// never wired it): names, leases and ports, from the record.
+    fn unwire_all(&self, rec: &Record, netns: &Path) {
+        if !rec.endpoints().is_empty() && netns.exists() {
+            network::ports::unpublish(&rec.id, netns, "eth0", &rec.ports);
+        }
+        for ep in rec.endpoints() {
+            let Ok(net) = self.networks().get(&ep.network) else {
+                continue;
+            };
+            if let Some(def) = net.def() {
+                if net.dns {
+                    dns::unregister(&def.bridge, &rec.id, None);
+                }
+                bridge::release_all(&def, &rec.id);
+            }
+        }
     }
 
     /// After the container is gone: runtime state, network, and with
@@ -503,21 +719,18 @@ impl Engine {
         let _ = strata_runtime::container::delete::delete(&self.runtime_root(), &rec.id, true);
         match net {
             Some(n) => {
-                network::teardown(&rec.id, &n.netns, n.bridge, &rec.ports, &self.ipam_dir());
+                if let Some(w) = n.wired.first() {
+                    network::ports::unpublish(&rec.id, &n.netns, &w.ifname, &rec.ports);
+                }
+                for w in &n.wired {
+                    self.unwire(&rec.id, w, false);
+                }
                 network::release_ports(&self.ports_dir(), &n.netns, &rec.ports);
                 network::remove_netns(&n.netns);
             }
             None if rec.network != "host" => {
                 let netns = network::netns_path(&self.run_dir, &rec.id);
-                if netns.exists() {
-                    network::teardown(
-                        &rec.id,
-                        &netns,
-                        rec.network == "bridge",
-                        &rec.ports,
-                        &self.ipam_dir(),
-                    );
-                }
+                self.unwire_all(rec, &netns);
                 network::release_ports(&self.ports_dir(), &netns, &rec.ports);
                 network::remove_netns(&netns);
             }
@@ -554,6 +767,7 @@ impl Engine {
             s.error = error.map(String::from);
             s.pid = 0;
             s.monitor_pid = 0;
+            s.networks.clear();
             let _ = dir.save_state(&s);
         }
         if rec.auto_remove && code.is_some() {
@@ -941,10 +1155,39 @@ fn is_mountpoint(p: &Path) -> bool {
     }
 }
 
-fn write_hosts(dir: &Dir, hostname: &str, ip: Option<&str>) -> Result<()> {
+/// `--add-host NAME:IP` (or `NAME=IP`; `host-gateway` is the address
+/// of the host on the container's first network).
+pub fn parse_extra_host(s: &str) -> Result<(&str, &str)> {
+    let (name, ip) = s
+        .split_once(':')
+        .or_else(|| s.split_once('='))
+        .ok_or_else(|| anyhow::anyhow!("bad format for add-host: {s:?}"))?;
+    if name.is_empty() || (ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err()) {
+        bail!("invalid IP address in add-host: {ip:?}");
+    }
+    Ok((name, ip))
+}
+
+fn write_hosts(
+    dir: &Dir,
+    hostname: &str,
+    ip: Option<&str>,
+    extra: &[String],
+    gateway: Option<&str>,
+) -> Result<()> {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    for h in extra {
+        if let Ok((name, addr)) = parse_extra_host(h) {
+            let addr = if addr == "host-gateway" {
+                gateway.unwrap_or("127.0.0.1")
+            } else {
+                addr
+            };
+            s.push_str(&format!("{addr}\t{name}\n"));
+        }
+    }
     if let Some(ip) = ip {
         s.push_str(&format!("{ip}\t{hostname}\n"));
     } else {
@@ -953,26 +1196,62 @@ fn write_hosts(dir: &Dir, hostname: &str, ip: Option<&str>) -> Result<()> {
     record::write_atomic(&dir.path().join("hosts"), s.as_bytes())
 }
 
-/// The host's resolv.conf; loopback resolvers do not work from a bridged
-/// namespace, so they are dropped there (Docker's rule).
-pub fn resolv_conf(network: &str) -> String {
+/// The container's resolv.conf: `--dns*` where given, else the host's
+/// (loopback resolvers do not work from a namespace of its own, so they
+/// are dropped there: Docker's rule). On a user network the nameserver
+/// is its DNS server, `embedded`, which passes on what it does not know.
+pub fn resolv_conf(network: &str, dns: &DnsConfig, embedded: Option<std::net::Ipv4Addr>) -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if network == "host" {
+    if network == "host" && dns == &DnsConfig::default() {
         return host;
     }
-    let kept: Vec<&str> = host
-        .lines()
-        .filter(|l| {
-            !(l.trim_start().starts_with("nameserver")
-                && l.split_whitespace().nth(1).is_some_and(|a| {
-                    a.parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-                }))
-        })
-        .collect();
-    let mut s = kept.join("\n");
-    s.push('\n');
-    s
+    let (mut servers, mut search, mut options) = (Vec::new(), Vec::new(), Vec::new());
+    for l in host.lines() {
+        let mut w = l.split_whitespace();
+        match w.next() {
+            Some("nameserver") => {
+                if let Some(a) = w.next()
+                    && (network == "host"
+                        || !a
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback()))
+                {
+                    servers.push(a.to_string());
+                }
+            }
+            Some("search") | Some("domain") => search = w.map(String::from).collect(),
+            Some("options") => options.extend(w.map(String::from)),
+            _ => {}
+        }
+    }
+    if !dns.servers.is_empty() {
+        servers = dns.servers.clone();
+    }
+    if !dns.search.is_empty() {
+        // `--dns-search .`: no search domains at all.
+        search = dns.search.iter().filter(|d| *d != ".").cloned().collect();
+    }
+    if !dns.options.is_empty() {
+        options = dns.options.clone();
+    }
+    if let Some(gw) = embedded {
+        servers = vec![gw.to_string()];
+        // Names are asked as given first (Docker's choice for its DNS).
+        if !options.iter().any(|o| o.starts_with("ndots:")) {
+            options.push("ndots:0".into());
+        }
+    }
+    let mut out = String::new();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for sv in servers {
+        out.push_str(&format!("nameserver {sv}\n"));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
 }
 
 /// Docker's rule for container names.

@@ -191,6 +191,7 @@ fn run(
         s.exit_code = 0;
         s.boot_id = record::boot_id();
         s.ip = net.as_ref().and_then(|n| n.ip.clone());
+        s.networks = net.as_ref().map(|n| n.wired.clone()).unwrap_or_default();
         s.error = None;
         dir.save_state(&s)?;
     }

@@ -31,7 +31,49 @@ impl Port {
     }
 }
 
-/// How a container was made: fixed at create.
+/// A container's place on a bridge network (the default `bridge` or a
+/// user network), as asked for at create or `network connect`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Endpoint {
+    /// The network's name.
+    pub network: String,
+    /// `--network-alias`: more names it is found by on that network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// `--ip`: a fixed address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// `--mac-address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// `--dns`, `--dns-search`, `--dns-option`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DnsConfig {
+    #[serde(default)]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub search: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// An interface a running container has on a network.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Wired {
+    pub network: String,
+    pub network_id: String,
+    /// `eth0`, `eth1`, ... inside.
+    pub ifname: String,
+    pub ip: String,
+    pub prefix: u8,
+    pub gateway: String,
+    pub mac: String,
+}
+
+/// How a container was made: fixed at create (but for a rename and
+/// `network connect/disconnect`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
@@ -45,8 +87,17 @@ pub struct Record {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
-    /// none | host | bridge
+    /// none | host | bridge | the first user network's name
     pub network: String,
+    /// The bridge networks it is on, the first one's route the default
+    /// (empty for records from before user networks: `bridge` alone).
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    /// `--add-host NAME:IP`.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    #[serde(default)]
+    pub dns: DnsConfig,
     pub ports: Vec<Port>,
     /// Exposed ports ("80/tcp"): the image's and `--expose`.
     #[serde(default)]
@@ -62,6 +113,19 @@ pub struct Record {
     pub named_volumes: Vec<String>,
     /// The OCI config.json given to the runtime.
     pub spec: serde_json::Value,
+}
+
+impl Record {
+    /// The bridge networks it is on, in order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        if self.endpoints.is_empty() && self.network == "bridge" {
+            return vec![Endpoint {
+                network: "bridge".into(),
+                ..Default::default()
+            }];
+        }
+        self.endpoints.clone()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -88,8 +152,11 @@ pub struct State {
     pub finished_at: Option<String>,
     /// The boot the pids belong to; after a reboot they mean nothing.
     pub boot_id: String,
-    /// The address on the bridge, when there is one.
+    /// The address on the first network, when there is one.
     pub ip: Option<String>,
+    /// Every network interface it has while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Wired>,
     /// Set when the state was repaired after its monitor died.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::build::fsops;
 use crate::build::progress::Progress;
-use crate::containers::network;
+use crate::network;
 
 /// Where the builder's containers live and what runs them.
 #[derive(Clone, Debug)]
@@ -81,8 +81,23 @@ pub fn run(
             netns: netns.clone(),
             bridge: spec_in.network == "default",
         };
+        let def = network::bridge::NetDef::default_bridge();
         let ip = match (&netns, guard.bridge) {
-            (Some(ns), true) => network::setup(&id, ns, true, &[], &network::ipam_dir())?,
+            (Some(ns), true) => Some(
+                network::bridge::attach(
+                    &id,
+                    ns,
+                    &network::bridge::Attach {
+                        def: &def,
+                        ifname: "eth0",
+                        ip: None,
+                        mac: None,
+                        default_route: true,
+                    },
+                )?
+                .ip
+                .to_string(),
+            ),
             _ => None,
         };
         let hostname = "buildkitsandbox";
@@ -95,7 +110,11 @@ pub fn run(
         )?;
         std::fs::write(
             work.join("resolv.conf"),
-            crate::containers::resolv_conf(spec_in.network),
+            crate::containers::resolv_conf(
+                spec_in.network,
+                &crate::containers::record::DnsConfig::default(),
+                None,
+            ),
         )?;
         let mut o = crate::containers::spec::Options {
             env: spec_in.env.clone(),
@@ -220,7 +239,7 @@ impl Drop for NetGuard {
     fn drop(&mut self) {
         if let Some(ns) = &self.netns {
             if self.bridge {
-                network::teardown(&self.id, ns, true, &[], &network::ipam_dir());
+                network::bridge::release_all(&network::bridge::NetDef::default_bridge(), &self.id);
             }
             network::remove_netns(ns);
         }

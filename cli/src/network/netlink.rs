@@ -1,7 +1,8 @@
 //! The few rtnetlink requests a bridged container needs, sent over a
 //! synchronous NETLINK_ROUTE socket: create a bridge or a veth pair (its
-//! peer made straight inside the container's namespace), set a link up,
-//! add an IPv4 address, add a default route.
+//! peer made straight inside the container's namespace, with a given MAC
+//! when asked), set a link up, delete a link, add an IPv4 address, add a
+//! default route.
 //!
 //! Why not the CNI bridge plugin (used before) or an rtnetlink crate:
 //! the plugin is an exec of a Go binary that execs host-local in turn,
@@ -33,12 +34,14 @@ type Result<T> = std::result::Result<T, NetlinkError>;
 const NLMSG_HDR: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -236,8 +239,15 @@ impl Netlink {
     /// A veth pair: `host` here, up and enslaved to `master`, and `peer`
     /// created directly in the namespace open at `netns`, down (the
     /// kernel refuses to open a veth end before the pair is joined:
-    /// ENOTCONN; it is brought up from inside).
-    pub fn create_veth(&mut self, host: &str, master: u32, peer: &str, netns: RawFd) -> Result<()> {
+    /// ENOTCONN; it is brought up from inside), with `mac` when given.
+    pub fn create_veth(
+        &mut self,
+        host: &str,
+        master: u32,
+        peer: &str,
+        netns: RawFd,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()> {
         let up = libc::IFF_UP as u32;
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.ifinfo(0, up, up);
@@ -249,6 +259,9 @@ impl Netlink {
         m.begin(VETH_INFO_PEER);
         m.ifinfo(0, 0, 0);
         m.attr_str(IFLA_IFNAME, peer);
+        if let Some(mac) = mac {
+            m.attr(IFLA_ADDRESS, &mac);
+        }
         m.attr_u32(IFLA_NET_NS_FD, netns as u32);
         m.end();
         m.end();
@@ -261,6 +274,23 @@ impl Netlink {
         let up = libc::IFF_UP as u32;
         m.ifinfo(index as i32, up, up);
         self.call("set link up", m)
+    }
+
+    /// Delete link `name` (a veth takes its peer with it); a link that is
+    /// not there is fine.
+    pub fn delete_link(&mut self, name: &str) -> Result<()> {
+        let Some(ix) = index(name) else {
+            return Ok(());
+        };
+        let mut m = Msg::new(RTM_DELLINK, 0);
+        m.ifinfo(ix as i32, 0, 0);
+        match self.call(&format!("delete link {name}"), m) {
+            Err(NetlinkError::Request {
+                errno: nix::errno::Errno::ENODEV,
+                ..
+            }) => Ok(()),
+            r => r,
+        }
     }
 
     /// `addr/prefix` on link `index`; already there is fine.
