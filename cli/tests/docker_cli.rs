@@ -1141,3 +1141,308 @@ fn run_flags_ulimit_shm_tmpfs_sysctl_groups_oom_resources_annotations_cidfile() 
     }
     assert_eq!(e.lines(&["ps", "-aq"]).len(), before, "nothing was made");
 }
+
+/// Poll `f` every 100 ms for up to `secs`; whether it came true.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
+}
+
+#[test]
+fn restart_policies_restart_with_back_off_until_stopped() {
+    let e = Engine::new();
+    // on-failure:2: the first run and two restarts, then it stays exited.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo attempt; exit 3",
+    ]);
+    assert!(eventually(20, || e.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.RestartCount}}",
+        "flaky"
+    ]) == "exited 2\n"));
+    assert_eq!(e.ok(&["logs", "flaky"]), "attempt\nattempt\nattempt\n");
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.ExitCode}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", "flaky"]), "3 on-failure:2\n");
+    let actions = e.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=flaky",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(
+        actions.lines().filter(|l| *l == "restart").count(),
+        2,
+        "{actions}"
+    );
+    // on-failure does not restart a clean exit.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "clean",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "true",
+    ]);
+    assert!(eventually(10, || e.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}}",
+        "clean"
+    ]) == "exited\n"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.RestartCount}}", "clean"]),
+        "0\n"
+    );
+    // always: `ps` shows it Restarting between runs; `stop` ends it for good.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 1",
+    ]);
+    assert!(eventually(10, || e
+        .ok(&["ps", "--format", "{{.Names}} {{.Status}}"])
+        .contains("loop Restarting (1)")));
+    assert!(eventually(10, || e
+        .ok(&["inspect", "-f", "{{.RestartCount}}", "loop"])
+        .trim()
+        .parse::<u32>()
+        .unwrap()
+        >= 2));
+    e.ok(&["stop", "-t", "1", "loop"]);
+    let after = e.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.RestartCount}}",
+        "loop",
+    ]);
+    assert!(after.starts_with("exited "), "{after}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}}",
+            "loop"
+        ]),
+        after
+    );
+    // A foreground run returns with its first run's code; the policy
+    // carries on without it.
+    let o = e.0.run(&[
+        "run",
+        "--name",
+        "fg",
+        "--restart",
+        "on-failure:1",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert!(eventually(10, || e.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.RestartCount}}",
+        "fg"
+    ]) == "exited 1\n"));
+    // rm -f of a container between restarts.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gone",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "false",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    e.ok(&["rm", "-f", "gone"]);
+    assert_eq!(e.ok(&["ps", "-a", "--filter", "name=gone", "-q"]), "");
+    // Bad policies: Docker's errors, nothing made.
+    for (args, want) in [
+        (
+            vec!["run", "--restart", "sometimes", "busybox", "true"],
+            "invalid restart policy",
+        ),
+        (
+            vec!["run", "--restart", "always:3", "busybox", "true"],
+            "maximum retry count cannot be used with restart policy",
+        ),
+        (
+            vec!["run", "--restart", "on-failure:x", "busybox", "true"],
+            "maximum retry count must be an integer",
+        ),
+        (
+            vec!["run", "--rm", "--restart", "always", "busybox", "true"],
+            "Conflicting options: --restart and --rm",
+        ),
+    ] {
+        let (code, _, msg) = e.fails(&args);
+        assert_eq!(code, 125, "{args:?}");
+        assert!(msg.contains(want), "{args:?}: {msg}");
+    }
+    assert_eq!(e.ok(&["ps", "-aq", "--filter", "status=created"]), "");
+}
+
+#[test]
+fn healthchecks_turn_healthy_then_unhealthy() {
+    let e = Engine::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--health-cmd",
+        "test -e /tmp/up && echo up",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "--health-timeout",
+        "2s",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/up; exec sleep 60",
+    ]);
+    let status = || e.ok(&["ps", "--filter", "name=svc", "--format", "{{.Status}}"]);
+    assert!(
+        eventually(10, || status().ends_with("(healthy)\n")),
+        "{}",
+        status()
+    );
+    assert_eq!(
+        e.ok(&["ps", "--filter", "health=healthy", "--format", "{{.Names}}"]),
+        "svc\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).Output}}",
+            "svc"
+        ]),
+        "up\n\n"
+    );
+    e.ok(&["exec", "svc", "rm", "/tmp/up"]);
+    assert!(
+        eventually(10, || status().ends_with("(unhealthy)\n")),
+        "{}",
+        status()
+    );
+    let h = e.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}} {{.State.Health.FailingStreak}} {{len .State.Health.Log}}",
+        "svc",
+    ]);
+    let f: Vec<&str> = h.split_whitespace().collect();
+    assert_eq!(f[0], "unhealthy", "{h}");
+    assert!(
+        f[1].parse::<u32>().unwrap() >= 2 && f[2].parse::<u32>().unwrap() <= 5,
+        "{h}"
+    );
+    // `healthcheck run`: one probe now, podman's output and exit codes.
+    let (code, o, _) = e.fails(&["healthcheck", "run", "svc"]);
+    assert_eq!((code, o.as_str()), (1, "unhealthy\n"));
+    e.ok(&["exec", "svc", "touch", "/tmp/up"]);
+    assert_eq!(e.ok(&["healthcheck", "run", "svc"]), "healthy\n");
+    let actions = e.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=svc",
+        "--format",
+        "{{.Action}}",
+    ]);
+    for want in ["health_status: healthy", "health_status: unhealthy"] {
+        assert!(actions.lines().any(|l| l == want), "{actions}");
+    }
+    // A probe that outlives its timeout counts as a failure.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(eventually(10, || e.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        "slow"
+    ]) == "unhealthy\n"));
+    let out = e.ok(&[
+        "inspect",
+        "-f",
+        "{{(index .State.Health.Log 0).Output}}",
+        "slow",
+    ]);
+    assert!(out.contains("Health check exceeded timeout"), "{out}");
+    // --no-healthcheck, and a container without one.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "plain",
+        "--no-healthcheck",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.Health}}", "plain"]),
+        "<nil>\n"
+    );
+    let (code, _, msg) = e.fails(&["healthcheck", "run", "plain"]);
+    assert_eq!(code, 125);
+    assert!(msg.contains("has no defined healthcheck"), "{msg}");
+    let (code, _, msg) = e.fails(&["run", "--health-interval", "soon", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(msg.contains("invalid duration"), "{msg}");
+}

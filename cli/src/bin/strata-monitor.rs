@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID\n       strata-monitor --dns DIR ADDR"
+        "usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID\n       strata-monitor --health --root ROOT --run-dir DIR ID\n       strata-monitor --dns DIR ADDR"
     );
     std::process::exit(125)
 }
@@ -33,6 +33,7 @@ fn main() {
     let mut root = None;
     let mut run_dir = None;
     let mut attach = false;
+    let mut health = false;
     let mut detach_keys = String::new();
     let mut id = None;
     let mut args = std::env::args_os().skip(1);
@@ -41,6 +42,7 @@ fn main() {
             Some("--root") => root = args.next().map(PathBuf::from),
             Some("--run-dir") => run_dir = args.next().map(PathBuf::from),
             Some("--attach") => attach = true,
+            Some("--health") => health = true,
             Some("--detach-keys") => {
                 detach_keys = args
                     .next()
@@ -54,6 +56,10 @@ fn main() {
     let (Some(root), Some(run_dir), Some(id)) = (root, run_dir, id) else {
         usage()
     };
+    // `--health`: one healthcheck probe (containers::health).
+    if health {
+        std::process::exit(strata::containers::health::probe_main(&root, &run_dir, &id))
+    }
     let store = match strata_imagestore::Store::open(&root) {
         Ok(s) => s,
         Err(e) => {

@@ -138,6 +138,27 @@ pub struct CreateArgs {
     pub stop_signal: Option<String>,
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u32>,
+    /// no | on-failure[:N] | always | unless-stopped
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// The healthcheck command (run with /bin/sh -c in the container).
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between probes (30s).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Time a probe may take (30s).
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make it unhealthy (3).
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<u32>,
+    /// Time to start in, when failures do not count (0s).
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// No healthcheck, not even the image's.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Run an init (tini) as PID 1 that reaps zombies and forwards signals.
     #[arg(long)]
     pub init: bool,
@@ -557,7 +578,26 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     if !["missing", "always", "never"].contains(&a.pull.as_str()) {
         bail!("invalid --pull {:?}: want missing, always or never", a.pull);
     }
+    let restart = strata::containers::record::RestartPolicy::parse(&a.restart)?;
+    if a.rm && !restart.name.is_empty() {
+        bail!("Conflicting options: --restart and --rm");
+    }
+    let dur = |s: &Option<String>| -> Result<Option<std::time::Duration>> {
+        s.as_deref()
+            .map(strata::containers::health::parse_duration)
+            .transpose()
+    };
+    let health = strata::containers::health::HealthFlags {
+        cmd: a.health_cmd.clone(),
+        interval: dur(&a.health_interval)?,
+        timeout: dur(&a.health_timeout)?,
+        start_period: dur(&a.health_start_period)?,
+        retries: a.health_retries,
+        none: a.no_healthcheck,
+    };
     Ok(CreateOptions {
+        restart,
+        health,
         image: a.image().to_string(),
         name: a.name.clone(),
         auto_remove: a.rm,
@@ -689,10 +729,19 @@ pub fn attach_wait(
             let _ = strata_runtime::signals::send(target, sig as i32);
         }
     });
-    if monitor.wait_detached() {
-        // The container runs on; the monitor no longer holds our terminal.
-        drop(raw);
-        return Ok(0);
+    match monitor.wait_event() {
+        strata::containers::MonitorEvent::Detached => {
+            // The container runs on; the monitor no longer holds our terminal.
+            drop(raw);
+            return Ok(0);
+        }
+        strata::containers::MonitorEvent::Exited(code) => {
+            // Its restart policy brings it back; we return as Docker's
+            // CLI does, with this run's code.
+            drop(raw);
+            return Ok(code);
+        }
+        strata::containers::MonitorEvent::Gone => {}
     }
     let status = monitor
         .child
@@ -769,7 +818,7 @@ fn ports_text(ports: &[strata::containers::record::Port]) -> String {
 
 /// The `--filter` keys `ps` takes (Docker's most used).
 const PS_FILTERS: &[&str] = &[
-    "name", "label", "status", "ancestor", "id", "exited", "network",
+    "name", "label", "status", "ancestor", "id", "exited", "network", "health",
 ];
 
 /// The table headers of `ps` for template fields (Docker's names).
@@ -807,10 +856,11 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
         let dir = engine.dir(&c.id);
         let Ok(rec) = dir.record() else { continue };
         let st = engine.refresh(&c.id)?;
-        if !all && st.status != Status::Running {
+        if !all && !matches!(st.status, Status::Running | Status::Restarting) {
             continue;
         }
         let paused = st.status == Status::Running && engine.is_paused(&c.id);
+        let health = st.health.as_ref().map(|h| h.status.as_str());
         let state = if paused {
             "paused".to_string()
         } else {
@@ -819,6 +869,7 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
         let keep = filters.any("name", |v| name_matches(v, &c.name))
             && filters.any("id", |v| c.id.starts_with(v))
             && filters.any("status", |v| v == state)
+            && filters.any("health", |v| v == health.unwrap_or("none"))
             && filters.any("exited", |v| {
                 st.status == Status::Exited && v.parse::<i32>().ok() == Some(st.exit_code)
             })
@@ -843,9 +894,20 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
         let status = match st.status {
             Status::Created => "Created".to_string(),
             Status::Running => format!(
-                "Up {}{}",
+                "Up {}{}{}",
                 ago(st.started_at.as_deref().unwrap_or(&c.created)),
-                if paused { " (Paused)" } else { "" }
+                if paused { " (Paused)" } else { "" },
+                match health {
+                    Some("starting") => " (health: starting)",
+                    Some("healthy") => " (healthy)",
+                    Some("unhealthy") => " (unhealthy)",
+                    _ => "",
+                }
+            ),
+            Status::Restarting => format!(
+                "Restarting ({}) {} ago",
+                st.exit_code,
+                ago(st.finished_at.as_deref().unwrap_or(&c.created))
             ),
             Status::Exited => format!(
                 "Exited ({}) {} ago",
@@ -1039,17 +1101,21 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "Status": if paused { "paused".to_string() } else { format!("{:?}", st.status).to_lowercase() },
             "Running": st.status == Status::Running,
             "Paused": paused,
+            "Restarting": st.status == Status::Restarting,
             "Pid": st.pid,
             "ExitCode": st.exit_code,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
             "Error": st.error.clone().unwrap_or_default(),
+            "Health": st.health,
         },
+        "RestartCount": st.restart_count,
         "Image": rec.image,
         "ImageName": rec.image_name,
         "LogPath": engine.dir(&c.id).log(),
         "HostConfig": {
             "NetworkMode": if rec.network == "bridge" { "default" } else { rec.network.as_str() },
+            "RestartPolicy": {"Name": if rec.restart.name.is_empty() { "no" } else { rec.restart.name.as_str() }, "MaximumRetryCount": rec.restart.max_retries},
             "AutoRemove": rec.auto_remove,
             "ExtraHosts": rec.extra_hosts,
             "Dns": rec.dns.servers,
@@ -1068,12 +1134,41 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "Labels": rec.labels,
             "StopSignal": rec.stop_signal,
             "StopTimeout": rec.stop_timeout,
+            "Healthcheck": rec.healthcheck,
             "ExposedPorts": rec.exposed.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
         },
         "NetworkSettings": network_settings(&rec, &st),
         "Mounts": rec.spec["mounts"].as_array().map(|m| m.iter().filter(|x| x["type"] == "bind").cloned().collect::<Vec<_>>()),
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": engine.dir(&c.id).rootfs()}},
     }))
+}
+
+/// `healthcheck run`: podman's verb; prints `healthy`/`unhealthy` and
+/// exits 0/1 (125 for a container without a healthcheck or not running).
+pub fn healthcheck_run(engine: &Engine, what: &str) -> Result<i32> {
+    let c = engine.find(what)?;
+    let st = engine.refresh(&c.id)?;
+    let dir = engine.dir(&c.id);
+    let rec = dir.record()?;
+    if rec.healthcheck.is_none() {
+        bail!("container {} has no defined healthcheck", c.name);
+    }
+    if st.status != Status::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let before = st.health.map(|h| h.status);
+    let (code, _) = strata::containers::health::probe_now(
+        &dir,
+        &rec,
+        engine.health_command(&c.id),
+        st.started_at.as_deref(),
+    )?;
+    let status = dir.state()?.health.map(|h| h.status).unwrap_or_default();
+    if before.as_deref() != Some(status.as_str()) {
+        engine.event(&format!("health_status: {status}"), &c.id, &[]);
+    }
+    println!("{status}");
+    Ok(if code == 0 { 0 } else { 1 })
 }
 
 /// The networks a container is on, as `ps` shows them.

@@ -275,6 +275,16 @@ pub(crate) enum Cmd {
     /// Network commands.
     #[command(subcommand)]
     Network(networks::NetworkCmd),
+    /// Healthcheck commands.
+    #[command(subcommand)]
+    Healthcheck(HealthcheckCmd),
+    /// One healthcheck probe in a container (internal).
+    #[command(hide = true, name = "healthcheck-probe")]
+    HealthcheckProbe {
+        #[arg(long = "run-dir")]
+        run_dir: PathBuf,
+        id: String,
+    },
     /// A user network's DNS server (internal).
     #[command(hide = true, name = "network-dns")]
     NetworkDns {
@@ -375,11 +385,21 @@ pub(crate) enum SystemCmd {
     Prune(system::PruneArgs),
 }
 
+#[derive(Subcommand)]
+pub(crate) enum HealthcheckCmd {
+    /// Run a container's healthcheck now: exit 0 healthy, 1 not.
+    Run { container: String },
+}
+
 /// Run one parsed command line; the exit code.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
     // The version needs no store: nothing is opened or made for it.
     if let Cmd::Version { format } = &cli.cmd {
         return system::version(format.as_deref());
+    }
+    if let Cmd::HealthcheckProbe { run_dir, id } = &cli.cmd {
+        let root = cli.root.clone().unwrap_or_else(strata::paths::default_root);
+        return Ok(strata::containers::health::probe_main(&root, run_dir, id));
     }
     if let Cmd::NetworkDns { dir, listen } = &cli.cmd {
         strata::network::dns::serve(dir, *listen)?;
@@ -436,6 +456,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
             | Cmd::System(SystemCmd::Info { .. } | SystemCmd::Prune(_))
             | Cmd::Volume(_)
             | Cmd::Network(_)
+            | Cmd::Healthcheck(_)
     ) || is_container_cmd(&cli.cmd);
     if engine_verb {
         let mut engine = strata::containers::Engine::new(root, store, default_root);
@@ -446,6 +467,9 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
             Cmd::System(SystemCmd::Prune(a)) => system::prune(&mut engine, &a),
             Cmd::Volume(v) => volumes::run(v, &engine),
             Cmd::Network(n) => networks::run(n, &engine),
+            Cmd::Healthcheck(HealthcheckCmd::Run { container }) => {
+                containers::healthcheck_run(&engine, &container)
+            }
             other => containers::run(other, engine, &config),
         };
     }

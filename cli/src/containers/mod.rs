@@ -9,6 +9,7 @@ pub mod attach;
 pub mod changes;
 pub mod connect;
 pub mod devices;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 
@@ -60,6 +61,8 @@ pub struct CreateOptions {
     pub spec: spec::Options,
     /// Run flags applied to the built spec.
     pub tuning: spec::Tuning,
+    pub restart: record::RestartPolicy,
+    pub health: health::HealthFlags,
 }
 
 /// A started container's network namespace and interfaces.
@@ -425,6 +428,13 @@ impl Engine {
             .unwrap_or_else(|| "SIGTERM".into());
         strata_runtime::signals::parse(&stop_signal)
             .map_err(|_| anyhow::anyhow!("invalid stop signal {stop_signal:?}"))?;
+        let image_health = match config["config"].get("Healthcheck") {
+            Some(h) if !h.is_null() => {
+                Some(serde_json::from_value(h.clone()).context("image healthcheck")?)
+            }
+            _ => None,
+        };
+        let healthcheck = health::merge(image_health, &o.health)?;
         let rec = Record {
             id: id.to_string(),
             name: name.to_string(),
@@ -451,6 +461,8 @@ impl Engine {
             volumes,
             named_volumes,
             spec,
+            restart: o.restart.clone(),
+            healthcheck,
         };
         dir.save_record(&rec)?;
         dir.save_state(&State {
@@ -688,6 +700,27 @@ impl Engine {
         cmd
     }
 
+    /// A healthcheck probe's helper: the lean monitor binary's `--health`
+    /// mode, else our own hidden `healthcheck-probe` verb.
+    pub fn health_command(&self, id: &str) -> std::process::Command {
+        let lean = self.exe.with_file_name(MONITOR_BIN);
+        let mut cmd = if lean.is_file() {
+            let mut c = std::process::Command::new(lean);
+            c.arg("--health");
+            c
+        } else {
+            let mut c = std::process::Command::new(&self.exe);
+            c.arg("healthcheck-probe");
+            c
+        };
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .arg(id);
+        cmd
+    }
+
     /// Take down the network of a container whose monitor is gone (or
     /// never wired it): names, leases and ports, from the record.
     fn unwire_all(&self, rec: &Record, netns: &Path) {
@@ -716,6 +749,92 @@ impl Engine {
         code: Option<i32>,
         error: Option<&str>,
     ) {
+        self.release(rec, net);
+        if let Some(c) = code {
+            self.event("die", &rec.id, &[("exitCode", &c.to_string())]);
+        }
+        let dir = self.dir(&rec.id);
+        if let Ok(_l) = dir.lock()
+            && let Ok(mut s) = dir.state()
+        {
+            s.status = match code {
+                Some(_) => Status::Exited,
+                None => s.status,
+            };
+            if code.is_none() && s.status == Status::Restarting {
+                // Its monitor died between restarts: it stays exited.
+                s.status = Status::Exited;
+            } else if code.is_none() && s.status == Status::Running {
+                // It ran unobserved: its status is lost. 255, as Docker
+                // reports an exit it could not learn.
+                s.status = Status::Exited;
+                s.exit_code = 255;
+            } else if let (None, Some(e)) = (code, error) {
+                // It never started: Docker's code for why (127 not
+                // found, 126 not executable, 125 anything else).
+                s.exit_code = monitor::failure_code(e);
+            }
+            s.exit_code = code.unwrap_or(s.exit_code);
+            s.finished_at = code.map(|_| record::now()).or(s.finished_at);
+            s.error = error.map(String::from);
+            s.pid = 0;
+            s.monitor_pid = 0;
+            s.networks.clear();
+            s.stop_requested = false;
+            let _ = dir.save_state(&s);
+        }
+        if rec.auto_remove && code.is_some() {
+            // The monitor's own store handle: open a fresh one.
+            // Docker's --rm takes the anonymous volumes along.
+            if let Ok(mut store) = Store::open(&self.root) {
+                self.event("destroy", &rec.id, &[]);
+                let _ = remove_files(&self.root, &mut store, rec, true);
+            }
+        }
+    }
+
+    /// The container exited and its restart policy brings it back: all
+    /// but the monitor goes, and `ps` shows it `Restarting`.
+    pub fn before_restart(&self, rec: &Record, net: Option<&NetState>, code: i32, count: u32) {
+        self.release(rec, net);
+        self.event("die", &rec.id, &[("exitCode", &code.to_string())]);
+        let dir = self.dir(&rec.id);
+        if let Ok(_l) = dir.lock()
+            && let Ok(mut s) = dir.state()
+        {
+            s.status = Status::Restarting;
+            s.exit_code = code;
+            s.finished_at = Some(record::now());
+            s.pid = 0;
+            s.networks.clear();
+            s.restart_count = count;
+            let _ = dir.save_state(&s);
+        }
+    }
+
+    /// A `stop` came while the container waited to restart: it stays
+    /// exited, with the code it last exited with.
+    pub fn end_restarting(&self, rec: &Record) {
+        let dir = self.dir(&rec.id);
+        if let Ok(_l) = dir.lock()
+            && let Ok(mut s) = dir.state()
+        {
+            s.status = Status::Exited;
+            s.monitor_pid = 0;
+            s.stop_requested = false;
+            let _ = dir.save_state(&s);
+        }
+        if rec.auto_remove
+            && let Ok(mut store) = Store::open(&self.root)
+        {
+            self.event("destroy", &rec.id, &[]);
+            let _ = remove_files(&self.root, &mut store, rec, true);
+        }
+    }
+
+    /// What a run holds besides its state: the runtime's container, the
+    /// network, the mounted rootfs.
+    fn release(&self, rec: &Record, net: Option<&NetState>) {
         let _ = strata_runtime::container::delete::delete(&self.runtime_root(), &rec.id, true);
         match net {
             Some(n) => {
@@ -736,47 +855,11 @@ impl Engine {
             }
             None => {}
         }
-        if let Some(c) = code {
-            self.event("die", &rec.id, &[("exitCode", &c.to_string())]);
-        }
         let dir = self.dir(&rec.id);
         // As Docker: a stopped container's rootfs is not left mounted; start
         // mounts it again over the same upper dir.
         if let Err(e) = unmount_rootfs(&dir.rootfs()) {
             tracing::warn!("{e:#}");
-        }
-        if let Ok(_l) = dir.lock()
-            && let Ok(mut s) = dir.state()
-        {
-            s.status = match code {
-                Some(_) => Status::Exited,
-                None => s.status,
-            };
-            if code.is_none() && s.status == Status::Running {
-                // It ran unobserved: its status is lost. 255, as Docker
-                // reports an exit it could not learn.
-                s.status = Status::Exited;
-                s.exit_code = 255;
-            } else if let (None, Some(e)) = (code, error) {
-                // It never started: Docker's code for why (127 not
-                // found, 126 not executable, 125 anything else).
-                s.exit_code = monitor::failure_code(e);
-            }
-            s.exit_code = code.unwrap_or(s.exit_code);
-            s.finished_at = code.map(|_| record::now()).or(s.finished_at);
-            s.error = error.map(String::from);
-            s.pid = 0;
-            s.monitor_pid = 0;
-            s.networks.clear();
-            let _ = dir.save_state(&s);
-        }
-        if rec.auto_remove && code.is_some() {
-            // The monitor's own store handle: open a fresh one.
-            // Docker's --rm takes the anonymous volumes along.
-            if let Ok(mut store) = Store::open(&self.root) {
-                self.event("destroy", &rec.id, &[]);
-                let _ = remove_files(&self.root, &mut store, rec, true);
-            }
         }
     }
 
@@ -797,6 +880,12 @@ impl Engine {
         let st = self.refresh(&id)?;
         if st.status == Status::Running {
             bail!("container {} is already running", row.name);
+        }
+        if st.status == Status::Restarting {
+            bail!(
+                "container {} is restarting: stop it before starting it",
+                row.name
+            );
         }
         // Close-on-exec: the monitor gets only the dup2'd copies.
         let (ready_r, ready_w) =
@@ -882,6 +971,14 @@ impl Engine {
     pub fn refresh(&self, id: &str) -> Result<State> {
         let dir = self.dir(id);
         let st = dir.state()?;
+        if st.status == Status::Restarting {
+            if record::alive(st.monitor_pid, st.monitor_start) {
+                return Ok(st);
+            }
+            let rec = dir.record()?;
+            self.after_exit(&rec, None, None, None);
+            return dir.state();
+        }
         if st.status != Status::Running {
             return Ok(st);
         }
@@ -1021,35 +1118,74 @@ impl Engine {
         let row = self.find(what)?;
         let rec = self.dir(&row.id).record()?;
         let st = self.refresh(&row.id)?;
-        if st.status != Status::Running {
+        if !self.request_stop(&row.id, &st)? {
             return Ok(());
         }
         let t = timeout.unwrap_or(rec.stop_timeout);
-        let _ = self.kill(&row.id, &rec.stop_signal);
+        if st.status == Status::Running {
+            let _ = self.kill(&row.id, &rec.stop_signal);
+        }
         if self
-            .wait(&row.id, Some(std::time::Duration::from_secs(t as u64)))?
+            .wait_settled(&row.id, std::time::Duration::from_secs(t as u64))?
             .is_none()
         {
             let _ = self.kill(&row.id, "KILL");
-            self.wait(&row.id, Some(std::time::Duration::from_secs(10)))?;
+            self.wait_settled(&row.id, std::time::Duration::from_secs(10))?;
         }
         self.event("stop", &row.id, &[]);
         Ok(())
+    }
+
+    /// Tell the monitor that the user ends this run: no restart follows.
+    /// False when there is nothing to stop.
+    fn request_stop(&self, id: &str, st: &State) -> Result<bool> {
+        if !matches!(st.status, Status::Running | Status::Restarting) {
+            return Ok(false);
+        }
+        let dir = self.dir(id);
+        let _l = dir.lock()?;
+        let mut s = dir.state()?;
+        s.stop_requested = true;
+        dir.save_state(&s)?;
+        Ok(true)
+    }
+
+    /// Wait until neither running nor about to restart; the exit code.
+    fn wait_settled(&self, id: &str, timeout: std::time::Duration) -> Result<Option<i32>> {
+        let start = std::time::Instant::now();
+        loop {
+            let st = self.refresh(id)?;
+            if !matches!(st.status, Status::Running | Status::Restarting) {
+                return Ok(Some(st.exit_code));
+            }
+            if start.elapsed() >= timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// `rm`: refuses a running container unless forced.
     pub fn remove(&mut self, what: &str, force: bool, volumes: bool) -> Result<String> {
         let row = self.find(what)?;
         let st = self.refresh(&row.id)?;
-        if st.status == Status::Running {
+        if matches!(st.status, Status::Running | Status::Restarting) {
             if !force {
                 bail!(
-                    "cannot remove container {}: container is running: stop the container before removing or force remove",
-                    row.name
+                    "cannot remove container {}: container is {}: stop the container before removing or force remove",
+                    row.name,
+                    if st.status == Status::Running {
+                        "running"
+                    } else {
+                        "restarting"
+                    }
                 );
             }
-            let _ = self.kill(&row.id, "KILL");
-            self.wait(&row.id, Some(std::time::Duration::from_secs(10)))?;
+            self.request_stop(&row.id, &st)?;
+            if st.status == Status::Running {
+                let _ = self.kill(&row.id, "KILL");
+            }
+            self.wait_settled(&row.id, std::time::Duration::from_secs(10))?;
         }
         let dir = self.dir(&row.id);
         let rec = match dir.record() {
@@ -1077,13 +1213,31 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Block until the user detached (true) or the monitor is gone
-    /// (false).
-    pub fn wait_detached(&mut self) -> bool {
+    /// Block until the user detached, the container exited to be
+    /// restarted by its policy, or the monitor is gone.
+    pub fn wait_event(&mut self) -> MonitorEvent {
         let mut line = String::new();
         let _ = std::io::BufRead::read_line(&mut self.events, &mut line);
-        line.trim_end() == "detached"
+        match line.trim_end().split_once(' ') {
+            _ if line.trim_end() == "detached" => MonitorEvent::Detached,
+            Some(("exited", code)) => code
+                .parse()
+                .map_or(MonitorEvent::Gone, MonitorEvent::Exited),
+            _ => MonitorEvent::Gone,
+        }
     }
+}
+
+/// What a foreground CLI hears from the monitor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MonitorEvent {
+    /// The user typed the detach keys.
+    Detached,
+    /// The container exited with this code; its restart policy brings it
+    /// back without us.
+    Exited(i32),
+    /// The monitor exited (the container's end is in its state).
+    Gone,
 }
 
 /// The error of a container that could not start, with Docker's exit code.

@@ -23,8 +23,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
+use std::time::{Duration, Instant};
+
 use super::Engine;
 use super::attach;
+use super::health;
 use super::logs;
 use super::record::{self, Status};
 
@@ -87,7 +90,7 @@ fn run(
 ) -> Result<i32> {
     let dir = engine.dir(id);
     let keys = attach::parse_detach_keys(detach_keys)?;
-    let rec = dir.record()?;
+    let mut rec = dir.record()?;
     strata_runtime::process::become_subreaper()?;
     // Blocked from the start, so a SIGWINCH the CLI forwards while the
     // container starts is kept for the pump's signalfd, not discarded.
@@ -96,131 +99,349 @@ fn run(
     let mut winch = SigSet::empty();
     winch.add(Signal::SIGWINCH);
     winch.thread_block().context("block signals")?;
-    let attach: [Option<std::fs::File>; 2] = [ATTACH_OUT, ATTACH_ERR].map(|fd| {
+    let mut attach: [Option<std::fs::File>; 2] = [ATTACH_OUT, ATTACH_ERR].map(|fd| {
         // SAFETY: fds 4 and 5, when open, were passed to us by the CLI.
         (attached && fd_open(fd)).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
     });
-    let net = engine.prepare_start(&rec)?;
-    // stdio: pipes for output (or a pty), the given stdin.
-    let mut opts = strata_runtime::container::create::CreateOptions {
-        id: id.to_string(),
-        bundle: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let mut console_end = None;
-    let mut pipes: Vec<OwnedFd> = Vec::new();
-    let null = dev_null()?;
-    if rec.tty {
-        let (a, b) = strata_runtime::console::proxy_pair()?;
-        opts.console_fd = Some(std::sync::Arc::new(a));
-        console_end = Some(b);
-    } else {
-        let (or, ow) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
-        let (er, ew) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
-        nix::unistd::dup2(ow.as_raw_fd(), 1).context("dup2")?;
-        nix::unistd::dup2(ew.as_raw_fd(), 2).context("dup2")?;
-        pipes.push(or);
-        pipes.push(er);
-    }
-    // stdin: the attached CLI's own with `run -i` (fd 0 as given), the
-    // pty with `-t`, else for `-i` a pipe we hold, which `strata attach`
-    // writes into; /dev/null without `-i`.
-    let mut stdin_w = None;
-    if !rec.interactive {
-        nix::unistd::dup2(null.as_raw_fd(), 0).context("dup2")?;
-    } else if !rec.tty && !attached {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
-        nix::unistd::dup2(r.as_raw_fd(), 0).context("dup2")?;
-        stdin_w = Some(w);
-    }
-    let listener = match attach::listen(dir.path()) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!("no attach socket: {e:#}");
-            None
+    // The restart policy: restarts with back-off (100 ms, doubling to a
+    // minute; back to 100 ms after a run of 10 s), until a `stop`.
+    let mut restarts = 0u32;
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let began = Instant::now();
+        let cycle = Cycle {
+            engine,
+            rec: &rec,
+            attach: std::mem::take(&mut attach),
+            attached: attached && first,
+            keys: keys.clone(),
+            restarts,
+        };
+        let (code, net) = match cycle.run(ready) {
+            Ok(x) => x,
+            // The first start's failure goes to the CLI; a restart's is
+            // in the state (after_exit has recorded it).
+            Err(e) if first => return Err(e),
+            Err(_) => return Ok(125),
+        };
+        first = false;
+        let stop = dir.state().map(|s| s.stop_requested).unwrap_or(true);
+        if stop || !rec.restart.wants(code, restarts) {
+            engine.after_exit(&rec, net.as_ref(), Some(code), None);
+            return Ok(code);
         }
-    };
-    let root = engine.runtime_root();
-    let bundle = strata_runtime::spec::load_bundle(dir.path()).map_err(|e| anyhow::anyhow!("{e}"));
-    let created = bundle.and_then(|b| {
-        strata_runtime::container::create::create_from(&root, &opts, &b)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    });
-    // Our own stdio goes back to /dev/null: only the container holds the
-    // pipes' write ends (and the stdin pipe's read end) now.
-    if stdin_w.is_some() {
-        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
-    }
-    for fd in [1, 2] {
-        let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
-    }
-    opts.console_fd = None;
-    let st = match created {
-        Ok(st) => st,
-        Err(e) => {
-            engine.after_exit(&rec, net.as_ref(), None, Some(&e.to_string()));
-            return Err(e);
+        engine.before_restart(&rec, net.as_ref(), code, restarts + 1);
+        // A foreground CLI returns with this exit; the container goes on
+        // restarting without it.
+        if let Some(r) = ready.as_mut() {
+            let _ = writeln!(r, "exited {code}");
         }
-    };
-    let pty = match console_end {
-        Some(end) => Some(
-            strata_runtime::console::recv_fd(end.as_raw_fd())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-        None => None,
-    };
-    // The terminal's size before the command runs, not after.
-    if let Some(p) = &pty {
-        resize(p);
+        *ready = None;
+        if began.elapsed() >= Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        if !sleep_unless_stopped(&dir, backoff) {
+            engine.end_restarting(&rec);
+            return Ok(code);
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+        restarts += 1;
+        rec = dir.record()?;
     }
-    if let Err(e) = strata_runtime::container::start::start(&root, id) {
-        let _ = strata_runtime::container::delete::delete(&root, id, true);
-        engine.after_exit(&rec, net.as_ref(), None, Some(&e.to_string()));
-        return Err(anyhow::anyhow!("{e}"));
+}
+
+/// Wait `d` unless a `stop` comes first (false then).
+fn sleep_unless_stopped(dir: &super::record::Dir, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if dir.state().map(|s| s.stop_requested).unwrap_or(true) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
     }
-    {
-        let _l = dir.lock()?;
-        let mut s = dir.state()?;
-        s.status = Status::Running;
-        s.pid = st.pid;
-        s.pid_start = record::start_time(st.pid).unwrap_or(0);
-        s.monitor_pid = std::process::id() as i32;
-        s.monitor_start = record::start_time(s.monitor_pid).unwrap_or(0);
-        s.started_at = Some(record::now());
-        s.finished_at = None;
-        s.exit_code = 0;
-        s.boot_id = record::boot_id();
-        s.ip = net.as_ref().and_then(|n| n.ip.clone());
-        s.networks = net.as_ref().map(|n| n.wired.clone()).unwrap_or_default();
-        s.error = None;
-        dir.save_state(&s)?;
+}
+
+/// One run of the container, from its network up to its exit.
+struct Cycle<'a> {
+    engine: &'a Engine,
+    rec: &'a super::record::Record,
+    attach: [Option<std::fs::File>; 2],
+    attached: bool,
+    keys: Vec<u8>,
+    restarts: u32,
+}
+
+impl Cycle<'_> {
+    /// The exit code and the network to take down.
+    fn run(self, ready: &mut Option<std::fs::File>) -> Result<(i32, Option<super::NetState>)> {
+        let Cycle {
+            engine,
+            rec,
+            attach,
+            attached,
+            keys,
+            restarts,
+        } = self;
+        let id = rec.id.as_str();
+        let dir = engine.dir(id);
+        let net = engine.prepare_start(rec)?;
+        // stdio: pipes for output (or a pty), the given stdin.
+        let mut opts = strata_runtime::container::create::CreateOptions {
+            id: id.to_string(),
+            bundle: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let mut console_end = None;
+        let mut pipes: Vec<OwnedFd> = Vec::new();
+        let null = dev_null()?;
+        if rec.tty {
+            let (a, b) = strata_runtime::console::proxy_pair()?;
+            opts.console_fd = Some(std::sync::Arc::new(a));
+            console_end = Some(b);
+        } else {
+            let (or, ow) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+            let (er, ew) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+            nix::unistd::dup2(ow.as_raw_fd(), 1).context("dup2")?;
+            nix::unistd::dup2(ew.as_raw_fd(), 2).context("dup2")?;
+            pipes.push(or);
+            pipes.push(er);
+        }
+        // stdin: the attached CLI's own with `run -i` (fd 0 as given), the
+        // pty with `-t`, else for `-i` a pipe we hold, which `strata attach`
+        // writes into; /dev/null without `-i`.
+        let mut stdin_w = None;
+        if !rec.interactive {
+            nix::unistd::dup2(null.as_raw_fd(), 0).context("dup2")?;
+        } else if !rec.tty && !attached {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+            nix::unistd::dup2(r.as_raw_fd(), 0).context("dup2")?;
+            stdin_w = Some(w);
+        }
+        let listener = match attach::listen(dir.path()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("no attach socket: {e:#}");
+                None
+            }
+        };
+        let root = engine.runtime_root();
+        let bundle =
+            strata_runtime::spec::load_bundle(dir.path()).map_err(|e| anyhow::anyhow!("{e}"));
+        let created = bundle.and_then(|b| {
+            strata_runtime::container::create::create_from(&root, &opts, &b)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        });
+        // Our own stdio goes back to /dev/null: only the container holds the
+        // pipes' write ends (and the stdin pipe's read end) now.
+        if stdin_w.is_some() {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        }
+        for fd in [1, 2] {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+        opts.console_fd = None;
+        let st = match created {
+            Ok(st) => st,
+            Err(e) => {
+                engine.after_exit(rec, net.as_ref(), None, Some(&e.to_string()));
+                return Err(e);
+            }
+        };
+        let pty = match console_end {
+            Some(end) => Some(
+                strata_runtime::console::recv_fd(end.as_raw_fd())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+            None => None,
+        };
+        // The terminal's size before the command runs, not after.
+        if let Some(p) = &pty {
+            resize(p);
+        }
+        if let Err(e) = strata_runtime::container::start::start(&root, id) {
+            let _ = strata_runtime::container::delete::delete(&root, id, true);
+            engine.after_exit(rec, net.as_ref(), None, Some(&e.to_string()));
+            return Err(anyhow::anyhow!("{e}"));
+        }
+        {
+            let _l = dir.lock()?;
+            let mut s = dir.state()?;
+            s.status = Status::Running;
+            s.pid = st.pid;
+            s.pid_start = record::start_time(st.pid).unwrap_or(0);
+            s.monitor_pid = std::process::id() as i32;
+            s.monitor_start = record::start_time(s.monitor_pid).unwrap_or(0);
+            s.started_at = Some(record::now());
+            s.finished_at = None;
+            s.exit_code = 0;
+            s.boot_id = record::boot_id();
+            s.ip = net.as_ref().and_then(|n| n.ip.clone());
+            s.networks = net.as_ref().map(|n| n.wired.clone()).unwrap_or_default();
+            s.error = None;
+            s.restart_count = restarts;
+            s.health = rec.healthcheck.as_ref().map(|_| record::Health {
+                status: "starting".into(),
+                ..Default::default()
+            });
+            dir.save_state(&s)?;
+        }
+        // Logged here, before the container can exit (and the monitor log
+        // its `die`), so that the log keeps the order of what happened.
+        engine.event(if restarts > 0 { "restart" } else { "start" }, id, &[]);
+        if let Some(r) = ready.as_mut() {
+            let _ = writeln!(r, "ok {}", st.pid);
+        }
+        // An attached CLI keeps listening on the pipe for `detached`, and
+        // with a restart policy for `exited N`.
+        let tty_input = attached && rec.tty && rec.interactive;
+        let keep = (tty_input && !keys.is_empty()) || !rec.restart.name.is_empty();
+        let events = if keep { ready.take() } else { None };
+        *ready = None;
+        let prober = rec.healthcheck.clone().map(|cfg| Prober {
+            next: Instant::now() + health::interval(&cfg),
+            started: Instant::now(),
+            cfg,
+            running: None,
+            dir: dir.clone(),
+            cmd: engine.health_command(id),
+            root: engine.root.clone(),
+            id: id.to_string(),
+            names: (rec.name.clone(), rec.image_name.clone()),
+        });
+        let (code, events) = Pump {
+            pid: st.pid,
+            pty,
+            attach,
+            tty_input,
+            detach: attach::DetachMatcher::new(keys),
+            events,
+            stdin_w,
+            listener,
+            clients: Vec::new(),
+            pending_in: Vec::new(),
+            prober,
+        }
+        .run(&dir.log(), pipes)?;
+        *ready = events;
+        attach::unlink(dir.path());
+        Ok((code, net))
     }
-    // Logged here, before the container can exit (and the monitor log
-    // its `die`), so that the log keeps the order of what happened.
-    engine.event("start", id, &[]);
-    if let Some(r) = ready.as_mut() {
-        let _ = writeln!(r, "ok {}", st.pid);
+}
+
+/// The healthcheck: a probe every interval, one at a time.
+struct Prober {
+    cfg: record::HealthConfig,
+    next: Instant,
+    started: Instant,
+    running: Option<Probe>,
+    dir: super::record::Dir,
+    cmd: std::process::Command,
+    root: std::path::PathBuf,
+    id: String,
+    /// Name and image, for the events.
+    names: (String, String),
+}
+
+struct Probe {
+    helper: i32,
+    out: OwnedFd,
+    buf: Vec<u8>,
+    start: String,
+    deadline: Instant,
+    code: Option<i32>,
+}
+
+impl Prober {
+    /// Start a probe when one is due.
+    fn tick(&mut self) {
+        if self.running.is_some() || Instant::now() < self.next {
+            return;
+        }
+        let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(self.cmd.get_program());
+        cmd.args(self.cmd.get_args());
+        match health::spawn_probe(cmd, w) {
+            Ok(child) => {
+                set_nonblocking(&r);
+                self.running = Some(Probe {
+                    helper: child.id() as i32,
+                    out: r,
+                    buf: Vec::new(),
+                    start: record::now(),
+                    deadline: Instant::now() + health::timeout(&self.cfg),
+                    code: None,
+                });
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
     }
-    // An attached CLI keeps listening on the pipe for `detached`.
-    let tty_input = attached && rec.tty && rec.interactive;
-    let events = ready.take().filter(|_| tty_input && !keys.is_empty());
-    let code = Pump {
-        pid: st.pid,
-        pty,
-        attach,
-        tty_input,
-        detach: attach::DetachMatcher::new(keys),
-        events,
-        stdin_w,
-        listener,
-        clients: Vec::new(),
-        pending_in: Vec::new(),
+
+    /// The running probe's helper, for the reaper.
+    fn helper(&self) -> Option<i32> {
+        self.running.as_ref().map(|p| p.helper)
     }
-    .run(&dir.log(), pipes);
-    attach::unlink(dir.path());
-    let code = code?;
-    engine.after_exit(&rec, net.as_ref(), Some(code), None);
-    Ok(code)
+
+    /// Read what the probe wrote; finish it once its helper has exited
+    /// (with the code the reaper saw) or its time is up.
+    fn poll(&mut self, exited: Option<i32>) {
+        let Some(p) = self.running.as_mut() else {
+            return;
+        };
+        if exited.is_some() {
+            p.code = exited;
+        }
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = nix::unistd::read(p.out.as_raw_fd(), &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if p.buf.len() < health::MAX_OUTPUT {
+                p.buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let timed_out = p.code.is_none() && Instant::now() > p.deadline;
+        if p.code.is_none() && !timed_out {
+            return;
+        }
+        if timed_out {
+            health::kill_probe(&self.dir, p.helper);
+        }
+        let Some(p) = self.running.take() else { return };
+        let output = if timed_out {
+            format!(
+                "Health check exceeded timeout ({}s)",
+                health::timeout(&self.cfg).as_secs()
+            )
+        } else {
+            health::output_text(&p.buf)
+        };
+        let log = record::HealthLog {
+            start: p.start,
+            end: record::now(),
+            exit_code: if timed_out { -1 } else { p.code.unwrap_or(-1) },
+            output,
+        };
+        let in_start = self.started.elapsed() < health::start_period(&self.cfg);
+        match health::record(&self.dir, &self.cfg, log, in_start) {
+            Ok(Some(status)) => crate::events::record(
+                &self.root,
+                "container",
+                &format!("health_status: {status}"),
+                &self.id,
+                &[("name", &self.names.0), ("image", &self.names.1)],
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+        self.next = Instant::now() + health::interval(&self.cfg);
+    }
 }
 
 /// The signals the pump reads from its signalfd.
@@ -256,6 +477,7 @@ struct Pump {
     clients: Vec<(std::os::unix::net::UnixStream, attach::FrameBuffer)>,
     /// Input read but not yet taken by the container.
     pending_in: Vec<u8>,
+    prober: Option<Prober>,
 }
 
 impl Pump {
@@ -268,8 +490,13 @@ impl Pump {
     }
 
     /// Copy output to the log (and attached clients) until the container
-    /// has exited and its output is drained. Returns the exit code.
-    fn run(mut self, log: &std::path::Path, pipes: Vec<OwnedFd>) -> Result<i32> {
+    /// has exited and its output is drained, running the healthcheck
+    /// meanwhile. Returns the exit code and the CLI's event pipe.
+    fn run(
+        mut self,
+        log: &std::path::Path,
+        pipes: Vec<OwnedFd>,
+    ) -> Result<(i32, Option<std::fs::File>)> {
         let mask = pump_signals();
         mask.thread_block().context("block signals")?;
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -288,8 +515,16 @@ impl Pump {
         let mut deadline = None;
         let mut buf = vec![0u8; 64 << 10];
         loop {
+            let (exited, probe_exit) =
+                reap(self.pid, self.prober.as_ref().and_then(Prober::helper));
+            if let Some(p) = self.prober.as_mut() {
+                p.poll(probe_exit);
+                if code.is_none() {
+                    p.tick();
+                }
+            }
             if code.is_none() {
-                code = reap(self.pid);
+                code = exited;
                 if code.is_some() {
                     // Output still in flight is drained for a moment; a
                     // process that kept the pipe open does not hold us.
@@ -300,7 +535,12 @@ impl Pump {
                 && (sources.is_empty() || deadline.is_some_and(|d| std::time::Instant::now() > d))
             {
                 writer.flush();
-                return Ok(c);
+                if let Some(p) = self.prober.as_mut()
+                    && let Some(probe) = p.running.take()
+                {
+                    health::kill_probe(&p.dir, probe.helper);
+                }
+                return Ok((c, self.events.take()));
             }
             let take_input = self.pending_in.len() < INPUT_BACKLOG;
             let mut fds: Vec<PollFd> = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
@@ -528,14 +768,18 @@ fn send_all(c: &std::os::unix::net::UnixStream, mut data: &[u8]) -> bool {
     true
 }
 
-/// Reap children; the container's status once it has exited.
-fn reap(pid: i32) -> Option<i32> {
+/// Reap children (we are a subreaper: orphans of the container too);
+/// the container's status once it has exited, and the probe helper's.
+fn reap(pid: i32, probe: Option<i32>) -> (Option<i32>, Option<i32>) {
+    let (mut container, mut helper) = (None, None);
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => return (container, helper),
             Ok(s) => {
                 if s.pid() == Some(Pid::from_raw(pid)) {
-                    return strata_runtime::signals::exit_code(s);
+                    container = strata_runtime::signals::exit_code(s);
+                } else if probe.is_some() && s.pid() == probe.map(Pid::from_raw) {
+                    helper = strata_runtime::signals::exit_code(s);
                 }
             }
         }

@@ -72,6 +72,87 @@ pub struct Wired {
     pub mac: String,
 }
 
+/// `--restart`: no | on-failure[:N] | always | unless-stopped.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct RestartPolicy {
+    /// Docker's names; empty is `no`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// on-failure's N (0: no limit).
+    #[serde(rename = "MaximumRetryCount")]
+    pub max_retries: u32,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: &str) -> anyhow::Result<RestartPolicy> {
+        let (name, n) = s.split_once(':').unwrap_or((s, ""));
+        let max_retries = match (name, n) {
+            (_, "") => 0,
+            ("on-failure", n) => n
+                .parse()
+                .map_err(|_| anyhow::anyhow!("maximum retry count must be an integer: {n:?}"))?,
+            _ => anyhow::bail!("maximum retry count cannot be used with restart policy '{name}'"),
+        };
+        if !["no", "on-failure", "always", "unless-stopped"].contains(&name) {
+            anyhow::bail!("invalid restart policy '{name}'");
+        }
+        Ok(RestartPolicy {
+            name: if name == "no" {
+                String::new()
+            } else {
+                name.into()
+            },
+            max_retries,
+        })
+    }
+
+    /// Restart after an exit with `code`, `restarts` restarts in?
+    pub fn wants(&self, code: i32, restarts: u32) -> bool {
+        match self.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => code != 0 && (self.max_retries == 0 || restarts < self.max_retries),
+            _ => false,
+        }
+    }
+}
+
+/// A healthcheck, in the image config's shape (durations in ns).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    /// ["CMD", args...] | ["CMD-SHELL", command] | ["NONE"].
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval: i64,
+    #[serde(default)]
+    pub timeout: i64,
+    #[serde(default)]
+    pub start_period: i64,
+    #[serde(default)]
+    pub retries: u32,
+}
+
+/// One probe's result, as Docker's `State.Health.Log` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthLog {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i32,
+    pub output: String,
+}
+
+/// Docker's `State.Health`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// starting | healthy | unhealthy
+    pub status: String,
+    pub failing_streak: u32,
+    pub log: Vec<HealthLog>,
+}
+
 /// How a container was made: fixed at create (but for a rename and
 /// `network connect/disconnect`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,6 +194,11 @@ pub struct Record {
     pub named_volumes: Vec<String>,
     /// The OCI config.json given to the runtime.
     pub spec: serde_json::Value,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// The image's HEALTHCHECK with the `--health-*` flags over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
 }
 
 impl Record {
@@ -134,6 +220,8 @@ pub enum Status {
     #[default]
     Created,
     Running,
+    /// Between an exit and the restart its policy asks for.
+    Restarting,
     Exited,
 }
 
@@ -157,6 +245,14 @@ pub struct State {
     /// Every network interface it has while it runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<Wired>,
+    /// Restarts by its policy since it was started.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// `stop` (or `rm -f`) asked it to end: no restart follows.
+    #[serde(default)]
+    pub stop_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
     /// Set when the state was repaired after its monitor died.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
