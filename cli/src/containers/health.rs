@@ -308,39 +308,14 @@ pub fn probe_now(
     Ok((code, output))
 }
 
-/// Docker's duration text (`30s`, `1m30s`, `500ms`) for flags.
+/// Docker's duration text (`30s`, `1m30s`, `500ms`) for flags: Go's
+/// syntax, as HEALTHCHECK's options in a Dockerfile.
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || anyhow::anyhow!("invalid duration {s:?}: want e.g. 30s, 1m30s, 500ms");
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..n_end].parse().map_err(|_| bad())?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        rest = &rest[u_end..];
-        total += Duration::from_secs_f64(n * unit);
-    }
-    Ok(total)
+    let ns = crate::build::steps::meta::go_duration(s.trim())
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: want e.g. 30s, 1m30s, 500ms"))?;
+    u64::try_from(ns)
+        .map(Duration::from_nanos)
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: must not be negative"))
 }
 
 #[cfg(test)]
