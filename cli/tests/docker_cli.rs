@@ -1446,3 +1446,179 @@ fn healthchecks_turn_healthy_then_unhealthy() {
     assert_eq!(code, 125);
     assert!(msg.contains("invalid duration"), "{msg}");
 }
+
+#[test]
+fn run_namespaces_log_drivers_and_platform() {
+    let e = Engine::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "base",
+        "--hostname",
+        "basehost",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    // --pid container:NAME: its processes are ours to see.
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:base",
+        "busybox",
+        "ps",
+        "-o",
+        "comm",
+    ]);
+    assert!(o.lines().any(|l| l.trim() == "sleep"), "{o}");
+    // --uts container:NAME: its hostname.
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--uts",
+            "container:base",
+            "busybox",
+            "hostname"
+        ]),
+        "basehost\n"
+    );
+    // --pid host, --uts host, --cgroupns host.
+    let host_pid1 = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/pid",
+    ]);
+    assert_eq!(o.trim(), host_pid1.to_string_lossy());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        e.ok(&["run", "--rm", "--uts", "host", "busybox", "hostname"]),
+        host
+    );
+    let host_cg = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--cgroupns",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/cgroup",
+    ]);
+    assert_eq!(o.trim(), host_cg.to_string_lossy());
+    let o = e.ok(&["run", "--rm", "busybox", "readlink", "/proc/self/ns/cgroup"]);
+    assert_ne!(o.trim(), host_cg.to_string_lossy());
+    // --ipc host: the host's IPC namespace.
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/ipc",
+    ]);
+    assert_eq!(o.trim(), host_ipc.to_string_lossy());
+    // --log-opt max-size/max-file: rotated, the newest lines kept.
+    e.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=300",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 50 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
+    let logs = e.ok(&["logs", "chatty"]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.last(), Some(&"line-49"), "{logs}");
+    assert!(!lines.contains(&"line-0") && lines.len() < 20, "{logs}");
+    let numbers: Vec<u32> = lines.iter().map(|l| l[5..].parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{logs}");
+    // --log-driver none: nothing kept, and logs says so.
+    e.ok(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    let (code, _, msg) = e.fails(&["logs", "quiet"]);
+    assert_ne!(code, 0);
+    assert!(
+        msg.contains("configured logging driver does not support reading"),
+        "{msg}"
+    );
+    // Bad values: Docker's errors, nothing made.
+    for (args, want) in [
+        (
+            vec!["run", "--pid", "container:nosuch", "busybox", "true"],
+            "nosuch",
+        ),
+        (
+            vec!["run", "--ipc", "shareable-ish", "busybox", "true"],
+            "invalid --ipc",
+        ),
+        (
+            vec!["run", "--cgroupns", "sideways", "busybox", "true"],
+            "invalid --cgroupns",
+        ),
+        (
+            vec!["run", "--userns", "keep-id", "busybox", "true"],
+            "invalid --userns",
+        ),
+        (
+            vec!["run", "--log-driver", "syslog", "busybox", "true"],
+            "no log driver named 'syslog'",
+        ),
+        (
+            vec!["run", "--log-opt", "max-file=3", "busybox", "true"],
+            "max-file cannot be set without max-size",
+        ),
+        (
+            vec!["run", "--log-opt", "colour=red", "busybox", "true"],
+            "unknown log opt 'colour'",
+        ),
+        (
+            vec!["run", "--platform", "linux/s390x", "busybox", "true"],
+            "s390x",
+        ),
+        (
+            vec!["run", "--uts", "host", "-h", "x", "busybox", "true"],
+            "conflicting options: hostname and the UTS mode",
+        ),
+    ] {
+        let (code, _, msg) = e.fails(&args);
+        assert_eq!(code, 125, "{args:?}: {msg}");
+        assert!(msg.contains(want), "{args:?}: {msg}");
+    }
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--platform",
+            "linux/amd64",
+            "--userns",
+            "host",
+            "busybox",
+            "true"
+        ]),
+        ""
+    );
+    assert_eq!(e.ok(&["ps", "-aq", "--filter", "status=created"]), "");
+}

@@ -138,6 +138,30 @@ pub struct CreateArgs {
     pub stop_signal: Option<String>,
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u32>,
+    /// json-file (the default), k8s-file or none.
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// max-size=SIZE, max-file=N (rotation of the json-file log).
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// PID namespace: host, or container:NAME.
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// IPC namespace: host, or container:NAME (private by default).
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// UTS namespace: host.
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// cgroup namespace: host or private (the default).
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    /// User namespace: host (the rootful engine's only mode).
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// The image's platform: linux/amd64 (this host's) only.
+    #[arg(long)]
+    pub platform: Option<String>,
     /// no | on-failure[:N] | always | unless-stopped
     #[arg(long, default_value = "no")]
     pub restart: String,
@@ -578,6 +602,21 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     if !["missing", "always", "never"].contains(&a.pull.as_str()) {
         bail!("invalid --pull {:?}: want missing, always or never", a.pull);
     }
+    if let Some(u) = a
+        .userns
+        .as_deref()
+        .filter(|u| !u.is_empty() && *u != "host")
+    {
+        bail!(
+            "invalid --userns {u:?}: the rootful engine runs containers in the host's user namespace (host)"
+        );
+    }
+    if let Some(p) = &a.platform {
+        strata::build::solve::check_platform(p)?;
+    }
+    if a.uts.as_deref().is_some_and(|u| u == "host") && a.hostname.is_some() {
+        bail!("conflicting options: hostname and the UTS mode");
+    }
     let restart = strata::containers::record::RestartPolicy::parse(&a.restart)?;
     if a.rm && !restart.name.is_empty() {
         bail!("Conflicting options: --restart and --rm");
@@ -595,9 +634,11 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         retries: a.health_retries,
         none: a.no_healthcheck,
     };
+    let log = strata::containers::logs::LogConfig::parse(a.log_driver.as_deref(), &a.log_opt)?;
     Ok(CreateOptions {
         restart,
         health,
+        log,
         image: a.image().to_string(),
         name: a.name.clone(),
         auto_remove: a.rm,
@@ -633,6 +674,10 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             memory_reservation: a.resources.memory_reservation.clone(),
             oom_kill_disable: a.oom_kill_disable,
             annotations: a.annotation.clone(),
+            pid: a.pid.clone(),
+            ipc: a.ipc.clone(),
+            uts: a.uts.clone(),
+            cgroupns: a.cgroupns.clone(),
         },
         spec: spec::Options {
             tty: a.tty,
@@ -1700,6 +1745,9 @@ pub(crate) fn run(
             };
             drop(out);
             let dir = engine.dir(&c.id);
+            if dir.record().is_ok_and(|r| r.log.driver == "none") {
+                bail!("configured logging driver does not support reading");
+            }
             let done = || {
                 engine
                     .refresh(&c.id)

@@ -16,21 +16,138 @@ pub struct Line {
 
 /// Splits a stream's bytes into lines and appends them to the log.
 pub struct Writer {
-    file: std::fs::File,
+    /// None with `--log-driver none`.
+    file: Option<std::fs::File>,
+    path: std::path::PathBuf,
     partial: [Vec<u8>; 2],
+    opts: LogConfig,
+    size: u64,
+}
+
+/// `--log-driver` and `--log-opt`, as Docker's json-file driver takes
+/// them (k8s-file, podman's name, is the same here).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogConfig {
+    /// json-file | k8s-file | none ("" is json-file).
+    #[serde(default)]
+    pub driver: String,
+    /// `max-size`: rotate past this many bytes (0: never).
+    #[serde(default)]
+    pub max_size: u64,
+    /// `max-file`: files kept, the current one included (at least 1).
+    #[serde(default)]
+    pub max_file: u32,
+}
+
+impl LogConfig {
+    pub fn parse(driver: Option<&str>, opts: &[String]) -> Result<LogConfig> {
+        let driver = driver.unwrap_or("json-file");
+        if !["json-file", "k8s-file", "none"].contains(&driver) {
+            anyhow::bail!(
+                "logger: no log driver named '{driver}' is registered (json-file, k8s-file or none)"
+            );
+        }
+        let mut c = LogConfig {
+            driver: driver.to_string(),
+            max_size: 0,
+            max_file: 1,
+        };
+        for o in opts {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("invalid --log-opt {o:?}: want KEY=VALUE"))?;
+            match k {
+                "max-size" => {
+                    c.max_size = crate::containers::spec::parse_bytes(v)
+                        .ok()
+                        .filter(|b| *b > 0)
+                        .map(|b| b as u64)
+                        .ok_or_else(|| anyhow::anyhow!("invalid --log-opt max-size={v}"))?
+                }
+                "max-file" => {
+                    c.max_file = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        anyhow::anyhow!("invalid --log-opt max-file={v}: must be a positive number")
+                    })?
+                }
+                _ => anyhow::bail!("unknown log opt '{k}' for {driver} log driver"),
+            }
+        }
+        if c.max_file > 1 && c.max_size == 0 {
+            anyhow::bail!("max-file cannot be set without max-size");
+        }
+        if driver == "none" && !opts.is_empty() {
+            anyhow::bail!("the none log driver takes no options");
+        }
+        Ok(c)
+    }
+}
+
+/// The log's rotated files, oldest first (`log.json.2`, `log.json.1`).
+pub fn rotated(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    for n in (1..100).rev() {
+        let p = numbered(path, n);
+        if p.exists() {
+            v.push(p);
+        }
+    }
+    v
+}
+
+fn numbered(path: &Path, n: u32) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    s.into()
 }
 
 impl Writer {
     pub fn open(path: &Path) -> Result<Writer> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("open log {}", path.display()))?;
+        Writer::with_config(path, LogConfig::default())
+    }
+
+    pub fn with_config(path: &Path, opts: LogConfig) -> Result<Writer> {
+        let file = if opts.driver == "none" {
+            None
+        } else {
+            Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("open log {}", path.display()))?,
+            )
+        };
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         Ok(Writer {
             file,
+            path: path.to_path_buf(),
             partial: [Vec::new(), Vec::new()],
+            opts,
+            size,
         })
+    }
+
+    /// Past max-size: the files move up one (the oldest goes) and a new
+    /// one begins; with max-file 1 the one file starts over.
+    fn rotate(&mut self) {
+        let keep = self.opts.max_file.max(1);
+        if keep > 1 {
+            let _ = std::fs::remove_file(numbered(&self.path, keep - 1));
+            for n in (1..keep - 1).rev() {
+                let _ = std::fs::rename(numbered(&self.path, n), numbered(&self.path, n + 1));
+            }
+            let _ = std::fs::rename(&self.path, numbered(&self.path, 1));
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&self.path);
+        match f {
+            Ok(f) => self.file = Some(f),
+            Err(e) => tracing::warn!("rotate {}: {e}", self.path.display()),
+        }
+        self.size = 0;
     }
 
     /// Bytes read from stream 0 (stdout) or 1 (stderr).
@@ -63,9 +180,22 @@ impl Writer {
             stream: if stream == 0 { "stdout" } else { "stderr" }.into(),
             time: super::record::now(),
         };
+        if self.file.is_none() {
+            return;
+        }
         if let Ok(mut s) = serde_json::to_vec(&l) {
             s.push(b'\n');
-            let _ = self.file.write_all(&s);
+            if self.opts.max_size > 0
+                && self.size > 0
+                && self.size + s.len() as u64 > self.opts.max_size
+            {
+                self.rotate();
+            }
+            if let Some(f) = self.file.as_mut()
+                && f.write_all(&s).is_ok()
+            {
+                self.size += s.len() as u64;
+            }
         }
     }
 }
@@ -177,6 +307,13 @@ pub fn print(
             .filter(|l| window.admits(&l.time))
     };
     let mut lines: Vec<Line> = Vec::new();
+    for old in rotated(path) {
+        if let Ok(f) = std::fs::File::open(&old) {
+            for raw in BufReader::new(f).lines().map_while(Result::ok) {
+                lines.extend(parse(&raw));
+            }
+        }
+    }
     let mut s = String::new();
     while reader.read_line(&mut s)? > 0 {
         if !s.ends_with('\n') {
@@ -227,6 +364,16 @@ pub fn print(
         }
         if stopped {
             return Ok(());
+        }
+        // Rotated away (a new file at the path): go on with that one.
+        use std::os::unix::fs::MetadataExt;
+        let held = reader.get_ref().metadata().map(|m| m.ino()).ok();
+        if let Ok(m) = std::fs::metadata(path)
+            && Some(m.ino()) != held
+            && let Ok(f) = std::fs::File::open(path)
+        {
+            reader = BufReader::new(f);
+            s.clear();
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -63,6 +63,7 @@ pub struct CreateOptions {
     pub tuning: spec::Tuning,
     pub restart: record::RestartPolicy,
     pub health: health::HealthFlags,
+    pub log: logs::LogConfig,
 }
 
 /// A started container's network namespace and interfaces.
@@ -178,6 +179,26 @@ impl Engine {
 
     pub fn create(&mut self, o: &CreateOptions) -> Result<String> {
         let (mode, endpoints) = self.plan_endpoints(o)?;
+        // `--pid/--ipc/--uts container:NAME`: that container's namespaces.
+        let mut tuning = o.tuning.clone();
+        for (kind, v) in [
+            ("PID", &mut tuning.pid),
+            ("IPC", &mut tuning.ipc),
+            ("UTS", &mut tuning.uts),
+        ] {
+            if let Some(name) = v.as_deref().and_then(|x| x.strip_prefix("container:")) {
+                let c = self.find(name)?;
+                let st = self.refresh(&c.id)?;
+                if st.status != Status::Running || st.pid <= 0 {
+                    bail!("cannot join {kind} of a non running container: {name}");
+                }
+                *v = Some(format!("path:/proc/{}/ns", st.pid));
+            }
+        }
+        let o = &CreateOptions {
+            tuning,
+            ..o.clone()
+        };
         let image = self.store.resolve(&o.image)?;
         let config: Value = serde_json::from_slice(&self.store.content.read(&image)?)
             .context("parse image config")?;
@@ -462,6 +483,7 @@ impl Engine {
             named_volumes,
             spec,
             restart: o.restart.clone(),
+            log: o.log.clone(),
             healthcheck,
         };
         dir.save_record(&rec)?;

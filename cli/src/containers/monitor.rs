@@ -326,7 +326,7 @@ impl Cycle<'_> {
             pending_in: Vec::new(),
             prober,
         }
-        .run(&dir.log(), pipes)?;
+        .run(&dir.log(), &rec.log, pipes)?;
         *ready = events;
         attach::unlink(dir.path());
         Ok((code, net))
@@ -495,13 +495,14 @@ impl Pump {
     fn run(
         mut self,
         log: &std::path::Path,
+        log_config: &logs::LogConfig,
         pipes: Vec<OwnedFd>,
     ) -> Result<(i32, Option<std::fs::File>)> {
         let mask = pump_signals();
         mask.thread_block().context("block signals")?;
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .context("signalfd")?;
-        let mut writer = logs::Writer::open(log)?;
+        let mut writer = logs::Writer::with_config(log, log_config.clone())?;
         for fd in self.pty.iter().chain(self.stdin_w.iter()) {
             set_nonblocking(fd);
         }

@@ -196,6 +196,9 @@ pub struct Record {
     pub spec: serde_json::Value,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// `--log-driver`, `--log-opt`.
+    #[serde(default)]
+    pub log: super::logs::LogConfig,
     /// The image's HEALTHCHECK with the `--health-*` flags over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,

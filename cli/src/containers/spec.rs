@@ -475,6 +475,39 @@ pub struct Tuning {
     pub oom_kill_disable: bool,
     /// `--annotation key=value`.
     pub annotations: Vec<String>,
+    /// `--pid`, `--ipc`, `--uts`: "host", or "path:/proc/PID/ns" (another
+    /// container's, resolved by the engine); None keeps a private one.
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub uts: Option<String>,
+    /// `--cgroupns host|private`.
+    pub cgroupns: Option<String>,
+}
+
+/// Share (or not) one namespace kind per a `--pid/--ipc/--uts/--cgroupns`
+/// value.
+fn share_namespace(spec: &mut Value, kind: &str, how: &str) -> Result<()> {
+    let Some(ns) = spec["linux"]["namespaces"].as_array_mut() else {
+        return Ok(());
+    };
+    let flag = if kind == "cgroup" { "cgroupns" } else { kind };
+    if how == "host" {
+        ns.retain(|n| n["type"] != kind);
+    } else if let Some(dir) = how.strip_prefix("path:") {
+        for n in ns.iter_mut().filter(|n| n["type"] == kind) {
+            n["path"] = json!(format!("{dir}/{kind}"));
+        }
+    } else if !(how == "private" || (kind != "cgroup" && how.is_empty())) {
+        bail!(
+            "invalid --{flag} {how:?}: want host{}",
+            if kind == "cgroup" {
+                " or private"
+            } else {
+                " or container:NAME"
+            }
+        );
+    }
+    Ok(())
 }
 
 fn key_value<'a>(s: &'a str, flag: &str) -> Result<(&'a str, &'a str)> {
@@ -623,6 +656,31 @@ pub fn tune(spec: &mut Value, t: &Tuning, group_of: &dyn Fn(&str) -> Option<u32>
     for a in &t.annotations {
         let (k, v) = key_value(a, "--annotation")?;
         spec["annotations"][k] = json!(v);
+    }
+    for (kind, how) in [
+        ("pid", &t.pid),
+        ("ipc", &t.ipc),
+        ("uts", &t.uts),
+        ("cgroup", &t.cgroupns),
+    ] {
+        if let Some(how) = how {
+            share_namespace(spec, kind, how)?;
+        }
+    }
+    // The host's UTS namespace: its hostname is the host's to keep.
+    if t.uts.as_deref() == Some("host")
+        && let Some(o) = spec.as_object_mut()
+    {
+        o.remove("hostname");
+    }
+    // The host's IPC namespace: the host's /dev/shm with it.
+    if t.ipc.as_deref() == Some("host")
+        && let Some(mounts) = spec["mounts"].as_array_mut()
+    {
+        for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/shm") {
+            *m = json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                        "options": ["rbind", "nosuid", "noexec", "nodev"]});
+        }
     }
     Ok(())
 }
