@@ -826,6 +826,13 @@ fn system_prune_removes_what_nothing_uses() {
         .trim()
         .to_string();
     e.ok(&["volume", "create", "idle"]);
+    e.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "192.168.235.0/24",
+        "lonely",
+    ]);
     // Without -f it asks; EOF on stdin is no: nothing goes.
     let o = e.0.run(&["system", "prune"]);
     assert!(o.status.success());
@@ -837,6 +844,7 @@ fn system_prune_removes_what_nothing_uses() {
     assert_eq!(e.lines(&["ps", "-aq"]).len(), 3);
     // -f: stopped containers, the dangling image, the build cache.
     let p = e.ok(&["system", "prune", "-f"]);
+    assert!(p.contains("Deleted Networks:\nlonely\n"), "{p}");
     assert!(
         p.contains("Deleted Containers:") && p.contains("Deleted Images:"),
         "{p}"
@@ -1621,4 +1629,97 @@ fn run_namespaces_log_drivers_and_platform() {
         ""
     );
     assert_eq!(e.ok(&["ps", "-aq", "--filter", "status=created"]), "");
+}
+
+/// A registry index answering every request with `body` (v1 search).
+fn search_index(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut req = [0u8; 4096];
+            let _ = c.read(&mut req);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn search_lists_a_registry_index_and_refuses_an_unreachable_one() {
+    let e = Engine::new();
+    let port = search_index(
+        r#"{"num_results":2,"query":"busybox","results":[
+        {"name":"library/busybox","description":"Busybox base image.","star_count":3000,"is_official":true,"is_automated":false},
+        {"name":"someone/busybox-tools","description":"Tools and more tools, far too many to list in one table cell","star_count":4,"is_official":false,"is_automated":true}]}"#,
+    );
+    let term = format!("127.0.0.1:{port}/busybox");
+    let o = e.ok(&["search", &term]);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "DESCRIPTION", "STARS", "OFFICIAL", "AUTOMATED"]
+    );
+    assert!(
+        lines[1].starts_with("library/busybox")
+            && lines[1].contains("3000")
+            && lines[1].contains("[OK]"),
+        "{o}"
+    );
+    assert!(lines[2].contains("…"), "{o}");
+    assert_eq!(
+        e.ok(&[
+            "search",
+            "--filter",
+            "is-official=true",
+            "--format",
+            "{{.Name}} {{.StarCount}}",
+            &term
+        ]),
+        "library/busybox 3000\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "search",
+            "--filter",
+            "stars=10",
+            "--format",
+            "{{.Name}}",
+            &term
+        ]),
+        "library/busybox\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "search",
+            "--limit",
+            "1",
+            "--no-trunc",
+            "--format",
+            "{{.Name}}",
+            &term
+        ]),
+        "library/busybox\n"
+    );
+    // Nobody listening: one clear error, exit 1 (Docker's code for it).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, msg) = e.fails(&["search", &format!("127.0.0.1:{closed}/busybox")]);
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains(&format!("cannot search registry 127.0.0.1:{closed}")),
+        "{msg}"
+    );
+    let (code, _, msg) = e.fails(&["search", "--limit", "0", "busybox"]);
+    assert_eq!(code, 125);
+    assert!(msg.contains("outside the range"), "{msg}");
 }

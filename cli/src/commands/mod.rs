@@ -243,6 +243,23 @@ pub(crate) enum Cmd {
     },
     /// Remove stored credentials for a registry.
     Logout { host: String },
+    /// Search a registry's index (its v1 search API) for images.
+    Search {
+        /// Most results to show.
+        #[arg(long, default_value_t = 25)]
+        limit: u32,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// stars=N, is-official=true|false, is-automated=true|false.
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        tls_verify: bool,
+        /// TERM, or REGISTRY/TERM for another registry than docker.io.
+        term: String,
+    },
     /// Save images to a tar archive.
     Save {
         #[arg(short, long)]
@@ -474,9 +491,11 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         };
     }
     match cli.cmd {
-        Cmd::Pull { .. } | Cmd::Push { .. } | Cmd::Login { .. } | Cmd::Logout { .. } => {
-            registry::run(cli.cmd, &mut store, &config)
-        }
+        Cmd::Pull { .. }
+        | Cmd::Push { .. }
+        | Cmd::Login { .. }
+        | Cmd::Logout { .. }
+        | Cmd::Search { .. } => registry::run(cli.cmd, &mut store, &config),
         Cmd::Builder(_) | Cmd::System(_) => system::run(cli.cmd, &mut store),
         _ => images::run(cli.cmd, &mut store),
     }

@@ -161,6 +161,22 @@ fn inspect(engine: &Engine, n: &Network) -> Result<Value> {
     }))
 }
 
+/// Remove the user networks no container is on that `pick` chooses;
+/// their names.
+pub(crate) fn prune_unused(
+    engine: &Engine,
+    pick: &dyn Fn(&Network) -> bool,
+) -> Result<Vec<String>> {
+    let mut gone = Vec::new();
+    for n in engine.networks().list()? {
+        if pick(&n) && engine.network_users(&n)?.0.is_empty() {
+            engine.remove_network(&n)?;
+            gone.push(n.name);
+        }
+    }
+    Ok(gone)
+}
+
 pub fn run(cmd: NetworkCmd, engine: &Engine) -> Result<i32> {
     let nets = engine.networks();
     let mut out = std::io::stdout().lock();
@@ -309,20 +325,12 @@ pub fn run(cmd: NetworkCmd, engine: &Engine) -> Result<i32> {
                 Some(u) => Some(strata::containers::logs::parse_time(u, chrono::Utc::now())?),
                 None => None,
             };
-            let mut gone = Vec::new();
-            for n in nets.list()? {
-                let old_enough = until.is_none_or(|t| {
+            let gone = prune_unused(engine, &|n| {
+                until.is_none_or(|t| {
                     chrono::DateTime::parse_from_rfc3339(&n.created)
                         .is_ok_and(|c| c.timestamp() < t.timestamp())
-                });
-                if !old_enough || !filters.labels_match(&n.labels) {
-                    continue;
-                }
-                if engine.network_users(&n)?.0.is_empty() {
-                    engine.remove_network(&n)?;
-                    gone.push(n.name);
-                }
-            }
+                }) && filters.labels_match(&n.labels)
+            })?;
             if !gone.is_empty() {
                 writeln!(out, "Deleted Networks:")?;
                 for g in gone {

@@ -238,7 +238,10 @@ pub(crate) fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<i32> {
     };
     let mut out = std::io::stdout().lock();
     if !a.force {
-        let mut what = vec!["all stopped containers"];
+        let mut what = vec![
+            "all stopped containers",
+            "all networks not used by at least one container",
+        ];
         what.push(if a.all {
             "all images without at least one container associated to them"
         } else {
@@ -281,6 +284,17 @@ pub(crate) fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<i32> {
         writeln!(out, "Deleted Containers:")?;
         for id in &gone {
             writeln!(out, "{id}")?;
+        }
+        writeln!(out)?;
+    }
+    // Networks no container is on.
+    let nets = super::networks::prune_unused(engine, &|n| {
+        before(Some(&n.created)) && filters.labels_match(&n.labels)
+    })?;
+    if !nets.is_empty() {
+        writeln!(out, "Deleted Networks:")?;
+        for n in &nets {
+            writeln!(out, "{n}")?;
         }
         writeln!(out)?;
     }
