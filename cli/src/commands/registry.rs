@@ -144,9 +144,7 @@ fn search(
         _ => ("index.docker.io".to_string(), term),
     };
     let opts = config.registry_options(tls_verify, &host);
-    let plain = strata_registry::is_local(&host)
-        || opts.insecure_hosts.iter().any(|h| *h == host)
-        || !tls_verify && strata_registry::is_local(&host);
+    let plain = strata_registry::is_local(&host) || opts.insecure_hosts.contains(&host);
     let scheme = if plain { "http" } else { "https" };
     let q_enc: String = q
         .bytes()
