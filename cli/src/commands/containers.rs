@@ -292,17 +292,29 @@ pub fn stats(engine: &Engine, a: &StatsArgs, out: &mut impl Write) -> Result<i32
     }
     let host = stats::host_memory();
     let tty = nix::unistd::isatty(1).unwrap_or(false);
-    let window = std::time::Duration::from_millis(if a.no_stream { 200 } else { 1000 });
-    let mut before: Vec<_> = targets
-        .iter()
-        .map(|(id, name)| engine.sample(id, name))
-        .collect::<Result<_>>()?;
+    // Streaming: CPU over each second. One reading (`--no-stream`): the
+    // average since the container started, as podman shows it, with no
+    // window to wait for.
+    let window = std::time::Duration::from_secs(1);
+    let mut before: Vec<stats::Sample> = if a.no_stream {
+        Vec::new()
+    } else {
+        targets
+            .iter()
+            .map(|(id, name)| engine.sample(id, name))
+            .collect::<Result<_>>()?
+    };
     loop {
-        std::thread::sleep(window);
+        if !a.no_stream {
+            std::thread::sleep(window);
+        }
         let after: Vec<_> = targets
             .iter()
             .map(|(id, name)| engine.sample(id, name))
             .collect::<Result<_>>()?;
+        if a.no_stream {
+            before = after.iter().map(stats::Sample::at_start).collect();
+        }
         let rows: Vec<serde_json::Value> = before
             .iter()
             .zip(&after)

@@ -20,6 +20,25 @@ pub struct Sample {
     pub net_rx: u64,
     pub net_tx: u64,
     pub at: Instant,
+    /// How long it has run (zero when it does not run).
+    pub running_for: Duration,
+}
+
+impl Sample {
+    /// A reading of nothing used, at the container's start: against it
+    /// a single reading gives the average since the start (what podman's
+    /// `stats --no-stream` shows, without a sampling window to wait for).
+    pub fn at_start(&self) -> Sample {
+        Sample {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            usage: Usage::default(),
+            net_rx: 0,
+            net_tx: 0,
+            at: self.at.checked_sub(self.running_for).unwrap_or(self.at),
+            running_for: Duration::ZERO,
+        }
+    }
 }
 
 /// Bytes received and sent on the container's interfaces (lo aside).
@@ -57,6 +76,13 @@ impl Engine {
         } else {
             (Usage::default(), (0, 0))
         };
+        let running_for = st
+            .started_at
+            .as_deref()
+            .filter(|_| st.status == Status::Running)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| chrono::Utc::now().signed_duration_since(t).to_std().ok())
+            .unwrap_or_default();
         Ok(Sample {
             id: id.to_string(),
             name: name.to_string(),
@@ -64,6 +90,7 @@ impl Engine {
             net_rx,
             net_tx,
             at: Instant::now(),
+            running_for,
         })
     }
 }
@@ -158,6 +185,7 @@ mod tests {
             net_rx: 0,
             net_tx: 0,
             at: t0,
+            running_for: Duration::ZERO,
         };
         let b = Sample {
             usage: Usage {
@@ -172,6 +200,7 @@ mod tests {
             net_rx: 1500,
             net_tx: 42,
             at: t0 + Duration::from_millis(100),
+            running_for: Duration::ZERO,
             ..a.clone()
         };
         let r = row(&a, &b, 8 << 30);
