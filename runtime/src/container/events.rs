@@ -293,6 +293,114 @@ mod tests {
     }
 }
 
+fn read_u64(p: &std::path::Path) -> Option<u64> {
+    let t = std::fs::read_to_string(p).ok()?;
+    let t = t.trim();
+    if t == "max" {
+        return Some(0);
+    }
+    t.parse().ok()
+}
+
+/// `key value` lines (memory.stat, cpu.stat): the value of `key`.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// The page cache in a memory.stat, by the first name the kernel uses.
+fn page_cache(stat: &str) -> u64 {
+    [
+        "total_inactive_file",
+        "inactive_file",
+        "file",
+        "total_cache",
+        "cache",
+    ]
+    .iter()
+    .find_map(|k| keyed(stat, k))
+    .unwrap_or(0)
+}
+
+/// The v1 hierarchy mounted with `controller`, from mountinfo.
+fn v1_mount(mountinfo: &str, controller: &str) -> Option<std::path::PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mut post = post.split_whitespace();
+        if post.next()? != "cgroup" {
+            return None;
+        }
+        let opts = post.nth(1)?;
+        opts.split(',')
+            .any(|o| o == controller)
+            .then(|| pre.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+fn direct_usage(cg: &cgroups::Cgroup) -> Option<Usage> {
+    let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
+    if let Some(dir) = cg.v2_dir() {
+        let cpu = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+        let mem = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+        let (mut r, mut w) = (0, 0);
+        for l in std::fs::read_to_string(dir.join("io.stat"))
+            .unwrap_or_default()
+            .lines()
+        {
+            for f in l.split_whitespace() {
+                match f.split_once('=') {
+                    Some(("rbytes", v)) => r += v.parse::<u64>().unwrap_or(0),
+                    Some(("wbytes", v)) => w += v.parse::<u64>().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        return Some(Usage {
+            cpu_ns: keyed(&cpu, "usage_usec")? * 1000,
+            memory: read_u64(&dir.join("memory.current"))?,
+            memory_limit: read_u64(&dir.join("memory.max")).unwrap_or(0),
+            cache: page_cache(&mem),
+            pids: read_u64(&dir.join("pids.current")).unwrap_or(0),
+            block_read: r,
+            block_write: w,
+        });
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let at = |c: &str| v1_mount(&mi, c).map(|m| m.join(rel));
+    let (cpuacct, memory) = (at("cpuacct")?, at("memory")?);
+    let mem = std::fs::read_to_string(memory.join("memory.stat")).ok()?;
+    let (mut r, mut w) = (0, 0);
+    if let Some(blkio) = at("blkio") {
+        let text = std::fs::read_to_string(blkio.join("blkio.throttle.io_service_bytes_recursive"))
+            .or_else(|_| std::fs::read_to_string(blkio.join("blkio.throttle.io_service_bytes")))
+            .unwrap_or_default();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if let [_, op, v] = f.as_slice() {
+                let v = v.parse::<u64>().unwrap_or(0);
+                match *op {
+                    "Read" => r += v,
+                    "Write" => w += v,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(Usage {
+        cpu_ns: read_u64(&cpuacct.join("cpuacct.usage"))?,
+        memory: read_u64(&memory.join("memory.usage_in_bytes"))?,
+        memory_limit: read_u64(&memory.join("memory.limit_in_bytes")).unwrap_or(0),
+        cache: page_cache(&mem),
+        pids: at("pids")
+            .and_then(|p| read_u64(&p.join("pids.current")))
+            .unwrap_or(0),
+        block_read: r,
+        block_write: w,
+    })
+}
+
 /// What `docker stats` shows of one container, from its cgroup.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Usage {
@@ -308,12 +416,18 @@ pub struct Usage {
     pub block_write: u64,
 }
 
-/// A running container's cgroup usage.
+/// A running container's cgroup usage: the few files `stats` shows read
+/// directly (libcgroups' full `stats()` reads every controller's every
+/// file, hugetlb's per page size too: 6 ms a container here), libcgroups
+/// where one of them is missing.
 pub fn usage(root: &Root, id: &str) -> Result<Usage> {
     let st = root.load(id)?;
     let cg = st
         .cgroup()
         .ok_or_else(|| Error::Cgroup("container has no cgroup".into()))?;
+    if let Some(u) = direct_usage(&cg) {
+        return Ok(u);
+    }
     let s = cgroups::manager(&cg, id)?
         .stats()
         .map_err(|e| Error::Cgroup(format!("stats of {}: {e}", cg.path.display())))?;
@@ -349,4 +463,35 @@ pub fn usage(root: &Root, id: &str) -> Result<Usage> {
         block_read: io("read"),
         block_write: io("write"),
     })
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn stat_files_and_mountinfo_are_read() {
+        let stat = "cache 4096\ntotal_cache 8192\ntotal_inactive_file 1024\n";
+        assert_eq!(keyed(stat, "cache"), Some(4096));
+        assert_eq!(keyed(stat, "nosuch"), None);
+        assert_eq!(page_cache(stat), 1024);
+        assert_eq!(page_cache("file 77\nanon 5\n"), 77);
+        let mi = "30 25 0:26 / /sys/fs/cgroup/memory rw,nosuid shared:11 - cgroup cgroup rw,memory\n\
+                  31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw shared:12 - cgroup cgroup rw,cpu,cpuacct\n\
+                  32 25 0:28 / /sys/fs/cgroup/unified rw shared:13 - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            v1_mount(mi, "cpuacct"),
+            Some(std::path::PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            v1_mount(mi, "memory"),
+            Some(std::path::PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        assert_eq!(v1_mount(mi, "pids"), None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.max"), "max\n").unwrap();
+        std::fs::write(dir.path().join("pids.current"), "7\n").unwrap();
+        assert_eq!(read_u64(&dir.path().join("memory.max")), Some(0));
+        assert_eq!(read_u64(&dir.path().join("pids.current")), Some(7));
+    }
 }
