@@ -310,18 +310,19 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The page cache's names in memory.stat, in the order they are taken:
+/// cgroup v2 calls it "file", v1 "cache" (or total_cache).
+const CACHE_KEYS: [&str; 5] = [
+    "total_inactive_file",
+    "inactive_file",
+    "file",
+    "total_cache",
+    "cache",
+];
+
 /// The page cache in a memory.stat, by the first name the kernel uses.
 fn page_cache(stat: &str) -> u64 {
-    [
-        "total_inactive_file",
-        "inactive_file",
-        "file",
-        "total_cache",
-        "cache",
-    ]
-    .iter()
-    .find_map(|k| keyed(stat, k))
-    .unwrap_or(0)
+    CACHE_KEYS.iter().find_map(|k| keyed(stat, k)).unwrap_or(0)
 }
 
 /// The v1 hierarchy mounted with `controller`, from mountinfo.
@@ -443,17 +444,10 @@ pub fn usage(root: &Root, id: &str) -> Result<Usage> {
             .map(|d| d.value)
             .sum()
     };
-    // cgroup v2 names the page cache "file", v1 "cache" (or total_cache).
-    let cache = [
-        "total_inactive_file",
-        "inactive_file",
-        "file",
-        "total_cache",
-        "cache",
-    ]
-    .iter()
-    .find_map(|k| s.memory.stats.get(*k).copied())
-    .unwrap_or(s.memory.cache);
+    let cache = CACHE_KEYS
+        .iter()
+        .find_map(|k| s.memory.stats.get(*k).copied())
+        .unwrap_or(s.memory.cache);
     Ok(Usage {
         cpu_ns: s.cpu.usage.usage_total,
         memory: s.memory.memory.usage,
