@@ -1723,3 +1723,40 @@ fn search_lists_a_registry_index_and_refuses_an_unreachable_one() {
     assert_eq!(code, 125);
     assert!(msg.contains("outside the range"), "{msg}");
 }
+
+#[test]
+fn history_takes_go_templates() {
+    let e = Engine::new();
+    e.ok(&["create", "--name", "base", "busybox", "true"]);
+    e.ok(&[
+        "commit",
+        "-c",
+        "ENV A=1",
+        "-m",
+        "set A",
+        "base",
+        "withenv:1",
+    ]);
+    let id = e.ok(&["image", "inspect", "--format", "{{.Id}}", "withenv:1"]);
+    let short = &id.trim().trim_start_matches("sha256:")[..12];
+    let o = e.ok(&["history", "--format", "{{.ID}}|{{.Comment}}", "withenv:1"]);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines.len(), 2, "{o}");
+    assert_eq!(lines[0], format!("{short}|set A"));
+    assert!(lines[1].starts_with("<missing>|"), "{o}");
+    let o = e.ok(&["history", "--no-trunc", "--format", "{{.ID}}", "withenv:1"]);
+    assert_eq!(o.lines().next(), Some(id.trim()));
+    // `table` templates get Docker's headers.
+    let o = e.ok(&[
+        "history",
+        "--format",
+        "table {{.CreatedBy}}\t{{.Size}}",
+        "withenv:1",
+    ]);
+    let head: Vec<&str> = o.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(head, ["CREATED", "BY", "SIZE"]);
+    assert!(o.contains("strata import"), "{o}");
+    let (code, _, msg) = e.fails(&["history", "--format", "{{.Nope", "withenv:1"]);
+    assert_eq!(code, 125);
+    assert!(msg.contains("template"), "{msg}");
+}

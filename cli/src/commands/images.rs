@@ -58,7 +58,7 @@ pub struct HistoryArgs {
     /// Print sizes and dates in a human way (the default).
     #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub human: bool,
-    /// `table` (default) or `json` (one object per line).
+    /// `table` (default), `json` (one object per line) or a Go template.
     #[arg(long, default_value = "table")]
     pub format: String,
     pub image: String,
@@ -87,22 +87,46 @@ pub fn history(store: &Store, a: &HistoryArgs, out: &mut impl Write) -> Result<(
         rows.push((h.clone(), size));
     }
     rows.reverse();
-    if a.format == "json" {
-        for (i, (h, size)) in rows.iter().enumerate() {
-            let v = json!({
+    let docs: Vec<serde_json::Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (h, size))| {
+            json!({
                 "ID": if i == 0 { id.to_string() } else { "<missing>".into() },
                 "CreatedAt": h["created"],
                 "CreatedSince": human_age(h["created"].as_str()),
                 "CreatedBy": h["created_by"],
                 "Size": human_size(*size),
                 "Comment": h["comment"].as_str().unwrap_or(""),
-            });
+            })
+        })
+        .collect();
+    if a.format == "json" {
+        for v in &docs {
             writeln!(out, "{v}")?;
         }
         return Ok(());
     }
-    if a.format != "table" {
-        anyhow::bail!("unsupported --format {:?}: table or json", a.format);
+    let format = strata::format::Format::parse(&a.format);
+    if let strata::format::Format::Template { .. } = &format {
+        // Go templates over Docker's fields (`{{.CreatedBy}} {{.Size}}`).
+        let headers: &[(&str, &str)] = &[
+            ("ID", "IMAGE"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+            ("CreatedBy", "CREATED BY"),
+            ("Size", "SIZE"),
+            ("Comment", "COMMENT"),
+        ];
+        // The id short, as the table shows it, unless --no-trunc.
+        let mut docs = docs;
+        if !a.no_trunc
+            && let Some(first) = docs.first_mut()
+        {
+            first["ID"] = json!(id.short().to_string());
+        }
+        strata::format::write_rows(out, &format, &docs, headers, &|_| Vec::new())?;
+        return Ok(());
     }
     if a.quiet {
         for (i, _) in rows.iter().enumerate() {
