@@ -245,7 +245,7 @@ pub fn run(cmd: NetworkCmd, engine: &Engine) -> Result<i32> {
                 let id = if no_trunc {
                     n.id.clone()
                 } else {
-                    n.id[..12].to_string()
+                    n.id.get(..12).unwrap_or(&n.id).to_string()
                 };
                 rows.push(json!({
                     "ID": id,
