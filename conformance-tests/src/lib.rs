@@ -51,6 +51,24 @@ pub fn busybox_rootfs(dir: &Path) {
     assert!(st.success(), "make-busybox-rootfs.sh failed");
 }
 
+/// A busybox rootfs made under `dir` and packed as `dir/rootfs.tar`
+/// (what `import` takes); the tar's path.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(st.success(), "tar of the busybox rootfs failed");
+    tar
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -250,18 +268,7 @@ impl Podman {
 
     /// Import a busybox rootfs as `localhost/busybox:test`.
     pub fn import_busybox(&self) -> &'static str {
-        let rootfs = self.dir.path().join("rootfs");
-        busybox_rootfs(&rootfs);
-        let tar = self.dir.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let tar = busybox_tar(self.dir.path());
         let out = self.run(&["import", tar.to_str().unwrap(), "localhost/busybox:test"]);
         assert!(out.status.success(), "podman import: {}", text(&out.stderr));
         "localhost/busybox:test"

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use strata_conformance_tests::{busybox_rootfs, describe_tree, strata_bin, text};
+use strata_conformance_tests::{busybox_tar, describe_tree, strata_bin, text};
 
 enum Reference {
     Podman,
@@ -572,20 +572,7 @@ fn stores_with_base(prefix: &str) -> Stores {
         "[containers]\ndefault_ulimits = []\n",
     )
     .unwrap();
-    let rootfs = d.join("rootfs");
-    busybox_rootfs(&rootfs);
-    let tar = d.join("rootfs.tar");
-    assert!(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap()
-            .success()
-    );
+    let tar = busybox_tar(&d);
     must(
         stores.strata(&["import", tar.to_str().unwrap(), "localhost/busybox"]),
         "strata import",

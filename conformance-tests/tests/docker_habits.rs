@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use strata_conformance_tests::{busybox_rootfs, strata_bin, text, workspace_dir};
+use strata_conformance_tests::{busybox_tar, strata_bin, text, workspace_dir};
 
 const IMAGE: &str = "localhost/busybox:test";
 
@@ -38,22 +38,6 @@ fn script(cli: &[String], envs: &[(&str, &Path)]) -> String {
         .output()
         .unwrap();
     text(&o.stdout)
-}
-
-fn busybox_tar(dir: &Path) -> std::path::PathBuf {
-    let rootfs = dir.join("rootfs");
-    busybox_rootfs(&rootfs);
-    let tar = dir.join("busybox.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    tar
 }
 
 #[test]

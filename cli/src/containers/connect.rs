@@ -79,11 +79,7 @@ impl Engine {
         let st = self.refresh(&c.id)?;
         let _l = dir.lock()?;
         let mut rec = dir.record()?;
-        if rec.network == "host" || net.name == "host" {
-            bail!(
-                "container cannot be disconnected from host network or connected to host network"
-            );
-        }
+        refuse_host(&rec.network, net)?;
         if net.name == "none" || rec.network == "none" && !rec.endpoints().is_empty() {
             bail!(
                 "container cannot be connected to multiple networks with one of the networks in private (none) mode"
@@ -139,11 +135,7 @@ impl Engine {
         let st = self.refresh(&c.id)?;
         let _l = dir.lock()?;
         let mut rec = dir.record()?;
-        if rec.network == "host" || net.name == "host" {
-            bail!(
-                "container cannot be disconnected from host network or connected to host network"
-            );
-        }
+        refuse_host(&rec.network, net)?;
         let mut endpoints = rec.endpoints();
         let Some(i) = endpoints.iter().position(|e| e.network == net.name) else {
             bail!(
@@ -173,6 +165,15 @@ impl Engine {
         network_event(&self.root, "disconnect", net, &c.id);
         Ok(())
     }
+}
+
+/// Docker's rule for both verbs: the host network is neither joined nor
+/// left.
+fn refuse_host(mode: &str, net: &Network) -> Result<()> {
+    if mode == "host" || net.name == "host" {
+        bail!("container cannot be disconnected from host network or connected to host network");
+    }
+    Ok(())
 }
 
 /// `network connect/disconnect` in the event log, with Docker's attributes.
