@@ -1609,6 +1609,24 @@ fn monitor_is_the_lean_binary_or_strata_itself() {
     let (exe, _) = monitor_exe(&s, "lean");
     assert_eq!(exe, "strata-monitor");
     assert_eq!(s.ok(&["exec", "lean", "echo", "hi"]), "hi\n");
+    // The monitor runs with glibc's allocator tuned for waiting; the
+    // container's environment is the image's, without that tuning.
+    let id = s.inspect("lean")["Id"].as_str().unwrap().to_string();
+    let st: Value = serde_json::from_slice(
+        &std::fs::read(s.root().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", st["monitor_pid"])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&environ).contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
+        "monitor environ: {}",
+        String::from_utf8_lossy(&environ)
+    );
+    let inside = s.ok(&["exec", "lean", "cat", "/proc/1/environ"]);
+    assert!(
+        inside.contains("PATH=") && !inside.contains("GLIBC_TUNABLES"),
+        "{inside}"
+    );
     s.ok(&["rm", "-f", "lean"]);
 
     // strata alone (no strata-monitor beside it): its own hidden verb.

@@ -34,7 +34,7 @@ impl Store {
     pub fn cache_get(&self, key: &str) -> Result<Option<Cached>> {
         let row: Option<CacheRow> = self
             .db()
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT blob, media_type, diff_id, chain_id FROM build_cache WHERE key = ?1",
                 [key],
@@ -57,7 +57,7 @@ impl Store {
             }
             _ => Cached::Empty,
         };
-        self.db().conn().execute(
+        self.db().conn()?.execute(
             "UPDATE build_cache SET used = ?2 WHERE key = ?1",
             params![key, chrono::Utc::now().to_rfc3339()],
         )?;
@@ -97,7 +97,7 @@ impl Store {
 
     /// Number of cache entries and their layers' bytes.
     pub fn cache_usage(&self) -> Result<(usize, u64)> {
-        let mut stmt = self.db().conn().prepare("SELECT blob FROM build_cache")?;
+        let mut stmt = self.db().conn()?.prepare("SELECT blob FROM build_cache")?;
         let blobs: Vec<Option<String>> = stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;

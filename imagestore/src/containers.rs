@@ -72,7 +72,7 @@ impl Store {
     pub fn containers(&self) -> Result<Vec<ContainerRow>> {
         let mut stmt = self
             .db()
-            .conn()
+            .conn()?
             .prepare("SELECT id, name, image, created FROM containers ORDER BY created, id")?;
         let rows = stmt
             .query_map([], |r| {
@@ -114,7 +114,7 @@ impl Store {
 
     /// Is the image used by a container?
     pub fn image_has_containers(&self, id: &Digest) -> Result<bool> {
-        let n: i64 = self.db().conn().query_row(
+        let n: i64 = self.db().conn()?.query_row(
             "SELECT COUNT(*) FROM containers WHERE image = ?1",
             [id.to_string()],
             |r| r.get(0),
@@ -160,7 +160,15 @@ mod tests {
             Err(Error::NameInUse(n)) if n == "web"
         ));
         assert_eq!(store.find_container("web").unwrap(), row);
+        // A suspended store (a monitor's, while it waits) opens its
+        // connection again on the next read or write.
+        store.suspend();
         assert_eq!(store.find_container("aaaa").unwrap(), row);
+        store.suspend();
+        assert!(matches!(
+            store.add_container(&dup),
+            Err(Error::NameInUse(n)) if n == "web"
+        ));
         assert!(store.find_container("zzz").is_err());
         // rmi refuses, prune keeps it even when unnamed.
         assert!(store.remove("app", false, &|_| false).is_err());

@@ -64,7 +64,20 @@ CREATE TABLE IF NOT EXISTS containers (
 ";
 
 pub struct Db {
-    conn: Connection,
+    path: std::path::PathBuf,
+    /// Open from `open` on; dropped by `suspend` (a process that waits
+    /// for days needs no connection caches) and opened again on next use.
+    conn: std::cell::OnceCell<Connection>,
+}
+
+/// A connection to an existing database, with the settings every one
+/// of ours has.
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
 }
 
 /// One image as stored.
@@ -108,29 +121,41 @@ impl Db {
                 source: e,
             },
         )?;
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let conn = connect(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Db { conn })
+        Ok(Db {
+            path: path.to_path_buf(),
+            conn: std::cell::OnceCell::from(conn),
+        })
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
+    pub(crate) fn conn(&self) -> Result<&Connection> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c);
+        }
+        let c = connect(&self.path)?;
+        Ok(self.conn.get_or_init(|| c))
+    }
+
+    /// Close the connection until the next query opens it again.
+    pub fn suspend(&mut self) {
+        self.conn.take();
     }
 
     /// A write transaction that takes the write lock up front.
     pub fn tx(&mut self) -> Result<Transaction<'_>> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+        self.conn()?;
+        let conn = self.conn.get_mut().ok_or_else(|| Error::Io {
+            context: format!("reopen {}", self.path.display()),
+            source: std::io::Error::other("connection lost"),
+        })?;
+        Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
     }
 
     pub fn snapshot_id(&self, chain: &Digest) -> Result<Option<i64>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT id FROM snapshots WHERE chain_id = ?1",
                 [chain.to_string()],
@@ -140,7 +165,7 @@ impl Db {
     }
 
     pub fn images(&self) -> Result<Vec<ImageRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT id, manifest, media_type, created, size FROM images ORDER BY added DESC, id",
         )?;
         let rows = stmt
@@ -169,7 +194,7 @@ impl Db {
 
     pub fn names_of(&self, id: &Digest) -> Result<Vec<String>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare("SELECT name FROM names WHERE image = ?1 ORDER BY name")?;
         let names = stmt
             .query_map([id.to_string()], |r| r.get(0))?
@@ -179,7 +204,7 @@ impl Db {
 
     pub fn image_by_name(&self, name: &str) -> Result<Option<Digest>> {
         let v: Option<String> = self
-            .conn
+            .conn()?
             .query_row("SELECT image FROM names WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
@@ -190,7 +215,7 @@ impl Db {
     /// Image ids starting with `prefix` (hex, without `sha256:`).
     pub fn images_by_prefix(&self, prefix: &str) -> Result<Vec<Digest>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare("SELECT id FROM images WHERE id LIKE ?1 ESCAPE '\\'")?;
         let pat = format!(
             "sha256:{}%",
@@ -206,7 +231,7 @@ impl Db {
     }
 
     pub fn layers(&self, id: &Digest) -> Result<Vec<LayerRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT blob, media_type, diff_id, chain_id FROM layers WHERE image = ?1 ORDER BY idx",
         )?;
         let rows = stmt
@@ -224,7 +249,7 @@ impl Db {
 
     /// Snapshots (id, chain id) no image references.
     pub fn unreferenced_snapshots(&self) -> Result<Vec<(i64, Digest)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT id, chain_id FROM snapshots WHERE chain_id NOT IN (SELECT chain_id FROM layers)
              AND chain_id NOT IN (SELECT chain_id FROM build_cache WHERE chain_id IS NOT NULL)",
         )?;
@@ -236,7 +261,7 @@ impl Db {
 
     pub fn snapshots(&self) -> Result<Vec<(i64, Digest, u64)>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare("SELECT id, chain_id, size FROM snapshots ORDER BY id")?;
         let rows = stmt
             .query_map([], |r| {
@@ -249,13 +274,13 @@ impl Db {
     /// Every blob digest some image references (manifest, config, layers).
     pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
         let mut out = std::collections::HashSet::new();
-        let mut stmt = self.conn.prepare("SELECT id, manifest FROM images")?;
+        let mut stmt = self.conn()?.prepare("SELECT id, manifest FROM images")?;
         for r in stmt.query_map([], |r| Ok((digest(r.get(0)?)?, digest(r.get(1)?)?)))? {
             let (a, b) = r?;
             out.insert(a);
             out.insert(b);
         }
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT blob FROM layers UNION SELECT blob FROM build_cache WHERE blob IS NOT NULL",
         )?;
         for r in stmt.query_map([], |r| digest(r.get(0)?))? {
@@ -267,7 +292,7 @@ impl Db {
     /// Repositories of `host` a blob is known to exist in.
     pub fn blob_sources(&self, blob: &Digest, host: &str) -> Result<Vec<String>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare("SELECT repository FROM blob_sources WHERE blob = ?1 AND host = ?2")?;
         let rows = stmt
             .query_map([blob.to_string(), host.to_string()], |r| r.get(0))?
@@ -276,7 +301,7 @@ impl Db {
     }
 
     pub fn mounted_images(&self) -> Result<Vec<(String, Digest)>> {
-        let mut stmt = self.conn.prepare("SELECT path, image FROM mounts")?;
+        let mut stmt = self.conn()?.prepare("SELECT path, image FROM mounts")?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, digest(r.get(1)?)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -132,6 +132,13 @@ impl Store {
         })
     }
 
+    /// Close the database connection (its caches go with it) until the
+    /// next query opens it again: for a process that keeps the store
+    /// while it waits, such as a container's monitor.
+    pub fn suspend(&mut self) {
+        self.db.suspend();
+    }
+
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }

@@ -1585,7 +1585,7 @@ pub(crate) fn run(
         } => {
             drop(out);
             Ok(strata::containers::monitor::main(
-                &engine,
+                &mut engine,
                 &id,
                 attach,
                 &detach_keys,

@@ -53,7 +53,7 @@ pub fn failure_code(msg: &str) -> i32 {
 
 /// The monitor's main. Never returns on success paths' end: exits with
 /// the container's status.
-pub fn main(engine: &Engine, id: &str, attach: bool, detach_keys: &str) -> i32 {
+pub fn main(engine: &mut Engine, id: &str, attach: bool, detach_keys: &str) -> i32 {
     // Only a pipe is the ready pipe (never write into a file we opened).
     let is_pipe =
         nix::sys::stat::fstat(READY_FD).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
@@ -71,6 +71,75 @@ pub fn main(engine: &Engine, id: &str, attach: bool, detach_keys: &str) -> i32 {
     }
 }
 
+/// Give back the main stack's pages below the current frame: setup (the
+/// runtime, JSON, SQLite) went deep once, and an idle monitor would keep
+/// those pages for its whole life. Deeper calls later fault in fresh
+/// zeroed pages as they need them.
+fn release_stack() {
+    let here = 0u8;
+    let sp = std::hint::black_box(&here) as *const u8 as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some(bottom) = maps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .and_then(|l| l.split('-').next())
+        .and_then(|a| usize::from_str_radix(a, 16).ok())
+    else {
+        return;
+    };
+    // Keep 16 kB below us (our callees, a signal frame) untouched.
+    let page = 4096;
+    let end = (sp - 16 * 1024) & !(page - 1);
+    if end <= bottom {
+        return;
+    }
+    // SAFETY: [bottom, end) lies below every live frame of this, the
+    // only, thread; MADV_DONTNEED on it only drops pages that nothing
+    // reads before writing.
+    unsafe {
+        libc::madvise(
+            bottom as *mut libc::c_void,
+            end - bottom,
+            libc::MADV_DONTNEED,
+        )
+    };
+}
+
+/// Drop from our mappings the pages of code and read-only data that
+/// setup ran (megabytes of runtime, JSON and SQLite code, and the parts
+/// of libc they use) and the wait does not: they stay in the page cache,
+/// and the few the wait runs fault back in at once. Only read-only file
+/// mappings without a private dirty page are touched, so nothing written
+/// (relocations) can be lost.
+fn release_setup_code() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            let perms = words.next().unwrap_or_default();
+            let path = words.nth(3).unwrap_or_default();
+            current = (path.starts_with('/') && !perms.contains('w')).then_some((start, end));
+        } else if first == "Private_Dirty:"
+            && let Some((start, end)) = current.take()
+            && words.next() == Some("0")
+        {
+            // SAFETY: a read-only private file mapping without dirty
+            // pages: dropping its pages only makes the next access read
+            // them from the file again.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
 fn dev_null() -> Result<OwnedFd> {
     Ok(OwnedFd::from(
         std::fs::OpenOptions::new()
@@ -82,7 +151,7 @@ fn dev_null() -> Result<OwnedFd> {
 }
 
 fn run(
-    engine: &Engine,
+    engine: &mut Engine,
     id: &str,
     ready: &mut Option<std::fs::File>,
     attached: bool,
@@ -118,7 +187,21 @@ fn run(
             keys: keys.clone(),
             restarts,
         };
-        let (code, net) = match cycle.run(ready) {
+        let waited = cycle.start(ready).and_then(|running| {
+            // Setup (spec, store queries, network) left caches and freed
+            // heap behind: give them back before a wait that may last
+            // for days. The spec is in the runtime's hands now; a
+            // restart loads the record again.
+            rec.spec = serde_json::Value::Null;
+            engine.store.suspend();
+            release_setup_code();
+            release_stack();
+            // Last, as the two above allocate while they read /proc.
+            // SAFETY: malloc_trim only releases free heap pages.
+            unsafe { libc::malloc_trim(0) };
+            running.wait(ready)
+        });
+        let (code, net) = match waited {
             Ok(x) => x,
             // The first start's failure goes to the CLI; a restart's is
             // in the state (after_exit has recorded it).
@@ -177,8 +260,8 @@ struct Cycle<'a> {
 }
 
 impl Cycle<'_> {
-    /// The exit code and the network to take down.
-    fn run(self, ready: &mut Option<std::fs::File>) -> Result<(i32, Option<super::NetState>)> {
+    /// Start the container: what its wait needs.
+    fn start(self, ready: &mut Option<std::fs::File>) -> Result<Running> {
         let Cycle {
             engine,
             rec,
@@ -313,7 +396,7 @@ impl Cycle<'_> {
             id: id.to_string(),
             names: (rec.name.clone(), rec.image_name.clone()),
         });
-        let (code, events) = Pump {
+        let pump = Pump {
             pid: st.pid,
             pty,
             attach,
@@ -325,11 +408,33 @@ impl Cycle<'_> {
             clients: Vec::new(),
             pending_in: Vec::new(),
             prober,
-        }
-        .run(&dir.log(), &rec.log, pipes)?;
+        };
+        Ok(Running {
+            pump,
+            net,
+            pipes,
+            dir,
+            log: rec.log.clone(),
+        })
+    }
+}
+
+/// A started container, and what its monitor holds while it waits.
+struct Running {
+    pump: Pump,
+    net: Option<super::NetState>,
+    pipes: Vec<OwnedFd>,
+    dir: super::record::Dir,
+    log: super::logs::LogConfig,
+}
+
+impl Running {
+    /// The exit code and the network to take down.
+    fn wait(self, ready: &mut Option<std::fs::File>) -> Result<(i32, Option<super::NetState>)> {
+        let (code, events) = self.pump.run(&self.dir.log(), &self.log, self.pipes)?;
         *ready = events;
-        attach::unlink(dir.path());
-        Ok((code, net))
+        attach::unlink(self.dir.path());
+        Ok((code, self.net))
     }
 }
 
@@ -511,10 +616,15 @@ impl Pump {
         if let Some(p) = &self.pty {
             sources.push((p.try_clone().context("dup pty")?, 0));
         }
-        let stdin = std::io::stdin();
+        // SAFETY: fd 0 stays open for the monitor's life (the CLI's
+        // stdin, a pipe, or /dev/null); read unbuffered, as the other fds.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
         let mut code = None;
         let mut deadline = None;
-        let mut buf = vec![0u8; 64 << 10];
+        // A pipe's reads come in at most its 64 kB; a quarter of that
+        // costs a few more reads under a flood and 48 kB less per idle
+        // monitor.
+        let mut buf = vec![0u8; 16 << 10];
         loop {
             let (exited, probe_exit) =
                 reap(self.pid, self.prober.as_ref().and_then(Prober::helper));
@@ -549,7 +659,7 @@ impl Pump {
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
             let stdin_ix = (self.tty_input && take_input).then(|| {
-                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(stdin, PollFlags::POLLIN));
                 fds.len() - 1
             });
             let listen_ix = self.listener.as_ref().map(|l| {
@@ -608,7 +718,8 @@ impl Pump {
             if let Some(ix) = stdin_ix
                 && !revents[ix].is_empty()
             {
-                match stdin.lock().read(&mut buf) {
+                match nix::unistd::read(0, &mut buf) {
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
                     Ok(0) | Err(_) => self.tty_input = false,
                     Ok(n) => {
                         let (data, detached) = self.detach.feed(&buf[..n]);
