@@ -70,12 +70,20 @@ impl Store {
 
     /// All containers, oldest first.
     pub fn containers(&self) -> Result<Vec<ContainerRow>> {
-        let mut stmt = self
-            .db()
-            .conn()?
-            .prepare("SELECT id, name, image, created FROM containers ORDER BY created, id")?;
+        self.container_rows("", &[])
+    }
+
+    /// The containers `WHERE` (SQL, with `args`) picks, oldest first.
+    fn container_rows(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<ContainerRow>> {
+        let mut stmt = self.db().conn()?.prepare_cached(&format!(
+            "SELECT id, name, image, created FROM containers {filter} ORDER BY created, id"
+        ))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(args, |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -98,13 +106,26 @@ impl Store {
 
     /// A container by full id, unique id prefix, or name.
     pub fn find_container(&self, what: &str) -> Result<ContainerRow> {
-        let all = self.containers()?;
-        if let Some(c) = all.iter().find(|c| c.name == what || c.id == what) {
-            return Ok(c.clone());
+        // Looked up by the indexes (name, id), not by reading every row:
+        // `inspect` of many containers would otherwise be quadratic.
+        let exact = self.container_rows("WHERE name = ?1 OR id = ?1", &[&what])?;
+        if let Some(c) = exact.into_iter().next() {
+            return Ok(c);
         }
-        let mut by_prefix = all.into_iter().filter(|c| c.id.starts_with(what));
+        if what.is_empty() {
+            return Err(Error::ContainerNotFound(what.to_string()));
+        }
+        let len = what.len() as i64;
+        let mut by_prefix = self
+            .container_rows(
+                // Ids are lowercase hex: '~' sorts after all of them, so
+                // the range is the prefix's, and the index serves it.
+                "WHERE id >= ?1 AND id < ?1 || '~' AND substr(id, 1, ?2) = ?1",
+                &[&what, &len],
+            )?
+            .into_iter();
         match (by_prefix.next(), by_prefix.next()) {
-            (Some(c), None) if !what.is_empty() => Ok(c),
+            (Some(c), None) => Ok(c),
             (Some(_), Some(_)) => Err(Error::ContainerNotFound(format!(
                 "{what} (ambiguous id prefix)"
             ))),
@@ -170,6 +191,22 @@ mod tests {
             Err(Error::NameInUse(n)) if n == "web"
         ));
         assert!(store.find_container("zzz").is_err());
+        assert!(store.find_container("").is_err());
+        // A prefix two ids share is ambiguous; a longer one is not.
+        let api = ContainerRow {
+            id: format!("{}bbbb", "a".repeat(60)),
+            name: "api".into(),
+            ..row.clone()
+        };
+        store.add_container(&api).unwrap();
+        assert!(matches!(
+            store.find_container("aaaa"),
+            Err(Error::ContainerNotFound(m)) if m.contains("ambiguous")
+        ));
+        assert_eq!(store.find_container(&api.id[..61]).unwrap(), api);
+        assert_eq!(store.find_container(&row.id).unwrap(), row);
+        assert_eq!(store.find_container("api").unwrap(), api);
+        store.remove_container(&api.id).unwrap();
         // rmi refuses, prune keeps it even when unnamed.
         assert!(store.remove("app", false, &|_| false).is_err());
         store.remove_container(&row.id).unwrap();

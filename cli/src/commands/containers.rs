@@ -911,7 +911,9 @@ pub fn ps(engine: &Engine, a: &PsArgs, out: &mut impl Write) -> Result<()> {
     let mut rows = Vec::new();
     for c in engine.store.containers()? {
         let dir = engine.dir(&c.id);
-        let Ok(rec) = dir.record() else { continue };
+        let Ok(rec) = dir.record_view() else {
+            continue;
+        };
         let st = engine.refresh(&c.id)?;
         if !all && !matches!(st.status, Status::Running | Status::Restarting) {
             continue;
@@ -1145,7 +1147,7 @@ fn inspect(
 /// `inspect` of one container, Docker's main fields.
 pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Value> {
     let c = engine.find(what)?;
-    let rec = engine.dir(&c.id).record()?;
+    let rec = engine.dir(&c.id).record_view()?;
     let st = engine.refresh(&c.id)?;
     let paused = st.status == Status::Running && engine.is_paused(&c.id);
     Ok(json!({
@@ -1181,11 +1183,11 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "PortBindings": ports_text(&rec.ports),
         },
         "Config": {
-            "Hostname": rec.spec["hostname"],
-            "Env": rec.spec["process"]["env"],
+            "Hostname": rec.spec.hostname,
+            "Env": rec.spec.process.env,
             "Cmd": rec.command,
-            "WorkingDir": rec.spec["process"]["cwd"],
-            "User": rec.spec["process"]["user"],
+            "WorkingDir": rec.spec.process.cwd,
+            "User": rec.spec.process.user,
             "Tty": rec.tty,
             "OpenStdin": rec.interactive,
             "Labels": rec.labels,
@@ -1195,7 +1197,7 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "ExposedPorts": rec.exposed.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
         },
         "NetworkSettings": network_settings(&rec, &st),
-        "Mounts": rec.spec["mounts"].as_array().map(|m| m.iter().filter(|x| x["type"] == "bind").cloned().collect::<Vec<_>>()),
+        "Mounts": rec.spec.mounts.iter().filter(|x| x["type"] == "bind").collect::<Vec<_>>(),
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": engine.dir(&c.id).rootfs()}},
     }))
 }
@@ -1229,7 +1231,7 @@ pub fn healthcheck_run(engine: &Engine, what: &str) -> Result<i32> {
 }
 
 /// The networks a container is on, as `ps` shows them.
-fn network_names(rec: &strata::containers::record::Record) -> String {
+fn network_names<S>(rec: &strata::containers::record::Record<S>) -> String {
     let eps = rec.endpoints();
     if eps.is_empty() {
         return rec.network.clone();
@@ -1242,8 +1244,8 @@ fn network_names(rec: &strata::containers::record::Record) -> String {
 
 /// Docker's `NetworkSettings`: the default bridge's address at the top,
 /// and one entry per network (its address while the container runs).
-fn network_settings(
-    rec: &strata::containers::record::Record,
+fn network_settings<S>(
+    rec: &strata::containers::record::Record<S>,
     st: &strata::containers::record::State,
 ) -> serde_json::Value {
     let mut nets = serde_json::Map::new();

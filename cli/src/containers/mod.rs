@@ -1009,9 +1009,19 @@ impl Engine {
     pub fn refresh(&self, id: &str) -> Result<State> {
         let dir = self.dir(id);
         let st = dir.state()?;
+        // The monitor writes the final state before it exits: once it is
+        // gone, a state read again tells whether it finished the run
+        // between our first read and its exit (then that is the truth).
+        let settled = |st: &State| -> Result<Option<State>> {
+            let now = dir.state()?;
+            Ok((now.status != st.status || now.monitor_pid != st.monitor_pid).then_some(now))
+        };
         if st.status == Status::Restarting {
             if record::alive(st.monitor_pid, st.monitor_start) {
                 return Ok(st);
+            }
+            if let Some(now) = settled(&st)? {
+                return Ok(now);
             }
             let rec = dir.record()?;
             self.after_exit(&rec, None, None, None);
@@ -1023,6 +1033,9 @@ impl Engine {
         let rebooted = !st.boot_id.is_empty() && st.boot_id != record::boot_id();
         if !rebooted && record::alive(st.monitor_pid, st.monitor_start) {
             return Ok(st);
+        }
+        if !rebooted && let Some(now) = settled(&st)? {
+            return Ok(now);
         }
         if !rebooted && record::alive(st.pid, st.pid_start) {
             // The monitor is gone but the container lives on: it runs,

@@ -111,7 +111,7 @@ fn release_stack() {
 /// setup ran (megabytes of runtime, JSON and SQLite code, and the parts
 /// of libc they use) and the wait does not: they stay in the page cache,
 /// and the few the wait runs fault back in at once. Only read-only file
-/// mappings without a private dirty page are touched, so nothing written
+/// mappings without a page of their own are touched, so nothing written
 /// (relocations) can be lost.
 fn release_setup_code() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
@@ -128,13 +128,17 @@ fn release_setup_code() {
             let perms = words.next().unwrap_or_default();
             let path = words.nth(3).unwrap_or_default();
             current = (path.starts_with('/') && !perms.contains('w')).then_some((start, end));
-        } else if first == "Private_Dirty:"
-            && let Some((start, end)) = current.take()
-            && words.next() == Some("0")
+        } else if matches!(first, "Private_Dirty:" | "Anonymous:" | "Swap:")
+            && words.next() != Some("0")
         {
-            // SAFETY: a read-only private file mapping without dirty
-            // pages: dropping its pages only makes the next access read
-            // them from the file again.
+            // Written pages (resident, copied or swapped out): keep all.
+            current = None;
+        } else if first == "VmFlags:"
+            && let Some((start, end)) = current.take()
+        {
+            // SAFETY: a read-only private file mapping with no page of
+            // its own (none dirty, copied or swapped): dropping its pages
+            // only makes the next access read them from the file again.
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
         }
     }

@@ -156,7 +156,7 @@ pub struct Health {
 /// How a container was made: fixed at create (but for a rename and
 /// `network connect/disconnect`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Record {
+pub struct Record<S = serde_json::Value> {
     pub id: String,
     pub name: String,
     /// The image as the user named it, and its id.
@@ -192,8 +192,9 @@ pub struct Record {
     /// The named volumes it uses (a volume in use is not removed).
     #[serde(default)]
     pub named_volumes: Vec<String>,
-    /// The OCI config.json given to the runtime.
-    pub spec: serde_json::Value,
+    /// The OCI config.json given to the runtime (a `SpecView` where only
+    /// what `ps` and `inspect` show is read).
+    pub spec: S,
     #[serde(default)]
     pub restart: RestartPolicy,
     /// `--log-driver`, `--log-opt`.
@@ -204,7 +205,29 @@ pub struct Record {
     pub healthcheck: Option<HealthConfig>,
 }
 
-impl Record {
+/// The parts of a record's spec that `ps` and `inspect` show: parsing
+/// only these skips most of the record's bytes without building them.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct SpecView {
+    #[serde(default)]
+    pub hostname: serde_json::Value,
+    #[serde(default)]
+    pub process: ProcessView,
+    #[serde(default)]
+    pub mounts: Vec<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct ProcessView {
+    #[serde(default)]
+    pub env: serde_json::Value,
+    #[serde(default)]
+    pub cwd: serde_json::Value,
+    #[serde(default)]
+    pub user: serde_json::Value,
+}
+
+impl<S> Record<S> {
     /// The bridge networks it is on, in order.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         if self.endpoints.is_empty() && self.network == "bridge" {
@@ -262,9 +285,14 @@ pub struct State {
 }
 
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    // Read once per process: `ps` asks for every running container.
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
 /// Start time of a process (field 22 of /proc/PID/stat), if it lives.
@@ -310,6 +338,13 @@ impl Dir {
     }
 
     pub fn record(&self) -> Result<Record> {
+        let p = self.0.join("container.json");
+        let data = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+        serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))
+    }
+
+    /// The record with only the spec's shown parts (`SpecView`).
+    pub fn record_view(&self) -> Result<Record<SpecView>> {
         let p = self.0.join("container.json");
         let data = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
         serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))

@@ -340,6 +340,21 @@ fn v1_mount(mountinfo: &str, controller: &str) -> Option<std::path::PathBuf> {
     })
 }
 
+/// The cgroup hierarchies' lines of our mountinfo, read once per
+/// process: `stats` of many containers would read a mountinfo holding
+/// every container's mounts once for each of them.
+fn cgroup_mounts() -> &'static str {
+    static LINES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" - cgroup "))
+            .flat_map(|l| [l, "\n"])
+            .collect()
+    })
+}
+
 fn direct_usage(cg: &cgroups::Cgroup) -> Option<Usage> {
     let rel = cg.path.strip_prefix("/").unwrap_or(&cg.path);
     if let Some(dir) = cg.v2_dir() {
@@ -368,8 +383,7 @@ fn direct_usage(cg: &cgroups::Cgroup) -> Option<Usage> {
             block_write: w,
         });
     }
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let at = |c: &str| v1_mount(&mi, c).map(|m| m.join(rel));
+    let at = |c: &str| v1_mount(cgroup_mounts(), c).map(|m| m.join(rel));
     let (cpuacct, memory) = (at("cpuacct")?, at("memory")?);
     let mem = std::fs::read_to_string(memory.join("memory.stat")).ok()?;
     let (mut r, mut w) = (0, 0);
