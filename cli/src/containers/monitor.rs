@@ -140,6 +140,9 @@ fn release_setup_code() {
             // its own (none dirty, copied or swapped): dropping its pages
             // only makes the next access read them from the file again.
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            // SAFETY: as above; a hint that later faults need no
+            // neighbouring pages mapped with them.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM) };
         }
     }
 }
