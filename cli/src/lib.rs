@@ -11,4 +11,5 @@ pub mod format;
 pub mod images;
 pub mod network;
 pub mod paths;
+pub mod rootless;
 pub mod volumes;

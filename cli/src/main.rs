@@ -28,6 +28,14 @@ fn main() {
             .with_writer(std::io::stderr)
             .try_init();
     }
+    // A user other than root works in their own user namespace; joined
+    // here, while the process has a single thread.
+    if !matches!(cli.cmd, commands::Cmd::Version { .. })
+        && let Err(e) = strata::rootless::enter()
+    {
+        eprintln!("Error: rootless: {e:#}");
+        std::process::exit(125);
+    }
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

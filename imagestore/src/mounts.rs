@@ -146,7 +146,10 @@ pub fn mount_overlay(lower: &[PathBuf], upper: Option<Upper>, target: &Path) -> 
             u.work.display()
         ));
     }
-    data.push_str(",redirect_dir=off,index=off,metacopy=off");
+    data.push_str(&format!(
+        ",redirect_dir={},index=off,metacopy=off",
+        redirect_dir()
+    ));
     if data.len() > OPTIONS_MAX {
         return Err(Error::BadImage(format!(
             "{} layers are more than this kernel can stack: the overlay mount options take {} bytes, over the one page ({OPTIONS_MAX}) that mount(2) accepts, and this kernel has no lowerdir+ (Linux 6.8+)",
@@ -173,6 +176,26 @@ pub fn mount_overlay(lower: &[PathBuf], upper: Option<Upper>, target: &Path) -> 
 }
 
 use nix::errno::Errno;
+
+/// `redirect_dir`: `off` (none made, lower ones followed) as root; in a
+/// user namespace (the rootless engine) the kernel lets only `nofollow`
+/// through, and our layers, unpacked from tars, hold no redirects anyway.
+fn redirect_dir() -> &'static str {
+    if in_user_namespace() {
+        "nofollow"
+    } else {
+        "off"
+    }
+}
+
+/// Are we inside a user namespace other than the host's (the rootless
+/// engine's)? Its uid_map is not the host's `0 0 4294967295`.
+pub(crate) fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+        let f: Vec<&str> = m.split_whitespace().collect();
+        f != ["0", "0", "4294967295"]
+    })
+}
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
@@ -221,7 +244,7 @@ fn mount_overlay_fsconfig(
         fsconfig_string(&fs, "workdir", u.work)?;
     }
     for (k, v) in [
-        ("redirect_dir", "off"),
+        ("redirect_dir", redirect_dir()),
         ("index", "off"),
         ("metacopy", "off"),
     ] {

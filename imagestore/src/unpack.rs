@@ -478,14 +478,29 @@ impl Extractor {
                 let major = hdr.device_major().ok().flatten().unwrap_or(0) as u64;
                 let minor = hdr.device_minor().ok().flatten().unwrap_or(0) as u64;
                 remove_existing(&pdir, name);
-                nix::sys::stat::mknodat(
+                match nix::sys::stat::mknodat(
                     Some(d),
                     name,
                     kind_flag,
                     Mode::from_bits_truncate(mode),
                     nix::sys::stat::makedev(major, minor),
-                )
-                .map_err(|err| sys(&self.name, &ctx("mknod"), err))?;
+                ) {
+                    Ok(()) => {}
+                    // In a user namespace (the rootless engine) the kernel
+                    // makes no device nodes: skipped, as podman skips them.
+                    // The container gets its devices from the runtime.
+                    Err(nix::errno::Errno::EPERM)
+                        if kind_flag != SFlag::S_IFIFO && crate::mounts::in_user_namespace() =>
+                    {
+                        tracing::warn!(
+                            "layer {}: skipping device node {} (no device nodes in a user namespace)",
+                            self.name,
+                            rel.display()
+                        );
+                        return Ok(());
+                    }
+                    Err(err) => return Err(sys(&self.name, &ctx("mknod"), err)),
+                }
                 chown_at(d, name, uid, gid).map_err(|err| sys(&self.name, &ctx("chown"), err))?;
                 nix::sys::stat::fchmodat(
                     Some(d),

@@ -440,7 +440,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     if let Cmd::Build(a) | Cmd::Image(ImageCmd::Build(a)) = &cli.cmd {
         drop(store);
         let run_dir = if default_root {
-            PathBuf::from("/run/strata")
+            strata::paths::default_run_dir()
         } else {
             root.join("run")
         };

@@ -102,7 +102,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(root: PathBuf, store: Store, default_root: bool) -> Engine {
         let run_dir = if default_root {
-            PathBuf::from("/run/strata")
+            crate::paths::default_run_dir()
         } else {
             root.join("run")
         };

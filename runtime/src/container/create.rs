@@ -192,7 +192,9 @@ pub fn create_from(
         Ok(p) => p,
         // Rootless, as runc: without access to the cgroup tree the
         // container runs in ours, unless it asked for limits.
-        Err(Error::CgroupDenied(e)) if !nix::unistd::geteuid().is_root() => {
+        Err(Error::CgroupDenied(e))
+            if !nix::unistd::geteuid().is_root() || namespaces::in_user_namespace() =>
+        {
             if cgroups::limits_requested(spec) {
                 return Err(Error::Cgroup(format!(
                     "rootless container cannot set resource limits: {e}"

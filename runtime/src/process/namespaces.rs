@@ -121,6 +121,19 @@ pub fn unshare_rest(flags: CloneFlags) -> Result<()> {
     })
 }
 
+/// Do we run inside a user namespace other than the host's (a rootless
+/// engine's)? There uid 0 is not root on the host: cgroups and device
+/// nodes are not ours to make.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_host_map(&m))
+}
+
+/// The initial user namespace's map: all 2^32-1 ids, from 0 to 0.
+fn is_host_map(map: &str) -> bool {
+    let f: Vec<&str> = map.split_whitespace().collect();
+    f == ["0", "0", "4294967295"]
+}
+
 /// Write uid_map/gid_map of `pid` (called by the parent).
 pub fn write_id_maps(pid: i32, uid: &str, gid: &str) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -164,4 +177,16 @@ pub fn write_time_offsets(spec: &oci_spec::runtime::Spec) -> Result<()> {
         context: "write /proc/self/timens_offsets".into(),
         source: e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_map_is_told_from_a_user_namespace() {
+        assert!(super::is_host_map("         0          0 4294967295\n"));
+        assert!(!super::is_host_map(
+            "         0       1001          1\n         1     100000      65535\n"
+        ));
+        assert!(!super::is_host_map("0 0 1\n"));
+    }
 }

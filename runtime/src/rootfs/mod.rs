@@ -95,8 +95,11 @@ pub fn prepare(ctx: &RootfsContext) -> Result<OwnedFd> {
             devs.retain(|x| x.path != dev.path);
             devs.push(dev);
         }
+        // In a user namespace (the spec's own, or the rootless engine's
+        // we run in) the kernel makes no device nodes: bind the host's.
+        let bind = ctx.new_userns || crate::process::namespaces::in_user_namespace();
         for d in &devs {
-            devices::create(root_fd.as_raw_fd(), d, ctx.new_userns)?;
+            devices::create(root_fd.as_raw_fd(), d, bind)?;
         }
         devices::symlinks(root_fd.as_raw_fd(), Path::new("/proc/kcore").exists())?;
     }
