@@ -126,7 +126,10 @@ fn decode(
         count += filled as u64;
         if tx.send(Ok(chunk)).is_err() {
             // The extractor stopped (it failed): stop too.
-            return Err(std::io::Error::other("extraction stopped"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                EXTRACTION_STOPPED,
+            ));
         }
     }
     drop(decoded);
@@ -134,6 +137,9 @@ fn decode(
     let (digest, size) = outer.finish();
     Ok((digest, size, Digest::from_sha256(inner), count, compression))
 }
+
+/// The decoder's error when the extractor stopped reading.
+const EXTRACTION_STOPPED: &str = "extraction stopped";
 
 /// Unpack `reader` (a layer, compressed or not) into `dest` (an existing
 /// empty directory). `name` is used in errors. Decoding (read, hash,
@@ -174,6 +180,9 @@ pub fn unpack(reader: impl Read + Send, dest: &Path, name: &str) -> Result<Unpac
             .map_err(|_| bad(name, "decoder thread panicked"))?;
         // A decoding error explains an extraction error ("corrupt tar").
         let (digest, size, diff_id, uncompressed_size, compression) = match (decoded, extracted) {
+            // The extractor failed first, and the decoder stopped for it:
+            // the extractor's error is the one to tell.
+            (Err(e), Err(x)) if e.to_string() == EXTRACTION_STOPPED => return Err(x),
             (Err(e), _) => return Err(bad(name, &format!("corrupt stream: {e}"))),
             (Ok(_), Err(e)) => return Err(e),
             (Ok(d), Ok(())) => d,
@@ -200,6 +209,20 @@ fn sys(layer: &str, what: &str, e: Errno) -> Error {
         source: e,
     }
 }
+/// A chown that failed: in a user namespace EINVAL means the owner has
+/// no id there (a rootless user without enough subordinate ids).
+fn chown_error(layer: &str, what: &str, e: Errno, uid: u32, gid: u32) -> Error {
+    if e == Errno::EINVAL && crate::mounts::in_user_namespace() {
+        return bad(
+            layer,
+            &format!(
+                "{what}: owner {uid}:{gid} is not mapped in this user namespace: a rootless user needs subordinate ids covering it in /etc/subuid and /etc/subgid"
+            ),
+        );
+    }
+    sys(layer, what, e)
+}
+
 fn bad(layer: &str, msg: &str) -> Error {
     Error::BadLayer {
         layer: layer.to_string(),
@@ -381,7 +404,8 @@ impl Extractor {
                     }
                     Err(err) => return Err(sys(&self.name, &ctx("mkdir"), err)),
                 }
-                chown_at(d, name, uid, gid).map_err(|err| sys(&self.name, &ctx("chown"), err))?;
+                chown_at(d, name, uid, gid)
+                    .map_err(|err| chown_error(&self.name, &ctx("chown"), err, uid, gid))?;
                 let fd = self
                     .open_in_root(&rel, OFlag::O_DIRECTORY)
                     .map_err(|err| sys(&self.name, &ctx("open"), err))?;
@@ -409,7 +433,7 @@ impl Extractor {
                 let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
                 std::io::copy(&mut e, &mut f).map_err(|err| io(&self.name, &ctx("write"), err))?;
                 nix::unistd::fchown(f.as_raw_fd(), Some(uid.into()), Some(gid.into()))
-                    .map_err(|err| sys(&self.name, &ctx("chown"), err))?;
+                    .map_err(|err| chown_error(&self.name, &ctx("chown"), err, uid, gid))?;
                 for (k, v) in &xattrs {
                     setxattr_raw(f.as_raw_fd(), k, v)
                         .map_err(|err| sys(&self.name, &ctx("xattr"), err))?;
@@ -501,7 +525,8 @@ impl Extractor {
                     }
                     Err(err) => return Err(sys(&self.name, &ctx("mknod"), err)),
                 }
-                chown_at(d, name, uid, gid).map_err(|err| sys(&self.name, &ctx("chown"), err))?;
+                chown_at(d, name, uid, gid)
+                    .map_err(|err| chown_error(&self.name, &ctx("chown"), err, uid, gid))?;
                 nix::sys::stat::fchmodat(
                     Some(d),
                     name,

@@ -143,7 +143,33 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
         })
         .unwrap_or_else(|| "Linux".into());
     let mem_total = strata::containers::stats::host_memory();
-    let rootless = !nix::unistd::geteuid().is_root();
+    let rl = strata::rootless::mode();
+    let rootless = rl.is_some();
+    // Rootless: the id maps of the namespace we run in, as podman's
+    // `info` shows them (host.idMappings).
+    let id_maps = |f: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(format!("/proc/self/{f}"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let v: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (v.len() == 3).then(|| json!({"ContainerID": v[0], "HostID": v[1], "Size": v[2]}))
+            })
+            .collect()
+    };
+    let rootless_doc = rl.map(|r| {
+        json!({
+            "UID": r.uid,
+            "GID": r.gid,
+            "UIDMap": id_maps("uid_map"),
+            "GIDMap": id_maps("gid_map"),
+            "PausePID": strata::rootless::userns::pause_pid(r),
+            "NetworkBackend": "none (--network none|host)",
+        })
+    });
     let doc = json!({
         "Containers": containers.len(),
         "ContainersRunning": running,
@@ -169,6 +195,7 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
         "LoggingDriver": "json-file",
         "SecurityOptions": ["name=seccomp,profile=builtin"],
         "Rootless": rootless,
+        "RootlessInfo": rootless_doc,
         "Daemonless": true,
     });
     let mut out = std::io::stdout().lock();
@@ -180,6 +207,7 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
         serde_json::Value::String(s) => s.clone(),
         v => v.to_string(),
     };
+    let s2 = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     writeln!(out, "Server:")?;
     writeln!(out, " Containers: {}", s("Containers"))?;
     writeln!(out, "  Running: {}", s("ContainersRunning"))?;
@@ -202,6 +230,22 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
     writeln!(out, " Name: {}", s("Name"))?;
     writeln!(out, " Docker Root Dir: {}", engine.root.display())?;
     writeln!(out, " Rootless: {rootless}")?;
+    if let Some(r) = &rootless_doc {
+        for (k, label) in [("UIDMap", "UID Map"), ("GIDMap", "GID Map")] {
+            let maps: Vec<String> = r[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| format!("{}:{}:{}", m["ContainerID"], m["HostID"], m["Size"]))
+                .collect();
+            writeln!(out, "  {label}: {}", maps.join(" "))?;
+        }
+        writeln!(
+            out,
+            "  Storage Driver: overlay (kernel, in the user namespace)"
+        )?;
+        writeln!(out, "  Network Backend: {}", s2(&r["NetworkBackend"]))?;
+    }
     Ok(0)
 }
 

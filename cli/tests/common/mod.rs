@@ -53,19 +53,7 @@ impl Strata {
     /// A busybox rootfs (scripts/make-busybox-rootfs.sh) as a tarball,
     /// gzipped or not.
     pub fn busybox_tar(&self, gzip: bool) -> PathBuf {
-        let rootfs = self.dir.path().join("rootfs");
-        assert!(
-            Command::new("bash")
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../scripts/make-busybox-rootfs.sh"
-                ))
-                .arg(&rootfs)
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success()
-        );
+        let rootfs = busybox_rootfs(self.dir.path());
         let tar = self
             .dir
             .path()
@@ -92,6 +80,24 @@ impl Strata {
             .trim()
             .to_string()
     }
+}
+
+/// A busybox rootfs (scripts/make-busybox-rootfs.sh) at `dir/rootfs`.
+pub fn busybox_rootfs(dir: &std::path::Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    assert!(
+        Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../scripts/make-busybox-rootfs.sh"
+            ))
+            .arg(&rootfs)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    rootfs
 }
 
 pub fn out(o: &Output) -> String {

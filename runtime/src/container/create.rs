@@ -197,7 +197,7 @@ pub fn create_from(
         {
             if cgroups::limits_requested(spec) {
                 return Err(Error::Cgroup(format!(
-                    "rootless container cannot set resource limits: {e}"
+                    "rootless container cannot set resource limits: they need a cgroup delegated to this user (a cgroup v2 subtree it may write, as systemd's Delegate=yes gives), and there is none here: {e}"
                 )));
             }
             cleanup.cgroup = None;

@@ -288,6 +288,28 @@ fn mount_one(
             }
         }
         Ok(()) => {}
+        Err(Errno::EINVAL)
+            if typ == "devpts"
+                && data_text.split(',').any(|o| o.starts_with("gid="))
+                && crate::process::namespaces::in_user_namespace() =>
+        {
+            // A user namespace without that group (a rootless user with
+            // no subordinate gids has no gid 5, tty): the kernel refuses
+            // the option; the ptys belong to the user's group, as runc's
+            // rootless spec makes them.
+            let fewer: Vec<&str> = data_text
+                .split(',')
+                .filter(|o| !o.starts_with("gid="))
+                .collect();
+            mount(
+                Some(&source),
+                &fd_path(&target),
+                Some(typ),
+                flags,
+                Some(fewer.join(",").as_str()),
+            )
+            .map_err(|e| sys("mount devpts", e))?;
+        }
         Err(Errno::EPERM) if typ == "sysfs" => {
             // Inside a user namespace without its own network namespace the
             // kernel refuses a new sysfs: fall back to the host's, as runc does.

@@ -1,0 +1,379 @@
+//! The rootless engine, end to end: a login user with subordinate id
+//! ranges (made here, as Debian's useradd makes them) runs strata through
+//! `runuser`, with its own XDG dirs in a temp dir. What is checked:
+//! the id mapping and file owners inside, the owners on the host, the
+//! container verbs, a killed pause process, and the clear refusals.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{BIN, err, out};
+
+const USER: &str = "strata-rl";
+const UNRANGED: &str = "strata-rl-none";
+
+/// `id -u NAME`, making the user when missing (with `ranges`, Debian's
+/// useradd gives it a subordinate range; without, it is taken away).
+fn user(name: &str, ranges: bool) -> (u32, u32) {
+    let id = |flag: &str| -> Option<u32> {
+        let o = Command::new("id").args([flag, name]).output().ok()?;
+        String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let _ = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", name])
+            .status();
+    }
+    let has = |f: &str| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}:")))
+    };
+    if ranges && !(has("/etc/subuid") && has("/etc/subgid")) {
+        assert!(
+            Command::new("usermod")
+                .args([
+                    "--add-subuids",
+                    "400000-465535",
+                    "--add-subgids",
+                    "400000-465535",
+                    name
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    if !ranges {
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            let kept: String = text
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{name}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if kept != text {
+                std::fs::write(f, kept).unwrap();
+            }
+        }
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+/// One rootless user's strata: binaries copied where the user may run
+/// them, XDG dirs of its own (so a pause process and store per test).
+struct Rootless {
+    user: &'static str,
+    uid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl Rootless {
+    fn new(user_name: &'static str, ranges: bool) -> Rootless {
+        let (uid, gid) = user(user_name, ranges);
+        let dir = tempfile::Builder::new()
+            .prefix("strata-rootless")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for b in ["strata", "strata-monitor"] {
+            let from = Path::new(BIN).with_file_name(b);
+            std::fs::copy(&from, bin.join(b)).unwrap();
+        }
+        for d in ["data", "run"] {
+            let p = dir.path().join(d);
+            std::fs::create_dir(&p).unwrap();
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Rootless {
+            user: user_name,
+            uid,
+            dir,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("runuser");
+        c.args(["-u", self.user, "--"])
+            .arg(self.dir.path().join("bin/strata"))
+            .args(args)
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env_remove("_STRATA_ROOTLESS")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "strata {args:?} as {}: {}",
+            self.user,
+            err(&o)
+        );
+        out(&o)
+    }
+
+    /// `run --rm --network none ARGS`, required to succeed; stdout.
+    fn run_none(&self, args: &[&str]) -> String {
+        self.ok(&[&["run", "--rm", "--network", "none"], args].concat())
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("data/strata")
+    }
+
+    fn pause_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("run/strata/pause.pid"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// A tarball the user can read: a busybox rootfs, files of three
+    /// owners under /data, and a device node (which rootless skips).
+    fn image_tar(&self) -> PathBuf {
+        let rootfs = common::busybox_rootfs(self.dir.path());
+        std::fs::create_dir_all(rootfs.join("data")).unwrap();
+        for (name, owner) in [("app", 1000), ("www", 33), ("nobody", 65534)] {
+            let p = rootfs.join("data").join(name);
+            std::fs::write(&p, name).unwrap();
+            std::os::unix::fs::chown(&p, Some(owner), Some(owner)).unwrap();
+        }
+        std::fs::create_dir_all(rootfs.join("dev")).unwrap();
+        assert!(
+            Command::new("mknod")
+                .arg(rootfs.join("dev/sda"))
+                .args(["b", "8", "0"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let tar = self.dir.path().join("image.tar");
+        assert!(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .args(["--numeric-owner", "-cf"])
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+        tar
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd(&["rm", "-f", "web"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(pid) = self.pause_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn subordinate_start(user: &str) -> u32 {
+    std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{user}:")))
+        .and_then(|r| r.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_plain_user_runs_containers_with_mapped_owners() {
+    let rl = Rootless::new(USER, true);
+    let start = subordinate_start(USER);
+    let tar = rl.image_tar();
+    let tar = tar.to_str().unwrap();
+    rl.ok(&["import", tar, "app"]);
+
+    // Inside: root is the user, 1.. the range, and the files keep the
+    // owners the image gave them.
+    let inside = rl.run_none(&[
+        "app",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; ls -ln /data; test -e /dev/sda || echo no-sda",
+    ]);
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "0", "{inside}");
+    let map: Vec<Vec<&str>> = lines[1..3]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        map,
+        [
+            vec!["0", &rl.uid.to_string()[..], "1"],
+            vec!["1", &start.to_string()[..], "65536"]
+        ]
+    );
+    let owner = |name: &str| -> String {
+        inside
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .map(|l| l.split_whitespace().nth(2).unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(owner("app"), "1000", "{inside}");
+    assert_eq!(owner("www"), "33", "{inside}");
+    assert_eq!(owner("nobody"), "65534", "{inside}");
+    assert!(
+        inside.contains("no-sda"),
+        "device nodes are skipped: {inside}"
+    );
+
+    // On the host: the store is the user's, the layer's files the
+    // subordinate ids.
+    assert_eq!(std::fs::metadata(rl.store()).unwrap().uid(), rl.uid);
+    let found = Command::new("find")
+        .arg(rl.store().join("snapshots"))
+        .args(["-path", "*/data/app"])
+        .output()
+        .unwrap();
+    let app = out(&found);
+    let app = app.lines().next().expect("the unpacked /data/app");
+    assert_eq!(std::fs::metadata(app).unwrap().uid(), start + 999);
+
+    // The container verbs.
+    rl.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "none",
+        "app",
+        "sh",
+        "-c",
+        "echo up; exec sleep 300",
+    ]);
+    assert!(rl.ok(&["ps"]).contains("web"));
+    assert_eq!(rl.ok(&["exec", "web", "id", "-u"]).trim(), "0");
+    assert_eq!(rl.ok(&["logs", "web"]), "up\n");
+    assert!(
+        rl.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "app",
+            "cat",
+            "/proc/net/dev"
+        ])
+        .contains("lo:"),
+        "--network host"
+    );
+    rl.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(
+        rl.ok(&["inspect", "--format", "{{.State.Status}}", "web"])
+            .trim(),
+        "exited"
+    );
+    rl.ok(&["rm", "web"]);
+
+    // `info` tells the mode and the mapping.
+    let info = rl.ok(&["info"]);
+    assert!(info.contains("Rootless: true"), "{info}");
+    assert!(
+        info.contains(&format!("UID Map: 0:{}:1 1:{start}:65536", rl.uid)),
+        "{info}"
+    );
+
+    // Limits need a delegated cgroup; there is none here: one clear
+    // error, no container left.
+    let o = rl.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "app",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("delegated"), "{}", err(&o));
+    assert_eq!(rl.ok(&["ps", "-aq"]), "");
+
+    // A killed pause process is made again; the store works on.
+    let pause = rl.pause_pid().expect("a pause process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pause),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(rl.ok(&["images"]).contains("app"));
+    assert_ne!(rl.pause_pid(), Some(pause));
+    assert_eq!(
+        rl.run_none(&["app", "stat", "-c", "%u", "/data/www"])
+            .trim(),
+        "33"
+    );
+}
+
+#[test]
+fn a_user_without_ranges_gets_one_id_and_a_warning() {
+    let rl = Rootless::new(UNRANGED, false);
+    let bare = rl.dir.path().join("bare.tar");
+    // A busybox image whose files are all root's: that one id is enough.
+    let tar = rl.image_tar();
+    let o = rl.run(&["import", tar.to_str().unwrap(), "app"]);
+    assert!(
+        err(&o).contains("no subordinate ids"),
+        "the warning: {}",
+        err(&o)
+    );
+    // Files of other owners cannot be unpacked with a single id: the
+    // import fails, naming the file, and leaves no image behind.
+    assert!(!o.status.success());
+    assert!(err(&o).contains("data/"), "{}", err(&o));
+    assert_eq!(rl.ok(&["images", "-q"]), "");
+    // Without the other owners it imports and runs, as root inside.
+    let rootfs = rl.dir.path().join("rootfs");
+    std::fs::remove_dir_all(rootfs.join("data")).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["--numeric-owner", "--exclude=./dev/sda", "-cf"])
+            .arg(&bare)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o644)).unwrap();
+    rl.ok(&["import", bare.to_str().unwrap(), "app"]);
+    let inside = rl.run_none(&["app", "cat", "/proc/self/uid_map"]);
+    let map: Vec<&str> = inside.split_whitespace().collect();
+    assert_eq!(map, ["0", &rl.uid.to_string()[..], "1"]);
+}
