@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, Strata, err, out};
+use common::{BIN, Strata, err, free_port, out};
 
 impl Strata {
     /// A store with a `busybox` image imported from Debian's busybox-static.
@@ -609,14 +609,6 @@ fn stdin_and_a_real_pty() {
     assert!(text.contains("/dev/pts/0"), "{text}");
     assert!(text.contains("17 91"), "window size: {text}");
     assert!(text.contains("got:typed"), "{text}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(addr: &str) -> Option<String> {

@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{BIN, err, out};
+use common::{BIN, err, free_port, out};
 
 const USER: &str = "strata-rl";
 const UNRANGED: &str = "strata-rl-none";
@@ -196,6 +196,23 @@ impl Drop for Rootless {
     }
 }
 
+/// `GET /` on the host's loopback; the body.
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    for _ in 0..50 {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut buf = String::new();
+            let _ = c.read_to_string(&mut buf);
+            if let Some((_, body)) = buf.split_once("\r\n\r\n") {
+                return body.to_string();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing answered on 127.0.0.1:{port}");
+}
+
 fn subordinate_start(user: &str) -> u32 {
     std::fs::read_to_string("/etc/subuid")
         .unwrap()
@@ -299,6 +316,87 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
     );
     rl.ok(&["rm", "web"]);
 
+    // The default network is pasta's: a port published on the host's
+    // loopback reaches the container; the container reaches a server on
+    // the host through its gateway; nothing stays after rm.
+    let tun = std::path::Path::new("/dev/net/tun");
+    // Debian's udev makes /dev/net/tun 0666; a static /dev (this kind of
+    // host) may have it 0600, and pasta runs as the user.
+    std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o20666)).unwrap();
+    let host_port = free_port();
+    rl.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{host_port}:80"),
+        "app",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello-rootless > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(http_get(host_port).trim(), "hello-rootless");
+    let served = rl.dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    std::fs::write(served.join("index.html"), "from-host\n").unwrap();
+    let outside = free_port();
+    let mut server = Command::new("busybox")
+        .args(["httpd", "-f", "-p", &format!("127.0.0.1:{outside}"), "-h"])
+        .arg(&served)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let got = rl.ok(&[
+        "run",
+        "--rm",
+        "app",
+        "sh",
+        "-c",
+        &format!("wget -qO- http://$(ip route | awk '/default/{{print $3}}'):{outside}/"),
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(got, "from-host\n");
+    rl.ok(&["rm", "-f", "web"]);
+    let pastas = std::fs::read_dir(rl.dir.path().join("run/strata/pasta"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(pastas, 0, "no pasta left after rm");
+    // Below net.ipv4.ip_unprivileged_port_start: refused, nothing made.
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .unwrap()
+        .trim()
+        .parse::<u16>()
+        .unwrap();
+    if low > 1 {
+        let o = rl.run(&[
+            "run",
+            "-d",
+            "--name",
+            "low",
+            "-p",
+            &format!("{}:80", low - 1),
+            "app",
+            "true",
+        ]);
+        assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+        assert!(
+            err(&o).contains("ip_unprivileged_port_start"),
+            "{}",
+            err(&o)
+        );
+        rl.run(&["rm", "-f", "low"]);
+    }
+    // User networks are not there yet: one clear refusal.
+    let o = rl.run(&["network", "create", "rl-net"]);
+    if o.status.success() {
+        let o = rl.run(&["run", "--rm", "--network", "rl-net", "app", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(err(&o).contains("rootless: user networks"), "{}", err(&o));
+        rl.ok(&["network", "rm", "rl-net"]);
+    }
+
     // `info` tells the mode and the mapping.
     let info = rl.ok(&["info"]);
     assert!(info.contains("Rootless: true"), "{info}");
@@ -306,6 +404,7 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
         info.contains(&format!("UID Map: 0:{}:1 1:{start}:65536", rl.uid)),
         "{info}"
     );
+    assert!(info.contains("Network Backend: pasta"), "{info}");
 
     // Limits need a delegated cgroup; there is none here: one clear
     // error, no container left.

@@ -22,6 +22,12 @@ fn main() {
     // SAFETY: mallopt only tunes glibc's allocator; called before any
     // thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    // A rootless engine's monitor runs inside the user's namespace
+    // already (its parent joined it): take the mode it passed on.
+    if let Err(e) = strata::rootless::enter() {
+        eprintln!("strata-monitor: rootless: {e:#}");
+        std::process::exit(125)
+    }
     // `--dns DIR ADDR`: a user network's DNS server (network::dns).
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.first().is_some_and(|a| a == "--dns") {

@@ -167,7 +167,7 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
             "UIDMap": id_maps("uid_map"),
             "GIDMap": id_maps("gid_map"),
             "PausePID": strata::rootless::userns::pause_pid(r),
-            "NetworkBackend": "none (--network none|host)",
+            "NetworkBackend": "pasta",
         })
     });
     let doc = json!({

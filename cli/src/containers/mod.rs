@@ -148,8 +148,13 @@ impl Engine {
         strata_runtime::state::Root::new(self.run_dir.join("runtime"))
     }
 
+    /// The host ports' claims: host-wide for root, the user's own run
+    /// dir for a rootless engine.
     fn ports_dir(&self) -> PathBuf {
-        PathBuf::from("/run/strata/ports")
+        match crate::rootless::mode() {
+            Some(rl) => rl.run_dir.join("ports"),
+            None => PathBuf::from("/run/strata/ports"),
+        }
     }
 
     /// Log a container event (name and image as attributes, as Docker's).
@@ -248,6 +253,9 @@ impl Engine {
                     });
                 }
             }
+        }
+        if crate::rootless::mode().is_some() {
+            network::pasta::check_ports(&ports)?;
         }
         for p in &mut ports {
             if p.host_port == 0 {
@@ -596,6 +604,15 @@ impl Engine {
     /// Before the runtime runs: the rootfs mounted, the network up.
     pub fn prepare_start(&self, rec: &Record) -> Result<Option<NetState>> {
         let image: strata_imagestore::Digest = rec.image.parse()?;
+        let rootless = crate::rootless::mode().is_some();
+        if rootless && rec.network != "host" {
+            if rec.endpoints().iter().any(|e| e.network != "bridge") {
+                bail!(
+                    "rootless: user networks are not available yet: use the default network, --network none or --network host"
+                );
+            }
+            network::pasta::check_ports(&rec.ports)?;
+        }
         self.mount_rootfs(&rec.id, &image)?;
         if rec.network == "host" {
             return Ok(None);
@@ -603,6 +620,9 @@ impl Engine {
         let netns = network::netns_path(&self.run_dir, &rec.id);
         network::remove_netns(&netns);
         network::create_netns(&netns)?;
+        if rootless {
+            return self.prepare_rootless_net(rec, netns).map(Some);
+        }
         if let Err(e) = network::reserve_ports(&self.ports_dir(), &netns, &rec.ports) {
             network::remove_netns(&netns);
             return Err(e);
@@ -641,6 +661,32 @@ impl Engine {
             ip: wired.first().map(|w| w.ip.clone()),
             wired,
         }))
+    }
+
+    /// The rootless network: pasta for the default network (none for
+    /// `--network none`), the ports claimed in the user's run dir.
+    fn prepare_rootless_net(&self, rec: &Record, netns: PathBuf) -> Result<NetState> {
+        let res = (|| -> Result<()> {
+            network::reserve_ports(&self.ports_dir(), &netns, &rec.ports)?;
+            if !rec.endpoints().is_empty()
+                && let Err(e) = network::pasta::start(&self.run_dir, &rec.id, &netns, &rec.ports)
+            {
+                network::release_ports(&self.ports_dir(), &netns, &rec.ports);
+                return Err(e);
+            }
+            let hostname = rec.spec["hostname"].as_str().unwrap_or_default();
+            write_hosts(&self.dir(&rec.id), hostname, None, &rec.extra_hosts, None)
+        })();
+        if let Err(e) = res {
+            network::pasta::stop(&self.run_dir, &rec.id);
+            network::remove_netns(&netns);
+            return Err(e);
+        }
+        Ok(NetState {
+            netns,
+            ip: None,
+            wired: Vec::new(),
+        })
     }
 
     /// Put the container whose namespace is at `netns` on `ep`'s network
@@ -874,6 +920,9 @@ impl Engine {
     /// network, the mounted rootfs.
     fn release(&self, rec: &Record, net: Option<&NetState>) {
         let _ = strata_runtime::container::delete::delete(&self.runtime_root(), &rec.id, true);
+        if crate::rootless::mode().is_some() {
+            network::pasta::stop(&self.run_dir, &rec.id);
+        }
         match net {
             Some(n) => {
                 if let Some(w) = n.wired.first() {

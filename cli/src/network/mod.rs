@@ -7,13 +7,15 @@
 //! - [`bridge`]: wiring a container into a bridge network, address leases, NAT;
 //! - [`networks`]: the user networks' records (`network create/ls/rm`);
 //! - [`dns`]: the per-network DNS server that resolves container names;
-//! - [`ports`]: published ports (`-p`), through the CNI `portmap` plugin.
+//! - [`ports`]: published ports (`-p`), through the CNI `portmap` plugin;
+//! - [`pasta`]: the rootless engine's network, through `pasta`.
 
 pub mod bridge;
 pub mod dns;
 pub mod netlink;
 pub mod netns;
 pub mod networks;
+pub mod pasta;
 pub mod ports;
 
 pub use bridge::{BRIDGE, SUBNET, ipam_dir};

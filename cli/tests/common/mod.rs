@@ -100,6 +100,15 @@ pub fn busybox_rootfs(dir: &std::path::Path) -> PathBuf {
     rootfs
 }
 
+/// A TCP port free on the host's loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
