@@ -476,3 +476,67 @@ fn a_user_without_ranges_gets_one_id_and_a_warning() {
     let map: Vec<&str> = inside.split_whitespace().collect();
     assert_eq!(map, ["0", &rl.uid.to_string()[..], "1"]);
 }
+
+#[test]
+fn a_plain_user_builds_commits_pushes_pulls_saves_and_loads() {
+    let rl = Rootless::new(USER, true);
+    let tar = rl.image_tar();
+    rl.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    // build: a RUN step (on pasta's network) that chowns to an id of
+    // the subordinate range.
+    let ctx = rl.dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo built > /built && touch /owned && chown 1234:1234 /owned\nCMD [\"cat\", \"/built\"]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&ctx, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        ctx.join("Dockerfile"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(0o20666)).unwrap();
+    rl.ok(&["build", "-q", "-t", "built", ctx.to_str().unwrap()]);
+    assert_eq!(rl.run_none(&["built"]), "built\n");
+    assert_eq!(
+        rl.run_none(&["built", "stat", "-c", "%u:%g", "/owned"]),
+        "1234:1234\n"
+    );
+    // commit a container's change.
+    rl.ok(&[
+        "run",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "built",
+        "sh",
+        "-c",
+        "echo kept > /kept",
+    ]);
+    rl.ok(&["commit", "c", "committed"]);
+    rl.ok(&["rm", "c"]);
+    assert_eq!(rl.run_none(&["committed", "cat", "/kept"]), "kept\n");
+    // push, and pull back into an empty store (the same user's, after
+    // rmi): owners survive the round trip.
+    let reg = common::Registry::start(None);
+    let dest = format!("{}/rl/built:1", reg.addr);
+    rl.ok(&["push", "built", &dest]);
+    rl.ok(&["rmi", "built"]);
+    rl.ok(&["pull", "-q", &dest]);
+    assert_eq!(
+        rl.run_none(&[&dest, "stat", "-c", "%u:%g", "/owned"]),
+        "1234:1234\n"
+    );
+    // save and load.
+    let saved = rl.dir.path().join("data/saved.tar");
+    rl.ok(&["save", "-o", saved.to_str().unwrap(), "committed"]);
+    rl.ok(&["rmi", "committed"]);
+    assert!(
+        rl.ok(&["load", "-i", saved.to_str().unwrap()])
+            .contains("committed")
+    );
+    assert_eq!(rl.run_none(&["committed", "cat", "/kept"]), "kept\n");
+}

@@ -76,11 +76,18 @@ pub fn run(
             }
             other => bail!("unsupported network mode {other:?} (default, none or host)"),
         };
+        // A rootless build's default network is pasta's, as its
+        // containers' is.
+        let rootless = crate::rootless::mode().is_some();
         let guard = NetGuard {
             id: id.clone(),
             netns: netns.clone(),
-            bridge: spec_in.network == "default",
+            bridge: spec_in.network == "default" && !rootless,
+            pasta: (spec_in.network == "default" && rootless).then(|| host.run_dir.clone()),
         };
+        if let (Some(run_dir), Some(ns)) = (&guard.pasta, &netns) {
+            network::pasta::start(run_dir, &id, ns, &[])?;
+        }
         let def = network::bridge::NetDef::default_bridge();
         let ip = match (&netns, guard.bridge) {
             (Some(ns), true) => Some(
@@ -233,10 +240,15 @@ struct NetGuard {
     id: String,
     netns: Option<PathBuf>,
     bridge: bool,
+    /// The run dir of the step's pasta (rootless).
+    pasta: Option<PathBuf>,
 }
 
 impl Drop for NetGuard {
     fn drop(&mut self) {
+        if let Some(run_dir) = &self.pasta {
+            network::pasta::stop(run_dir, &self.id);
+        }
         if let Some(ns) = &self.netns {
             if self.bridge {
                 network::bridge::release_all(&network::bridge::NetDef::default_bridge(), &self.id);
