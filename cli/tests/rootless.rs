@@ -540,3 +540,76 @@ fn a_plain_user_builds_commits_pushes_pulls_saves_and_loads() {
     );
     assert_eq!(rl.run_none(&["committed", "cat", "/kept"]), "kept\n");
 }
+
+#[test]
+fn the_same_inside_as_rootless_podman() {
+    // Debian's podman, as the same user on the same image: the same id,
+    // uid_map and file owners inside. (runc: crun 1.8 refuses this
+    // host's hybrid cgroup layout.)
+    let rl = Rootless::new(USER, true);
+    let tar = rl.image_tar();
+    let tar = tar.to_str().unwrap();
+    rl.ok(&["import", tar, "app"]);
+    let conf = rl.dir.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let podman = |args: &[&str]| -> Output {
+        let d = rl.dir.path().join("data");
+        Command::new("runuser")
+            .args(["-u", USER, "--", "env"])
+            .arg(format!("CONTAINERS_CONF={}", conf.display()))
+            .arg(format!(
+                "XDG_RUNTIME_DIR={}",
+                rl.dir.path().join("run").display()
+            ))
+            .arg("podman")
+            .arg("--root")
+            .arg(d.join("podman-root"))
+            .arg("--runroot")
+            .arg(d.join("podman-run"))
+            .args(["--storage-driver", "overlay"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = podman(&["import", tar, "localhost/app"]);
+    assert!(o.status.success(), "podman import: {}", err(&o));
+    let probe = "id; cat /proc/self/uid_map /proc/self/gid_map; ls -ln /data | sed 1d";
+    let ours = rl.run_none(&["app", "sh", "-c", probe]);
+    let o = podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--runtime",
+        "runc",
+        "localhost/app",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert!(o.status.success(), "podman run: {}", err(&o));
+    // The maps' column widths are the kernel's: compare the numbers.
+    let norm = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(norm(&ours), norm(&out(&o)));
+    let _ = podman(&["system", "reset", "-f"]);
+    // podman's own pause process for this user, under our XDG dir.
+    if let Some(pid) = std::fs::read_to_string(rl.dir.path().join("run/libpod/tmp/pause.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
