@@ -8,6 +8,8 @@
 //! "docker.io" = ["mirror.lan:5000"]             # tried in order, then the origin
 //! chunked_upload_above = 268435456              # bytes; larger blobs are pushed in chunks
 //! read_timeout = 60                             # seconds without bytes before a download resumes
+//! [storage]
+//! mount_program = "/usr/bin/fuse-overlayfs"     # overlays by this FUSE program, not the kernel
 //! ```
 
 use std::collections::HashMap;
@@ -28,13 +30,24 @@ pub struct Config {
     /// Seconds a registry may stall a read before the download is resumed
     /// on a new connection (default 60).
     pub read_timeout: Option<u64>,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: how container filesystems are stacked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A FUSE program (fuse-overlayfs) to mount overlays with, as
+    /// podman's `mount_program`.
+    pub mount_program: Option<PathBuf>,
 }
 
 pub fn default_path() -> PathBuf {
     if let Some(p) = std::env::var_os("STRATA_CONFIG") {
         return PathBuf::from(p);
     }
-    if nix::unistd::geteuid().is_root() {
+    if crate::rootless::mode().is_none() && nix::unistd::geteuid().is_root() {
         return PathBuf::from("/etc/strata/strata.toml");
     }
     let base = std::env::var_os("XDG_CONFIG_HOME")

@@ -613,3 +613,60 @@ fn the_same_inside_as_rootless_podman() {
         );
     }
 }
+
+#[test]
+fn fuse_overlayfs_when_asked() {
+    let rl = Rootless::new(USER, true);
+    let tar = rl.image_tar();
+    rl.ok(&["import", tar.to_str().unwrap(), "app"]);
+    // Debian's udev makes /dev/fuse 0666; a static /dev may not.
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o20666)).unwrap();
+    let fuse = [
+        "--storage-opt",
+        "overlay.mount_program=/usr/bin/fuse-overlayfs",
+    ];
+    let inside = rl.ok(&[
+        &fuse[..],
+        &[
+            "run", "--rm", "--network", "none", "app", "sh", "-c",
+            "grep ' / / ' /proc/self/mountinfo; echo written > /new; cat /new; stat -c %u /data/www",
+        ],
+    ]
+    .concat());
+    assert!(inside.contains(" - fuse.fuse-overlayfs "), "{inside}");
+    assert!(inside.contains("written\n33\n"), "{inside}");
+    assert!(
+        rl.ok(&[&fuse[..], &["info"]].concat())
+            .contains("Storage Driver: overlay (/usr/bin/fuse-overlayfs)")
+    );
+    // strata.toml's [storage] says the same.
+    let conf = rl.dir.path().join("data/strata.toml");
+    std::fs::write(
+        &conf,
+        "[storage]\nmount_program = \"/usr/bin/fuse-overlayfs\"\n",
+    )
+    .unwrap();
+    let o = rl.ok(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "app",
+        "grep",
+        " / / ",
+        "/proc/self/mountinfo",
+    ]);
+    assert!(o.contains("fuse.fuse-overlayfs"), "{o}");
+    // Bad options: one clear error each.
+    let o = rl.run(&["--storage-opt", "overlay.size=1G", "images"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("invalid --storage-opt"), "{}", err(&o));
+    let o = rl.run(&[
+        "--storage-opt",
+        "overlay.mount_program=/nonexistent",
+        "images",
+    ]);
+    assert!(err(&o).contains("/nonexistent not found"), "{}", err(&o));
+}

@@ -116,7 +116,100 @@ pub fn mount_overlay(lower: &[PathBuf], upper: Option<Upper>, target: &Path) -> 
             "an overlay needs at least one lower layer".into(),
         ));
     }
-    match mount_overlay_fsconfig(lower, upper.as_ref(), target) {
+    // A mount program (`--storage-opt overlay.mount_program=`, or
+    // `[storage] mount_program` in strata.toml) instead of the kernel's.
+    if let Some(program) = mount_program() {
+        return mount_with_program(&program, lower, upper.as_ref(), target);
+    }
+    match mount_overlay_kernel(lower, upper.as_ref(), target) {
+        // The kernel refuses overlayfs in this user namespace (before
+        // Linux 5.11, or a filesystem it will not stack): fuse-overlayfs,
+        // as podman falls back, where it is installed.
+        Err(Error::Sys { source, .. })
+            if matches!(source, Errno::EPERM | Errno::EINVAL)
+                && in_user_namespace()
+                && Path::new(FUSE_OVERLAYFS).is_file() =>
+        {
+            tracing::warn!("the kernel refused overlayfs here ({source}): using {FUSE_OVERLAYFS}");
+            mount_with_program(Path::new(FUSE_OVERLAYFS), lower, upper.as_ref(), target)
+        }
+        other => other,
+    }
+}
+
+/// Debian's fuse-overlayfs.
+pub const FUSE_OVERLAYFS: &str = "/usr/bin/fuse-overlayfs";
+
+/// The environment variable that names the mount program for this
+/// process and the ones it starts (the engine sets it from its options).
+pub const MOUNT_PROGRAM_ENV: &str = "STRATA_MOUNT_PROGRAM";
+
+/// The configured overlay mount program, if any.
+pub fn mount_program() -> Option<PathBuf> {
+    std::env::var_os(MOUNT_PROGRAM_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The overlay mounted by a FUSE program (fuse-overlayfs): the same
+/// options as the kernel's; it forks its server and exits once mounted.
+fn mount_with_program(
+    program: &Path,
+    lower: &[PathBuf],
+    upper: Option<&Upper>,
+    target: &Path,
+) -> Result<()> {
+    let opts = dirs_option(lower, upper);
+    let out = std::process::Command::new(program)
+        .arg("-o")
+        .arg(&opts)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::Io {
+            context: format!("run {}", program.display()),
+            source: e,
+        })?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let hint = if why.contains("/dev/fuse") || why.contains("fuse: device") {
+            " (/dev/fuse must be open to this user: mode 0666, as Debian's udev makes it)"
+        } else {
+            ""
+        };
+        return Err(Error::BadImage(format!(
+            "{} could not mount the overlay at {}: {why}{hint}",
+            program.display(),
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `lowerdir=A:B[,upperdir=U,workdir=W]`: the kernel's and
+/// fuse-overlayfs's options alike.
+fn dirs_option(lower: &[PathBuf], upper: Option<&Upper>) -> String {
+    let mut opts = format!(
+        "lowerdir={}",
+        lower
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    if let Some(u) = upper {
+        opts.push_str(&format!(
+            ",upperdir={},workdir={}",
+            u.upper.display(),
+            u.work.display()
+        ));
+    }
+    opts
+}
+
+/// The kernel's overlayfs: the new mount API, else mount(2).
+fn mount_overlay_kernel(lower: &[PathBuf], upper: Option<&Upper>, target: &Path) -> Result<()> {
+    match mount_overlay_fsconfig(lower, upper, target) {
         Ok(()) => return Ok(()),
         // No new mount API or no lowerdir+ (before 6.8): the classic way.
         Err(Errno::ENOSYS) | Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => {}
@@ -131,21 +224,7 @@ pub fn mount_overlay(lower: &[PathBuf], upper: Option<Upper>, target: &Path) -> 
             });
         }
     }
-    let mut data = format!(
-        "lowerdir={}",
-        lower
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
-    );
-    if let Some(u) = &upper {
-        data.push_str(&format!(
-            ",upperdir={},workdir={}",
-            u.upper.display(),
-            u.work.display()
-        ));
-    }
+    let mut data = dirs_option(lower, upper);
     data.push_str(&format!(
         ",redirect_dir={},index=off,metacopy=off",
         redirect_dir()

@@ -35,6 +35,10 @@ pub(crate) struct Cli {
     /// Config file (default /etc/strata/strata.toml, or $STRATA_CONFIG).
     #[arg(long, global = true)]
     pub(crate) config: Option<PathBuf>,
+    /// Storage options, as podman's: overlay.mount_program=PATH mounts
+    /// overlays with a FUSE program (fuse-overlayfs).
+    #[arg(long = "storage-opt", global = true, value_name = "KEY=VALUE")]
+    pub(crate) storage_opt: Vec<String>,
     #[command(subcommand)]
     pub(crate) cmd: Cmd,
 }
@@ -408,6 +412,26 @@ pub(crate) enum HealthcheckCmd {
     Run { container: String },
 }
 
+/// `--storage-opt` over strata.toml's `[storage]`: the mount program,
+/// passed on to this process's mounts and the monitors it starts.
+fn use_storage_options(opts: &[String], config: &strata::config::Config) -> Result<()> {
+    let mut program = config.storage.mount_program.clone();
+    for o in opts {
+        match o.split_once('=') {
+            Some(("overlay.mount_program", p)) => program = Some(PathBuf::from(p)),
+            _ => anyhow::bail!("invalid --storage-opt {o:?}: want overlay.mount_program=PATH"),
+        }
+    }
+    if let Some(p) = program.filter(|p| !p.as_os_str().is_empty()) {
+        if !p.is_file() {
+            anyhow::bail!("mount program {} not found", p.display());
+        }
+        // SAFETY: set before this command starts any thread.
+        unsafe { std::env::set_var(strata_imagestore::mounts::MOUNT_PROGRAM_ENV, &p) };
+    }
+    Ok(())
+}
+
 /// Run one parsed command line; the exit code.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
     // The version needs no store: nothing is opened or made for it.
@@ -425,6 +449,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     let default_root = cli.root.is_none();
     let root = cli.root.clone().unwrap_or_else(strata::paths::default_root);
     let config = strata::config::load(cli.config.as_deref())?;
+    use_storage_options(&cli.storage_opt, &config)?;
     let mut store =
         Store::open(&root).with_context(|| format!("open store at {}", root.display()))?;
     if let Cmd::BuildStepRun {

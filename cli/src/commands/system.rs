@@ -242,7 +242,11 @@ pub(crate) fn info(engine: &Engine, format: Option<&str>) -> Result<i32> {
         }
         writeln!(
             out,
-            "  Storage Driver: overlay (kernel, in the user namespace)"
+            "  Storage Driver: overlay ({})",
+            match strata_imagestore::mounts::mount_program() {
+                Some(p) => p.display().to_string(),
+                None => "kernel, in the user namespace".to_string(),
+            }
         )?;
         writeln!(out, "  Network Backend: {}", s2(&r["NetworkBackend"]))?;
     }
