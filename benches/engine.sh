@@ -33,6 +33,10 @@ p() { podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$
   --storage-driver overlay "$@"; }
 cleanup() {
   s ps -aq 2>/dev/null | xargs -r "$strata_bin" --root "$work/store" rm -f >/dev/null 2>&1 || true
+  # The user network's bridge and NAT rule are host-wide: remove them
+  # before the store goes.
+  s network prune -f >/dev/null 2>&1 || true
+  p network rm -f benchnet >/dev/null 2>&1 || true
   p rm -af >/dev/null 2>&1 || true
   p system reset -f >/dev/null 2>&1 || true
   umount -R "$work/podman" 2>/dev/null || true

@@ -659,6 +659,23 @@ fn fuse_overlayfs_when_asked() {
         "/proc/self/mountinfo",
     ]);
     assert!(o.contains("fuse.fuse-overlayfs"), "{o}");
+    // A /dev/fuse the user may not open: one clear error, no container.
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o20600)).unwrap();
+    let o = rl.run(
+        &[
+            &fuse[..],
+            &["run", "--rm", "--network", "none", "app", "true"],
+        ]
+        .concat(),
+    );
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o20666)).unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        err(&o).contains("/dev/fuse must be open to this user"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(rl.ok(&["ps", "-aq"]), "");
     // Bad options: one clear error each.
     let o = rl.run(&["--storage-opt", "overlay.size=1G", "images"]);
     assert_eq!(o.status.code(), Some(125));
