@@ -213,6 +213,83 @@ fn http_get(port: u16) -> String {
     panic!("nothing answered on 127.0.0.1:{port}");
 }
 
+/// The host's default gateway (pasta gives the container the same).
+fn host_gateway() -> String {
+    let o = Command::new("ip")
+        .args(["-4", "route", "show", "default"])
+        .output()
+        .unwrap();
+    out(&o)
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .expect("a default route")
+        .to_string()
+}
+
+/// A DNS server on the host's 127.0.0.1:53 that answers one name with
+/// one address, until dropped.
+struct Resolver {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Resolver {
+    fn start(name: &'static str, addr: [u8; 4]) -> Resolver {
+        use simple_dns::rdata::{A, RData};
+        use simple_dns::{CLASS, Packet, ResourceRecord};
+        let sock = std::net::UdpSocket::bind("127.0.0.1:53")
+            .expect("127.0.0.1:53 free for the test resolver");
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(q) = Packet::parse(&buf[..n]) else {
+                    continue;
+                };
+                let mut reply = Packet::new_reply(q.id());
+                for question in &q.questions {
+                    reply.questions.push(question.clone());
+                    if question.qname.to_string() == name
+                        && question.qtype == simple_dns::QTYPE::TYPE(simple_dns::TYPE::A)
+                    {
+                        reply.answers.push(ResourceRecord::new(
+                            question.qname.clone(),
+                            CLASS::IN,
+                            60,
+                            RData::A(A {
+                                address: u32::from(std::net::Ipv4Addr::from(addr)),
+                            }),
+                        ));
+                    }
+                }
+                if let Ok(b) = reply.build_bytes_vec() {
+                    let _ = sock.send_to(&b, from);
+                }
+            }
+        });
+        Resolver {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn subordinate_start(user: &str) -> u32 {
     std::fs::read_to_string("/etc/subuid")
         .unwrap()
@@ -358,6 +435,24 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(got, "from-host\n");
+    // DNS through the rootless network: a resolver of the test's on
+    // the host's 127.0.0.1:53, named with --dns by the gateway address
+    // (pasta carries the gateway to the host's loopback).
+    let gateway = host_gateway();
+    let resolver = Resolver::start("svc.rootless.test", [10, 1, 2, 3]);
+    let got = rl.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        &gateway,
+        "app",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup svc.rootless.test",
+    ]);
+    drop(resolver);
+    assert!(got.contains(&format!("nameserver {gateway}")), "{got}");
+    assert!(got.contains("10.1.2.3"), "{got}");
     rl.ok(&["rm", "-f", "web"]);
     let pastas = std::fs::read_dir(rl.dir.path().join("run/strata/pasta"))
         .map(|d| d.count())
