@@ -450,9 +450,46 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
         "-c",
         "cat /etc/resolv.conf; nslookup svc.rootless.test",
     ]);
-    drop(resolver);
     assert!(got.contains(&format!("nameserver {gateway}")), "{got}");
     assert!(got.contains("10.1.2.3"), "{got}");
+    // A host whose resolver sits on its loopback (as systemd-resolved's
+    // 127.0.0.53): made so inside the user's mount namespace only, by
+    // a bind over /etc/resolv.conf. The container asks pasta's forwarder,
+    // which asks the host's resolver: no --dns needed.
+    let loopback_conf = rl.dir.path().join("resolv-loopback.conf");
+    std::fs::write(&loopback_conf, "nameserver 127.0.0.1\n").unwrap();
+    let pause = rl.pause_pid().expect("a pause process").to_string();
+    let in_ns = |args: &[&str]| {
+        let st = Command::new("nsenter")
+            .args(["-m", "-t", &pause])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "nsenter {args:?}");
+    };
+    in_ns(&[
+        "mount",
+        "--bind",
+        loopback_conf.to_str().unwrap(),
+        "/etc/resolv.conf",
+    ]);
+    let got = rl.run(&[
+        "run",
+        "--rm",
+        "app",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup svc.rootless.test",
+    ]);
+    in_ns(&["umount", "/etc/resolv.conf"]);
+    drop(resolver);
+    let text = out(&got);
+    assert!(
+        text.contains("nameserver 169.254.1.1"),
+        "{text}{}",
+        err(&got)
+    );
+    assert!(text.contains("10.1.2.3"), "{text}{}", err(&got));
     rl.ok(&["rm", "-f", "web"]);
     let pastas = std::fs::read_dir(rl.dir.path().join("run/strata/pasta"))
         .map(|d| d.count())

@@ -399,10 +399,19 @@ impl Engine {
                 .and_then(|n| n.gateway.parse().ok()),
             None => None,
         };
-        std::fs::write(
-            dir.path().join("resolv.conf"),
-            resolv_conf(&o.network, &o.dns, embedded),
-        )?;
+        let mut resolv = resolv_conf(&o.network, &o.dns, embedded);
+        // Rootless on the default network, on a host whose resolver sits
+        // on its loopback: pasta's forwarder reaches it for the container.
+        if crate::rootless::mode().is_some()
+            && o.network == "bridge"
+            && o.dns.servers.is_empty()
+            && network::pasta::loopback_resolvers_only(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            )
+        {
+            resolv = format!("nameserver {}\n{resolv}", network::pasta::DNS_FORWARD);
+        }
+        std::fs::write(dir.path().join("resolv.conf"), resolv)?;
         let mut so = o.spec.clone();
         if o.network != "host" {
             for f in ["hostname", "hosts", "resolv.conf"] {

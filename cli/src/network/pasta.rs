@@ -61,6 +61,22 @@ pub fn check_ports(ports: &[Port]) -> Result<()> {
     Ok(())
 }
 
+/// The address pasta answers DNS on for the container, forwarding to
+/// the host's resolver (podman's choice): for hosts whose resolver sits
+/// on their loopback, which a container cannot reach.
+pub const DNS_FORWARD: &str = "169.254.1.1";
+
+/// Does the host name only resolvers on its loopback (127.0.0.53 and
+/// the like) in `resolv_conf`?
+pub fn loopback_resolvers_only(resolv_conf: &str) -> bool {
+    let servers: Vec<std::net::IpAddr> = resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    !servers.is_empty() && servers.iter().all(|ip| ip.is_loopback())
+}
+
 fn pid_file(run_dir: &Path, id: &str) -> PathBuf {
     run_dir.join("pasta").join(format!("{id}.pid"))
 }
@@ -89,6 +105,7 @@ pub fn start(run_dir: &Path, id: &str, netns: &Path, ports: &[Port]) -> Result<(
         .arg(netns)
         .arg("--pid")
         .arg(&pid)
+        .args(["--dns-forward", DNS_FORWARD])
         .args(port_args(ports))
         .stdin(std::process::Stdio::null())
         .output();
@@ -171,6 +188,16 @@ mod tests {
             ]
         );
         assert!(check_ports(&[port("", 65000, 80, "tcp"), port("", 0, 80, "tcp")]).is_ok());
+        assert!(loopback_resolvers_only(
+            "nameserver 127.0.0.53\noptions edns0\n"
+        ));
+        assert!(loopback_resolvers_only(
+            "nameserver 127.0.0.1\nnameserver ::1\n"
+        ));
+        assert!(!loopback_resolvers_only(
+            "nameserver 127.0.0.53\nnameserver 10.0.0.2\n"
+        ));
+        assert!(!loopback_resolvers_only(""));
         if unprivileged_port_start() > 80 {
             let e = check_ports(&[port("", 80, 80, "tcp")])
                 .unwrap_err()
