@@ -556,6 +556,13 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
 
     // A killed pause process is made again; the store works on.
     let pause = rl.pause_pid().expect("a pause process");
+    // The lean binary holds the namespaces, not a copy of the CLI.
+    let cmdline = std::fs::read(format!("/proc/{pause}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("strata-monitor\0--pause"),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pause),
         nix::sys::signal::Signal::SIGKILL,

@@ -11,12 +11,19 @@ use std::path::PathBuf;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID\n       strata-monitor --health --root ROOT --run-dir DIR ID\n       strata-monitor --dns DIR ADDR"
+        "usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID\n       strata-monitor --health --root ROOT --run-dir DIR ID\n       strata-monitor --dns DIR ADDR\n       strata-monitor --pause"
     );
     std::process::exit(125)
 }
 
 fn main() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `--pause`: the rootless engine's pause process (rootless::userns),
+    // holding the user's namespaces open.
+    if argv.first().is_some_and(|a| a == "--pause") {
+        let _ = nix::sys::prctl::set_name(c"strata-pause");
+        strata::rootless::userns::pause_forever()
+    }
     // One malloc arena: the runtime's short-lived cgroup thread would
     // otherwise leave an arena of its own behind in every idle monitor.
     // SAFETY: mallopt only tunes glibc's allocator; called before any
@@ -29,7 +36,6 @@ fn main() {
         std::process::exit(125)
     }
     // `--dns DIR ADDR`: a user network's DNS server (network::dns).
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.first().is_some_and(|a| a == "--dns") {
         let (Some(dir), Some(addr)) = (argv.get(1), argv.get(2).and_then(|a| a.to_str())) else {
             usage()

@@ -156,13 +156,20 @@ fn make(rl: &Rootless) -> Result<i32> {
             }
         }
     }
+    // The pause process becomes the lean monitor binary's `--pause`
+    // (about a megabyte), not a copy of this command.
+    let lean = std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name(crate::containers::MONITOR_BIN))
+        .filter(|p| p.is_file())
+        .and_then(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok());
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     // SAFETY: called from main while the process has a single thread.
     match unsafe { nix::unistd::fork() }.context("fork the pause process")? {
         nix::unistd::ForkResult::Child => {
             drop((ready_r, go_w));
-            pause_child(ready_w, go_r)
+            pause_child(ready_w, go_r, lean)
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop((ready_w, go_r));
@@ -205,7 +212,7 @@ fn make(rl: &Rootless) -> Result<i32> {
 
 /// The pause process: unshare, tell the parent, wait for the ids to be
 /// mapped, then hold the namespaces until killed.
-fn pause_child(ready: OwnedFd, go: OwnedFd) -> ! {
+fn pause_child(ready: OwnedFd, go: OwnedFd, lean: Option<std::ffi::CString>) -> ! {
     let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).is_ok();
     let mut w = std::fs::File::from(ready);
     let _ = w.write_all(&[if ok { 0 } else { 1 }]);
@@ -230,7 +237,15 @@ fn pause_child(ready: OwnedFd, go: OwnedFd) -> ! {
     // SAFETY: closes only descriptors; this process runs no more Rust
     // code that holds any of them.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if let Some(exe) = lean {
+        let _ = nix::unistd::execv(&exe, &[exe.as_c_str(), c"--pause"]);
+    }
     let _ = nix::sys::prctl::set_name(c"strata-pause");
+    pause_forever()
+}
+
+/// Wait for signals until one ends us.
+pub fn pause_forever() -> ! {
     loop {
         // SAFETY: pause only waits for a signal.
         unsafe { libc::pause() };
