@@ -563,14 +563,41 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
         "{}",
         String::from_utf8_lossy(&cmdline)
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pause),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let kill_pause = |pid: i32| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // With a container running, the namespace lives on in its monitor:
+    // the next command joins it (exec reaches the container) and leaves
+    // a new pause process there.
+    rl.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "none",
+        "app",
+        "sleep",
+        "300",
+    ]);
+    let user_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let before = user_ns(pause);
+    kill_pause(pause);
+    assert_eq!(rl.ok(&["exec", "web", "cat", "/data/app"]), "app");
+    let again = rl.pause_pid().expect("a new pause process");
+    assert_ne!(again, pause);
+    assert_eq!(user_ns(again), before, "the same namespace, held again");
+    rl.ok(&["rm", "-f", "web"]);
+    // With nothing running, a new namespace is made; the store works on.
+    kill_pause(again);
     assert!(rl.ok(&["images"]).contains("app"));
-    assert_ne!(rl.pause_pid(), Some(pause));
+    let third = rl.pause_pid().expect("a pause process");
+    assert_ne!(user_ns(third), before, "a namespace made anew");
     assert_eq!(
         rl.run_none(&["app", "stat", "-c", "%u", "/data/www"])
             .trim(),

@@ -91,10 +91,22 @@ pub fn join(rl: &Rootless) -> Result<()> {
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .context("lock the rootless namespace")?;
-    let pid = match running_pause(&rl.run_dir) {
-        Some(pid) => pid,
-        None => make(rl)?,
-    };
+    if let Some(pid) = running_pause(&rl.run_dir) {
+        return enter(pid);
+    }
+    // The pause process died while containers run: their monitors still
+    // hold the namespace (and the containers live in it). Join it, as
+    // podman joins a conmon's, and leave a new pause process there.
+    if let Some(monitor) = live_monitor(rl) {
+        enter(monitor)?;
+        return respawn_pause(rl);
+    }
+    let pid = make(rl)?;
+    enter(pid)
+}
+
+/// Join the user and mount namespaces of `pid`; the cwd stays.
+fn enter(pid: i32) -> Result<()> {
     let cwd = std::env::current_dir().ok();
     let ns = |kind: &str| -> Result<OwnedFd> {
         let p = format!("/proc/{pid}/ns/{kind}");
@@ -112,6 +124,55 @@ pub fn join(rl: &Rootless) -> Result<()> {
         let _ = std::env::set_current_dir(d);
     }
     Ok(())
+}
+
+/// A running monitor of one of the user's containers (in the default
+/// store), if any: it lives in the namespace the dead pause process held.
+fn live_monitor(rl: &Rootless) -> Option<i32> {
+    let ours = std::fs::read_link("/proc/self/ns/user").ok()?;
+    std::fs::read_dir(rl.data_dir.join("containers"))
+        .ok()?
+        .flatten()
+        .filter_map(|d| std::fs::read(d.path().join("state.json")).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|st| {
+            Some((
+                st["monitor_pid"].as_i64()? as i32,
+                st["monitor_start"].as_u64()?,
+            ))
+        })
+        .find(|&(pid, start)| {
+            pid > 0
+                && crate::containers::record::alive(pid, start)
+                && std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|ns| ns != ours)
+        })
+        .map(|(pid, _)| pid)
+}
+
+/// A new pause process in the namespace we have joined.
+fn respawn_pause(rl: &Rootless) -> Result<()> {
+    let lean = lean_pause_program();
+    // SAFETY: called from main while the process has a single thread.
+    match unsafe { nix::unistd::fork() }.context("fork the pause process")? {
+        nix::unistd::ForkResult::Child => become_pause(lean),
+        nix::unistd::ForkResult::Parent { child } => {
+            let pid = child.as_raw();
+            let start = crate::containers::record::start_time(pid).unwrap_or(0);
+            crate::containers::record::write_atomic(
+                &rl.run_dir.join("pause.pid"),
+                format!("{pid} {start}\n").as_bytes(),
+            )
+        }
+    }
+}
+
+/// The lean monitor binary beside us, to exec as `--pause`.
+fn lean_pause_program() -> Option<std::ffi::CString> {
+    std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name(crate::containers::MONITOR_BIN))
+        .filter(|p| p.is_file())
+        .and_then(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())
 }
 
 /// `$XDG_RUNTIME_DIR/strata` (or the /tmp fallback): ours alone, 0700.
@@ -158,11 +219,7 @@ fn make(rl: &Rootless) -> Result<i32> {
     }
     // The pause process becomes the lean monitor binary's `--pause`
     // (about a megabyte), not a copy of this command.
-    let lean = std::env::current_exe()
-        .ok()
-        .map(|e| e.with_file_name(crate::containers::MONITOR_BIN))
-        .filter(|p| p.is_file())
-        .and_then(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok());
+    let lean = lean_pause_program();
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     // SAFETY: called from main while the process has a single thread.
@@ -223,6 +280,13 @@ fn pause_child(ready: OwnedFd, go: OwnedFd, lean: Option<std::ffi::CString>) -> 
         // parent's exit handlers.
         unsafe { libc::_exit(1) }
     }
+    become_pause(lean)
+}
+
+/// This forked child becomes the pause process: its own session, no
+/// descriptor of the command that forked it, then the lean binary's
+/// `--pause` (or a wait here when that binary is not beside us).
+fn become_pause(lean: Option<std::ffi::CString>) -> ! {
     let _ = nix::unistd::setsid();
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
