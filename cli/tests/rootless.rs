@@ -126,6 +126,11 @@ impl Rootless {
         out(&o)
     }
 
+    /// `run -d --name NAME --network none ARGS`, required to succeed.
+    fn run_detached(&self, name: &str, args: &[&str]) -> String {
+        self.ok(&[&["run", "-d", "--name", name, "--network", "none"], args].concat())
+    }
+
     /// `run --rm --network none ARGS`, required to succeed; stdout.
     fn run_none(&self, args: &[&str]) -> String {
         self.ok(&[&["run", "--rm", "--network", "none"], args].concat())
@@ -357,18 +362,7 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
     assert_eq!(std::fs::metadata(app).unwrap().uid(), start + 999);
 
     // The container verbs.
-    rl.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "none",
-        "app",
-        "sh",
-        "-c",
-        "echo up; exec sleep 300",
-    ]);
+    rl.run_detached("web", &["app", "sh", "-c", "echo up; exec sleep 300"]);
     assert!(rl.ok(&["ps"]).contains("web"));
     assert_eq!(rl.ok(&["exec", "web", "id", "-u"]).trim(), "0");
     assert_eq!(rl.ok(&["logs", "web"]), "up\n");
@@ -574,17 +568,7 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
     // With a container running, the namespace lives on in its monitor:
     // the next command joins it (exec reaches the container) and leaves
     // a new pause process there.
-    rl.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "none",
-        "app",
-        "sleep",
-        "300",
-    ]);
+    rl.run_detached("web", &["app", "sleep", "300"]);
     let user_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     let before = user_ns(pause);
     kill_pause(pause);
