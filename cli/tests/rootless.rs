@@ -218,6 +218,81 @@ fn http_get(port: u16) -> String {
     panic!("nothing answered on 127.0.0.1:{port}");
 }
 
+/// A network namespace with a web server, wired to the host by a veth
+/// pair (10.203.77.0/24), removed when dropped.
+struct OuterNet {
+    server: std::process::Child,
+}
+
+impl OuterNet {
+    const NS: &'static str = "strata-rl-outer";
+    const ADDR: &'static str = "10.203.77.2";
+
+    fn start(www: &Path) -> OuterNet {
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        let _ = Command::new("ip").args(["netns", "del", Self::NS]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", "rlouter0"])
+            .status();
+        ip(&["netns", "add", Self::NS]);
+        ip(&[
+            "link",
+            "add",
+            "rlouter0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            Self::NS,
+        ]);
+        ip(&["addr", "add", "10.203.77.1/24", "dev", "rlouter0"]);
+        ip(&["link", "set", "rlouter0", "up"]);
+        let inside = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", Self::NS, "ip"];
+            a.extend_from_slice(args);
+            ip(&a);
+        };
+        inside(&["addr", "add", &format!("{}/24", Self::ADDR), "dev", "eth0"]);
+        inside(&["link", "set", "eth0", "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        let server = Command::new("ip")
+            .args(["netns", "exec", Self::NS, "busybox", "httpd", "-f", "-p"])
+            .arg(format!("{}:8080", Self::ADDR))
+            .arg("-h")
+            .arg(www)
+            .spawn()
+            .unwrap();
+        for _ in 0..50 {
+            let up = Command::new("ip")
+                .args(["netns", "exec", Self::NS, "sh", "-c"])
+                .arg("grep -q ':1F90 ' /proc/net/tcp")
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        OuterNet { server }
+    }
+}
+
+impl Drop for OuterNet {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("ip").args(["netns", "del", Self::NS]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", "rlouter0"])
+            .status();
+    }
+}
+
 /// The host's default gateway (pasta gives the container the same).
 fn host_gateway() -> String {
     let o = Command::new("ip")
@@ -428,6 +503,19 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
     ]);
     let _ = server.kill();
     let _ = server.wait();
+    assert_eq!(got, "from-host\n");
+    // Outbound to a server in a network namespace of the test's own,
+    // reached by the host's routes (pasta connects from the host).
+    let outer = OuterNet::start(&served);
+    let got = rl.ok(&[
+        "run",
+        "--rm",
+        "app",
+        "wget",
+        "-qO-",
+        &format!("http://{}:8080/", OuterNet::ADDR),
+    ]);
+    drop(outer);
     assert_eq!(got, "from-host\n");
     // DNS through the rootless network: a resolver of the test's on
     // the host's 127.0.0.1:53, named with --dns by the gateway address
