@@ -75,13 +75,10 @@ pub fn main(engine: &mut Engine, id: &str, attach: bool, detach_keys: &str) -> i
 /// runtime, JSON, SQLite) went deep once, and an idle monitor would keep
 /// those pages for its whole life. Deeper calls later fault in fresh
 /// zeroed pages as they need them.
-fn release_stack() {
+fn release_stack(smaps: &str) {
     let here = 0u8;
     let sp = std::hint::black_box(&here) as *const u8 as usize;
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    let Some(bottom) = maps
+    let Some(bottom) = smaps
         .lines()
         .find(|l| l.ends_with("[stack]"))
         .and_then(|l| l.split('-').next())
@@ -113,10 +110,7 @@ fn release_stack() {
 /// and the few the wait runs fault back in at once. Only read-only file
 /// mappings without a page of their own are touched, so nothing written
 /// (relocations) can be lost.
-fn release_setup_code() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
+fn release_setup_code(smaps: &str) {
     let mut current: Option<(usize, usize)> = None;
     for line in smaps.lines() {
         let mut words = line.split_whitespace();
@@ -201,9 +195,12 @@ fn run(
             // restart loads the record again.
             rec.spec = serde_json::Value::Null;
             engine.store.suspend();
-            release_setup_code();
-            release_stack();
-            // Last, as the two above allocate while they read /proc.
+            // One read of our mappings serves both releases.
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+            release_setup_code(&smaps);
+            release_stack(&smaps);
+            drop(smaps);
+            // Last, as reading /proc above allocated.
             // SAFETY: malloc_trim only releases free heap pages.
             unsafe { libc::malloc_trim(0) };
             running.wait(ready)

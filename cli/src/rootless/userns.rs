@@ -73,11 +73,6 @@ impl Mapping {
             gids: ranges(&read("/etc/subgid"), &name, rl.gid),
         }
     }
-
-    /// Ids beyond the user's own: the ranges' sizes (0: single id).
-    pub fn extra(&self) -> u64 {
-        self.uids.iter().map(|r| u64::from(r.count)).sum()
-    }
 }
 
 /// Join the user's namespace, making it (and its pause process) first
