@@ -192,7 +192,24 @@ impl Drop for Rootless {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if let Some(pid) = self.pause_pid() {
+        // The user's processes that outlive a pause process: pastas
+        // (the user networks' uplink) and port proxies.
+        let mut pids: Vec<i32> = self.pause_pid().into_iter().collect();
+        for d in ["pasta", "port-proxy"] {
+            for f in std::fs::read_dir(self.dir.path().join("run/strata").join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                pids.extend(
+                    text.split_whitespace()
+                        .next()
+                        .and_then(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+        for pid in pids.into_iter().filter(|p| *p > 1) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -219,16 +236,21 @@ fn http_get(port: u16) -> String {
 }
 
 /// A network namespace with a web server, wired to the host by a veth
-/// pair (10.203.77.0/24), removed when dropped.
+/// pair (10.203.77.0/24), removed when dropped. One at a time: tests
+/// that run at once take turns.
 struct OuterNet {
     server: std::process::Child,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static OUTER_NET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl OuterNet {
     const NS: &'static str = "strata-rl-outer";
     const ADDR: &'static str = "10.203.77.2";
 
     fn start(www: &Path) -> OuterNet {
+        let turn = OUTER_NET.lock().unwrap_or_else(|e| e.into_inner());
         let ip = |args: &[&str]| {
             let st = Command::new("ip").args(args).status().unwrap();
             assert!(st.success(), "ip {args:?}");
@@ -278,7 +300,21 @@ impl OuterNet {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        OuterNet { server }
+        OuterNet {
+            server,
+            _turn: turn,
+        }
+    }
+
+    /// `wget -qO- URL` from inside the namespace: what another machine
+    /// on the host's network would get.
+    fn fetch(url: &str) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", Self::NS, "busybox", "wget", "-qO-", url])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "wget {url} from outside: {}", err(&o));
+        out(&o)
     }
 }
 
@@ -602,15 +638,6 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
         );
         rl.run(&["rm", "-f", "low"]);
     }
-    // User networks are not there yet: one clear refusal.
-    let o = rl.run(&["network", "create", "rl-net"]);
-    if o.status.success() {
-        let o = rl.run(&["run", "--rm", "--network", "rl-net", "app", "true"]);
-        assert_eq!(o.status.code(), Some(125));
-        assert!(err(&o).contains("rootless: user networks"), "{}", err(&o));
-        rl.ok(&["network", "rm", "rl-net"]);
-    }
-
     // `info` tells the mode and the mapping.
     let info = rl.ok(&["info"]);
     assert!(info.contains("Rootless: true"), "{info}");
@@ -713,6 +740,191 @@ fn a_user_without_ranges_gets_one_id_and_a_warning() {
     let inside = rl.run_none(&["app", "cat", "/proc/self/uid_map"]);
     let map: Vec<&str> = inside.split_whitespace().collect();
     assert_eq!(map, ["0", &rl.uid.to_string()[..], "1"]);
+}
+
+/// `/dev/net/tun` 0666 (Debian's udev mode; this host's static /dev has
+/// 0600), as pasta runs as the user.
+fn open_tun() {
+    std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(0o20666)).unwrap();
+}
+
+/// The links and NAT rules of the user's network namespace (empty when
+/// it is not there), seen from the user's mount namespace.
+fn rootless_netns(rl: &Rootless) -> String {
+    let Some(pause) = rl.pause_pid() else {
+        return String::new();
+    };
+    let ns = rl.dir.path().join("run/strata/rootless-netns");
+    let o = Command::new("nsenter")
+        .args(["-m", "-t", &pause.to_string(), "--", "nsenter"])
+        .arg(format!("--net={}", ns.display()))
+        .args(["sh", "-c", "ip -o link; iptables -t nat -S POSTROUTING"])
+        .output()
+        .unwrap();
+    out(&o)
+}
+
+#[test]
+fn a_plain_user_runs_containers_on_user_networks() {
+    let rl = Rootless::new(USER, true);
+    let tar = rl.image_tar();
+    rl.ok(&["import", tar.to_str().unwrap(), "app"]);
+    open_tun();
+    let serve = |body: &str| {
+        format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")
+    };
+
+    // Two containers on a user network: one finds the other by name and
+    // alias, over the bridge in the user's own network namespace.
+    rl.ok(&["network", "create", "rl-net"]);
+    let subnet = rl.ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        "rl-net",
+    ]);
+    let prefix = subnet.trim().trim_end_matches(".0/24").to_string();
+    assert!(prefix.starts_with("10.89."), "{subnet}");
+    rl.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "rl-net",
+        "--network-alias",
+        "database",
+        "app",
+        "sh",
+        "-c",
+        &serve("from-db"),
+    ]);
+    let got = rl.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "rl-net",
+        "app",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; wget -qO- http://db/; wget -qO- http://database/",
+    ]);
+    assert!(
+        got.contains(&format!("inet {prefix}.")),
+        "an address of the network's subnet: {got}"
+    );
+    assert!(got.ends_with("from-db\nfrom-db\n"), "{got}");
+    let ns = rootless_netns(&rl);
+    assert!(
+        ns.contains("sbr-"),
+        "the bridge is in the user's namespace: {ns}"
+    );
+    assert!(ns.contains("MASQUERADE"), "{ns}");
+    let host_links = out(&Command::new("ip").args(["-o", "link"]).output().unwrap());
+    assert!(
+        !host_links.contains("sbr-"),
+        "no bridge on the host: {host_links}"
+    );
+
+    // Outbound from the user network: a server in a network namespace
+    // of the test's own (through the masquerade rule and pasta).
+    let served = rl.dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    std::fs::write(served.join("index.html"), "from-outside\n").unwrap();
+    let outer = OuterNet::start(&served);
+    let got = rl.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "rl-net",
+        "app",
+        "wget",
+        "-qO-",
+        &format!("http://{}:8080/", OuterNet::ADDR),
+    ]);
+    assert_eq!(got, "from-outside\n");
+
+    // Published ports: on a user network (the port proxy) and on the
+    // default network (pasta), reached on the host's loopback and, from
+    // the outer namespace, on the host's non-loopback address.
+    let (p_user, p_default) = (free_port(), free_port());
+    rl.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "rl-net",
+        "-p",
+        &format!("{p_user}:80"),
+        "app",
+        "sh",
+        "-c",
+        &serve("from-user-net"),
+    ]);
+    rl.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "-p",
+        &format!("{p_default}:80"),
+        "app",
+        "sh",
+        "-c",
+        &serve("from-pasta"),
+    ]);
+    assert_eq!(http_get(p_user), "from-user-net\n");
+    assert_eq!(http_get(p_default), "from-pasta\n");
+    assert_eq!(
+        OuterNet::fetch(&format!("http://10.203.77.1:{p_user}/")),
+        "from-user-net\n"
+    );
+    assert_eq!(
+        OuterNet::fetch(&format!("http://10.203.77.1:{p_default}/")),
+        "from-pasta\n"
+    );
+    drop(outer);
+    // A port already taken: one clear error, the container not running.
+    let o = rl.run(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "--network",
+        "rl-net",
+        "-p",
+        &format!("{p_user}:80"),
+        "app",
+        "sleep",
+        "30",
+    ]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains(&p_user.to_string()), "{}", err(&o));
+    rl.run(&["rm", "-f", "clash"]);
+
+    // Taken down: the proxy with its container; the network refused
+    // while in use, then the bridge, the rule and the namespace go.
+    rl.ok(&["rm", "-f", "web", "web2"]);
+    let proxies = std::fs::read_dir(rl.dir.path().join("run/strata/port-proxy"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(proxies, 0, "no port proxy left after rm");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p_user)).is_err());
+    let o = rl.run(&["network", "rm", "rl-net"]);
+    assert!(err(&o).contains("active endpoints"), "{}", err(&o));
+    rl.ok(&["rm", "-f", "db"]);
+    rl.ok(&["network", "rm", "rl-net"]);
+    assert_eq!(
+        rootless_netns(&rl),
+        "",
+        "the namespace goes with the last network"
+    );
+    let pastas = std::fs::read_dir(rl.dir.path().join("run/strata/pasta"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(pastas, 0, "no pasta left");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID\n       strata-monitor --health --root ROOT --run-dir DIR ID\n       strata-monitor --dns DIR ADDR\n       strata-monitor --pause"
+        "usage: strata-monitor --root ROOT --run-dir DIR [--attach] [--detach-keys KEYS] ID\n       strata-monitor --health --root ROOT --run-dir DIR ID\n       strata-monitor --dns DIR ADDR\n       strata-monitor --port-proxy NETNS IP PROTO:HOSTIP:HOSTPORT:PORT...\n       strata-monitor --pause"
     );
     std::process::exit(125)
 }
@@ -43,6 +43,29 @@ fn main() {
         let Ok(listen) = addr.parse() else { usage() };
         if let Err(e) = strata::network::dns::serve(std::path::Path::new(dir), listen) {
             eprintln!("strata-monitor: dns: {e:#}");
+            std::process::exit(1)
+        }
+        std::process::exit(0)
+    }
+    // `--port-proxy NETNS IP FORWARD...`: a rootless container's
+    // published ports on a user network (network::port_proxy).
+    if argv.first().is_some_and(|a| a == "--port-proxy") {
+        use strata::network::port_proxy::{Forward, serve};
+        let (Some(netns), Some(ip)) = (
+            argv.get(1),
+            argv.get(2)
+                .and_then(|a| a.to_str())
+                .and_then(|a| a.parse().ok()),
+        ) else {
+            usage()
+        };
+        let forwards: Result<Vec<Forward>, _> = argv[3..]
+            .iter()
+            .map(|f| Forward::parse(&f.to_string_lossy()))
+            .collect();
+        let res = forwards.and_then(|f| serve(std::path::Path::new(netns), ip, &f));
+        if let Err(e) = res {
+            eprintln!("strata-monitor: port proxy: {e:#}");
             std::process::exit(1)
         }
         std::process::exit(0)

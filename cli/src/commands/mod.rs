@@ -312,6 +312,13 @@ pub(crate) enum Cmd {
         dir: PathBuf,
         listen: std::net::Ipv4Addr,
     },
+    /// A rootless container's published ports on a user network (internal).
+    #[command(hide = true, name = "port-proxy")]
+    PortProxy {
+        netns: PathBuf,
+        ip: std::net::Ipv4Addr,
+        forwards: Vec<String>,
+    },
     /// Show events: past ones with --since, then new ones as they happen.
     Events(events::EventsArgs),
     /// Show the version.
@@ -444,6 +451,20 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     }
     if let Cmd::NetworkDns { dir, listen } = &cli.cmd {
         strata::network::dns::serve(dir, *listen)?;
+        return Ok(0);
+    }
+    if let Cmd::PortProxy {
+        netns,
+        ip,
+        forwards,
+    } = &cli.cmd
+    {
+        use strata::network::port_proxy::{Forward, serve};
+        let forwards: Vec<Forward> = forwards
+            .iter()
+            .map(|f| Forward::parse(f))
+            .collect::<Result<_>>()?;
+        serve(netns, *ip, &forwards)?;
         return Ok(0);
     }
     let default_root = cli.root.is_none();

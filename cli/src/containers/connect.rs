@@ -51,9 +51,14 @@ impl Engine {
         }
         dns::remove(&net.bridge);
         if let Some(def) = net.def() {
-            bridge::remove_bridge(&def);
+            network::rootless_netns::on_existing_bridges(|| {
+                bridge::take_down(&def);
+                Ok(())
+            })?;
+            bridge::forget(&def);
         }
         self.networks().remove(net)?;
+        network::rootless_netns::remove_if_unused();
         crate::events::record(
             &self.root,
             "network",

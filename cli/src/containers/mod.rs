@@ -77,6 +77,24 @@ pub struct NetState {
 /// The lean monitor binary's name.
 pub const MONITOR_BIN: &str = "strata-monitor";
 
+/// The DNS server's command: the lean monitor binary's `--dns` mode,
+/// else the hidden `network-dns` verb of `exe` (strata itself).
+fn dns_command(exe: &Path, dir: &Path, listen: std::net::Ipv4Addr) -> std::process::Command {
+    let lean = exe.with_file_name(MONITOR_BIN);
+    let mut cmd = if lean.is_file() {
+        let mut c = std::process::Command::new(lean);
+        c.arg("--dns");
+        c
+    } else {
+        let mut c = std::process::Command::new(exe);
+        c.arg("network-dns");
+        c
+    };
+    cmd.arg(dir).arg(listen.to_string());
+    idle_allocator(&mut cmd);
+    cmd
+}
+
 /// glibc's allocator for a process that mostly waits (a monitor, a DNS
 /// server): without the per-thread cache, the chunks its setup freed go
 /// back to the heap, where `malloc_trim` can return them; that roughly
@@ -151,10 +169,7 @@ impl Engine {
     /// The host ports' claims: host-wide for root, the user's own run
     /// dir for a rootless engine.
     fn ports_dir(&self) -> PathBuf {
-        match crate::rootless::mode() {
-            Some(rl) => rl.run_dir.join("ports"),
-            None => PathBuf::from("/run/strata/ports"),
-        }
+        network::state_dir().join("ports")
     }
 
     /// Log a container event (name and image as attributes, as Docker's).
@@ -614,10 +629,13 @@ impl Engine {
     pub fn prepare_start(&self, rec: &Record) -> Result<Option<NetState>> {
         let image: strata_imagestore::Digest = rec.image.parse()?;
         let rootless = crate::rootless::mode().is_some();
+        // Rootless, the default network is pasta's and user networks are
+        // bridges in the user's own namespace (network::rootless_netns).
+        let user_nets = rec.endpoints().iter().any(|e| e.network != "bridge");
         if rootless && rec.network != "host" {
-            if rec.endpoints().iter().any(|e| e.network != "bridge") {
+            if user_nets && rec.endpoints().iter().any(|e| e.network == "bridge") {
                 bail!(
-                    "rootless: user networks are not available yet: use the default network, --network none or --network host"
+                    "rootless: the default network cannot be joined together with user networks (pasta gives it, not a bridge): use user networks only"
                 );
             }
             network::pasta::check_ports(&rec.ports)?;
@@ -629,7 +647,7 @@ impl Engine {
         let netns = network::netns_path(&self.run_dir, &rec.id);
         network::remove_netns(&netns);
         network::create_netns(&netns)?;
-        if rootless {
+        if rootless && !user_nets {
             return self.prepare_rootless_net(rec, netns).map(Some);
         }
         if let Err(e) = network::reserve_ports(&self.ports_dir(), &netns, &rec.ports) {
@@ -645,7 +663,19 @@ impl Engine {
                 && let (Ok(ip), Some(def)) =
                     (w.ip.parse(), self.networks().get(&w.network_id)?.def())
             {
-                network::ports::publish(&rec.id, &netns, ip, &def, &w.ifname, &rec.ports)?;
+                if let Some(rl) = crate::rootless::mode() {
+                    let ns = network::rootless_netns::path(&rl.run_dir);
+                    network::port_proxy::start(
+                        &self.exe,
+                        &self.run_dir,
+                        &rec.id,
+                        &ns,
+                        ip,
+                        &rec.ports,
+                    )?;
+                } else {
+                    network::ports::publish(&rec.id, &netns, ip, &def, &w.ifname, &rec.ports)?;
+                }
             }
             let hostname = rec.spec["hostname"].as_str().unwrap_or_default();
             let first = wired.first();
@@ -658,6 +688,7 @@ impl Engine {
             )
         })();
         if let Err(e) = res {
+            network::port_proxy::stop(&self.run_dir, &rec.id);
             for w in &wired {
                 self.unwire(&rec.id, w, true);
             }
@@ -720,33 +751,41 @@ impl Engine {
             None => None,
         };
         let mac = ep.mac.as_deref().map(bridge::parse_mac).transpose()?;
-        let got = bridge::attach(
-            &rec.id,
-            netns,
-            &bridge::Attach {
-                def: &def,
-                ifname,
-                ip,
-                mac,
-                default_route: primary,
-            },
-        )?;
-        if net.dns {
-            let mut names = vec![rec.name.to_lowercase(), rec.id[..12].to_string()];
-            names.extend(ep.aliases.iter().map(|a| a.to_lowercase()));
-            let entry = dns::Entry {
-                id: rec.id.clone(),
-                names,
-                ip: got.ip,
-                upstream: rec.dns.servers.clone(),
-            };
-            if let Err(e) = dns::register(&def.bridge, def.gateway, entry, &|d, l| {
-                self.dns_command(d, l)
-            }) {
-                bridge::detach(&rec.id, &def, ifname);
-                return Err(e);
+        let mut names = vec![rec.name.to_lowercase(), rec.id[..12].to_string()];
+        names.extend(ep.aliases.iter().map(|a| a.to_lowercase()));
+        let exe = self.exe.clone();
+        let id = rec.id.as_str();
+        let def = &def;
+        // Where the bridges are: the host's namespace, or rootless the
+        // user's (the DNS server is started in there too).
+        let got = network::rootless_netns::on_bridges(|| {
+            let got = bridge::attach(
+                id,
+                netns,
+                &bridge::Attach {
+                    def,
+                    ifname,
+                    ip,
+                    mac,
+                    default_route: primary,
+                },
+            )?;
+            if net.dns {
+                let entry = dns::Entry {
+                    id: id.to_string(),
+                    names,
+                    ip: got.ip,
+                    upstream: rec.dns.servers.clone(),
+                };
+                if let Err(e) = dns::register(&def.bridge, def.gateway, entry, &|d, l| {
+                    dns_command(&exe, d, l)
+                }) {
+                    bridge::detach(id, def, ifname);
+                    return Err(e);
+                }
             }
-        }
+            Ok(got)
+        })?;
         Ok(Wired {
             network: net.name.clone(),
             network_id: net.id.clone(),
@@ -769,28 +808,16 @@ impl Engine {
             dns::unregister(&def.bridge, id, w.ip.parse().ok());
         }
         if running {
-            bridge::detach(id, &def, &w.ifname);
+            let detached = network::rootless_netns::on_existing_bridges(|| {
+                bridge::detach(id, &def, &w.ifname);
+                Ok(())
+            });
+            if let Err(e) = detached {
+                tracing::warn!("{e:#}");
+            }
         } else {
             bridge::release_all(&def, id);
         }
-    }
-
-    /// The DNS server's command: the lean monitor binary's `--dns` mode,
-    /// else our own hidden `network-dns` verb.
-    fn dns_command(&self, dir: &Path, listen: std::net::Ipv4Addr) -> std::process::Command {
-        let lean = self.exe.with_file_name(MONITOR_BIN);
-        let mut cmd = if lean.is_file() {
-            let mut c = std::process::Command::new(lean);
-            c.arg("--dns");
-            c
-        } else {
-            let mut c = std::process::Command::new(&self.exe);
-            c.arg("network-dns");
-            c
-        };
-        cmd.arg(dir).arg(listen.to_string());
-        idle_allocator(&mut cmd);
-        cmd
     }
 
     /// A healthcheck probe's helper: the lean monitor binary's `--health`
@@ -931,6 +958,7 @@ impl Engine {
         let _ = strata_runtime::container::delete::delete(&self.runtime_root(), &rec.id, true);
         if crate::rootless::mode().is_some() {
             network::pasta::stop(&self.run_dir, &rec.id);
+            network::port_proxy::stop(&self.run_dir, &rec.id);
         }
         match net {
             Some(n) => {

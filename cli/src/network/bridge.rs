@@ -22,9 +22,10 @@ pub const BRIDGE: &str = "strata0";
 pub const SUBNET: &str = "10.89.0.0/24";
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
 
-/// The address leases of every bridge: host-wide, whatever the store.
+/// The address leases of every bridge: host-wide (the user's, rootless),
+/// whatever the store.
 pub fn ipam_dir() -> PathBuf {
-    PathBuf::from("/run/strata/ipam")
+    super::state_dir().join("ipam")
 }
 
 /// What the wiring needs to know of one network.
@@ -220,14 +221,21 @@ pub fn bring_up(def: &NetDef) -> Result<()> {
     ensure_bridge(&mut nl, def).map(|_| ())
 }
 
-/// Take the bridge away (`network rm`).
-pub fn remove_bridge(def: &NetDef) {
+/// Take the bridge and its NAT rule away (`network rm`), where the
+/// bridges are (see [`super::rootless_netns`]).
+pub fn take_down(def: &NetDef) {
     if let Ok(mut nl) = Netlink::open()
         && let Err(e) = nl.delete_link(&def.bridge)
     {
         tracing::warn!("{e}");
     }
     remove_masquerade(def);
+}
+
+/// Forget the bridge's leases and NAT marker (`network rm`, after
+/// [`take_down`]).
+pub fn forget(def: &NetDef) {
+    let _ = std::fs::remove_file(masquerade_marker(def));
     let _ = std::fs::remove_dir_all(def.leases());
 }
 
@@ -350,9 +358,9 @@ fn release(def: &NetDef, id: &str, ifname: Option<&str>) {
 
 fn masquerade_marker(def: &NetDef) -> PathBuf {
     if def.bridge == BRIDGE {
-        PathBuf::from("/run/strata/masquerade")
+        super::state_dir().join("masquerade")
     } else {
-        PathBuf::from(format!("/run/strata/masquerade-{}", def.bridge))
+        super::state_dir().join(format!("masquerade-{}", def.bridge))
     }
 }
 

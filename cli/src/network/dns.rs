@@ -6,8 +6,9 @@
 //! query on to the container's `--dns` servers or the host's.
 //!
 //! There is no daemon. The records live in `/run/strata/dns/<bridge>/
-//! records.json` (host-wide, as the bridge is), changed under a file lock
-//! by the command that wires or unwires a container. The first container
+//! records.json` (host-wide, as the bridge is; in a rootless user's run
+//! dir, as that user's bridges are), changed under a file lock by the
+//! command that wires or unwires a container. The first container
 //! on a network starts its server (`strata-monitor --dns DIR ADDR`, or
 //! the hidden `strata network-dns` verb); the server re-reads the
 //! records when they change and leaves by itself, under the same lock,
@@ -42,7 +43,7 @@ pub struct Entry {
 }
 
 pub fn root_dir() -> PathBuf {
-    PathBuf::from("/run/strata/dns")
+    super::state_dir().join("dns")
 }
 
 pub fn dir(bridge: &str) -> PathBuf {
@@ -105,23 +106,7 @@ pub fn register(
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setsid and close_range are async-signal-safe system
-        // calls made between fork and exec. The server leaves our session
-        // and terminal, and keeps none of our descriptors past stdio (a
-        // monitor's ready pipe or an attached CLI's output would never
-        // see EOF while the server lives).
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    super::outliving(&mut cmd);
     let mut child = cmd.spawn().context("start the network's DNS server")?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -298,11 +283,16 @@ fn visible(from: SocketAddr, entries: &[Entry], dir: &Path) -> Vec<Entry> {
     out
 }
 
-/// The host's resolvers (from /etc/resolv.conf).
+/// The host's resolvers (from /etc/resolv.conf). A rootless user's
+/// server runs in the user's network namespace, which cannot reach the
+/// host's loopback: resolvers there are reached through pasta's DNS
+/// forwarder.
 fn host_upstream() -> Vec<String> {
-    std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
+    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if crate::rootless::mode().is_some() && super::pasta::loopback_resolvers_only(&conf) {
+        return vec![super::pasta::DNS_FORWARD.to_string()];
+    }
+    conf.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             (w.next() == Some("nameserver")).then(|| w.next().map(String::from))?

@@ -8,7 +8,9 @@
 //! - [`networks`]: the user networks' records (`network create/ls/rm`);
 //! - [`dns`]: the per-network DNS server that resolves container names;
 //! - [`ports`]: published ports (`-p`), through the CNI `portmap` plugin;
-//! - [`pasta`]: the rootless engine's network, through `pasta`.
+//! - [`pasta`]: the rootless engine's network, through `pasta`;
+//! - [`rootless_netns`]: the namespace a rootless user's bridges live in;
+//! - [`port_proxy`]: a rootless user network's published ports.
 
 pub mod bridge;
 pub mod dns;
@@ -16,7 +18,9 @@ pub mod netlink;
 pub mod netns;
 pub mod networks;
 pub mod pasta;
+pub mod port_proxy;
 pub mod ports;
+pub mod rootless_netns;
 
 pub use bridge::{BRIDGE, SUBNET, ipam_dir};
 pub use netns::{create_netns, netns_path, remove_netns};
@@ -24,3 +28,33 @@ pub use ports::{
     CNI_PATH, check_available, check_port_free, free_host_port, parse_expose, parse_publish,
     release_ports, reserve_ports,
 };
+
+/// Where the network state shared by every store lives (address leases,
+/// subnet claims, DNS records, NAT markers): `/run/strata` for root, as
+/// the bridges are the host's; a rootless user's own run dir, as its
+/// bridges live in its own namespace (see [`rootless_netns`]).
+pub fn state_dir() -> std::path::PathBuf {
+    match crate::rootless::mode() {
+        Some(rl) => rl.run_dir.clone(),
+        None => std::path::PathBuf::from("/run/strata"),
+    }
+}
+
+/// Make `cmd` a process that outlives us (a DNS server, pasta, a port
+/// proxy): it leaves our session and terminal, and keeps none of our
+/// descriptors past stdio, or a monitor's ready pipe or an attached
+/// CLI's output would never see EOF while it lives.
+pub(crate) fn outliving(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid and close_range are async-signal-safe system calls,
+    // made between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}

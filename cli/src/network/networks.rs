@@ -106,7 +106,12 @@ pub struct Networks {
 }
 
 fn claims_dir() -> PathBuf {
-    PathBuf::from("/run/strata/subnets")
+    super::state_dir().join("subnets")
+}
+
+/// Does any user network (of any store sharing this state dir) live?
+pub fn any_claimed() -> bool {
+    std::fs::read_dir(claims_dir()).is_ok_and(|mut d| d.next().is_some())
 }
 
 impl Networks {

@@ -100,7 +100,9 @@ pub fn start(run_dir: &Path, id: &str, netns: &Path, ports: &[Port]) -> Result<(
     if let Some(d) = pid.parent() {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
     }
-    let out = std::process::Command::new("pasta")
+    let mut cmd = std::process::Command::new("pasta");
+    super::outliving(&mut cmd);
+    let out = cmd
         .args(["--config-net", "--quiet", "--netns"])
         .arg(netns)
         .arg("--pid")
@@ -132,21 +134,34 @@ pub fn start(run_dir: &Path, id: &str, netns: &Path, ports: &[Port]) -> Result<(
     Ok(())
 }
 
-/// End the container's pasta, if it runs.
-pub fn stop(run_dir: &Path, id: &str) {
-    let f = pid_file(run_dir, id);
-    if let Some(pid) = std::fs::read_to_string(&f)
+/// The pid of the pasta started for `id`, while it runs.
+fn live_pid(run_dir: &Path, id: &str) -> Option<i32> {
+    std::fs::read_to_string(pid_file(run_dir, id))
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .filter(|p| *p > 1)
-        && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "pasta")
-    {
+        .filter(|pid| {
+            // pasta is passt's other name; Debian's re-executes itself as
+            // `passt.avx2` where the CPU has AVX2.
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("pasta") || c.starts_with("passt"))
+        })
+}
+
+/// Does the pasta started for `id` run?
+pub fn running(run_dir: &Path, id: &str) -> bool {
+    live_pid(run_dir, id).is_some()
+}
+
+/// End the container's pasta, if it runs.
+pub fn stop(run_dir: &Path, id: &str) {
+    if let Some(pid) = live_pid(run_dir, id) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGTERM,
         );
     }
-    let _ = std::fs::remove_file(f);
+    let _ = std::fs::remove_file(pid_file(run_dir, id));
 }
 
 #[cfg(test)]
