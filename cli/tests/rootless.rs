@@ -742,6 +742,66 @@ fn a_user_without_ranges_gets_one_id_and_a_warning() {
     assert_eq!(map, ["0", &rl.uid.to_string()[..], "1"]);
 }
 
+#[test]
+fn a_missing_newuidmap_or_an_unusable_tun_is_one_clear_error_each() {
+    let rl = Rootless::new(USER, true);
+    // No newuidmap (the uidmap package missing: in a mount namespace of
+    // the test's own, /dev/null is bound over it): the first command
+    // says so, and no pause process or namespace is made.
+    let o = Command::new("unshare")
+        .args(["-m", "--", "sh", "-c"])
+        .arg(
+            "mount --bind /dev/null /usr/bin/newuidmap && exec runuser -u \"$0\" -- \"$1\" images",
+        )
+        .arg(USER)
+        .arg(rl.dir.path().join("bin/strata"))
+        .env("XDG_DATA_HOME", rl.dir.path().join("data"))
+        .env("XDG_RUNTIME_DIR", rl.dir.path().join("run"))
+        .env_remove("_STRATA_ROOTLESS")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("newuidmap not found") && err(&o).contains("uidmap package"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(rl.pause_pid(), None, "no pause process made");
+    // With it, the same command works.
+    let tar = rl.image_tar();
+    rl.ok(&["import", tar.to_str().unwrap(), "app"]);
+
+    // A /dev/net/tun the user may not open (a 0600 file bound over it in
+    // the user's mount namespace only): the default network is refused
+    // with the reason and the way out, no container is left, and
+    // --network none still runs.
+    let fake = rl.dir.path().join("tun-0600");
+    std::fs::write(&fake, "").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pause = rl.pause_pid().expect("a pause process").to_string();
+    let in_ns = |args: &[&str]| {
+        let st = Command::new("nsenter")
+            .args(["-m", "-t", &pause])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "nsenter {args:?}");
+    };
+    in_ns(&["mount", "--bind", fake.to_str().unwrap(), "/dev/net/tun"]);
+    let o = rl.run(&["run", "--rm", "app", "true"]);
+    let listed = rl.ok(&["ps", "-aq"]);
+    let none = rl.run(&["run", "--rm", "--network", "none", "app", "echo", "ok"]);
+    in_ns(&["umount", "/dev/net/tun"]);
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    assert!(
+        err(&o).contains("/dev/net/tun") && err(&o).contains("--network none"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(listed, "", "no container left");
+    assert_eq!(out(&none), "ok\n", "{}", err(&none));
+}
+
 /// `/dev/net/tun` 0666 (Debian's udev mode; this host's static /dev has
 /// 0600), as pasta runs as the user.
 fn open_tun() {

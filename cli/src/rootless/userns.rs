@@ -323,7 +323,9 @@ fn map_single(pid: i32, rl: &Rootless) -> Result<()> {
 }
 
 fn run_map(tool: &str, pid: i32, args: &[String]) -> Result<()> {
-    let out = std::process::Command::new(tool)
+    // The program found as `make` checked for it (PATH, then /usr/bin).
+    let program = which(tool).unwrap_or_else(|| PathBuf::from(tool));
+    let out = std::process::Command::new(program)
         .arg(pid.to_string())
         .args(args)
         .output()
