@@ -442,6 +442,9 @@ fn apply_resources(
     }
     normalize_device_access(&mut resources);
     v1_quota_first(cg, &resources);
+    if let Some(dir) = cg.v2_dir() {
+        v2_controllers_present(&dir, &resources)?;
+    }
     let opt = ControllerOpt {
         resources: &resources,
         disable_oom_killer: resources
@@ -461,12 +464,87 @@ fn apply_resources(
         v2_files::no_swap(&dir, resources.memory().as_ref())?;
     }
     // v1's devices controller is libcgroups'; v2 has none, it takes an
-    // eBPF program (ours: libcgroups' needs CAP_SYS_RESOURCE).
-    if let Some(dir) = cg.v2_dir().filter(|_| devices) {
+    // eBPF program (ours: libcgroups' needs CAP_SYS_RESOURCE). Rootless,
+    // as runc: no program (loading one needs privileges the user lacks);
+    // the container has only the device nodes bound into it anyway.
+    let rootless =
+        !nix::unistd::geteuid().is_root() || crate::process::namespaces::in_user_namespace();
+    if let Some(dir) = cg.v2_dir().filter(|_| devices && !rootless) {
         let rules = device_filter::rules_for(resources.devices().as_ref())?;
         device_filter::install(&dir, &rules)?;
     }
     Ok(())
+}
+
+/// The v2 controllers `resources` needs, by name.
+fn v2_controllers_needed(r: &LinuxResources) -> Vec<&'static str> {
+    let mut need = Vec::new();
+    if r.memory()
+        .as_ref()
+        .is_some_and(|m| m.limit().is_some() || m.reservation().is_some() || m.swap().is_some())
+    {
+        need.push("memory");
+    }
+    if let Some(c) = r.cpu() {
+        if c.shares().is_some() || c.quota().is_some() || c.period().is_some() {
+            need.push("cpu");
+        }
+        if c.cpus().is_some() || c.mems().is_some() {
+            need.push("cpuset");
+        }
+    }
+    if r.pids().is_some() {
+        need.push("pids");
+    }
+    if r.block_io().as_ref().is_some_and(|b| {
+        b.weight().is_some()
+            || b.throttle_read_bps_device().is_some()
+            || b.throttle_write_bps_device().is_some()
+            || b.throttle_read_iops_device().is_some()
+            || b.throttle_write_iops_device().is_some()
+    }) {
+        need.push("io");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        need.push("hugetlb");
+    }
+    need
+}
+
+/// Every controller the limits need is enabled for the v2 cgroup at
+/// `dir` (its parent's `cgroup.subtree_control` gives it): else one clear
+/// error, not a missing file. What a delegated subtree often lacks.
+fn v2_controllers_present(dir: &Path, r: &LinuxResources) -> Result<()> {
+    let need = v2_controllers_needed(r);
+    if need.is_empty() {
+        return Ok(());
+    }
+    let have = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let missing: Vec<&str> = need
+        .into_iter()
+        .filter(|c| !have.split_whitespace().any(|h| h == *c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(dir);
+    Err(Error::Cgroup(format!(
+        "the {} controller{} not enabled for {} (its cgroup.controllers: {}): enable {} in {}/cgroup.subtree_control",
+        missing.join(", "),
+        if missing.len() == 1 { " is" } else { "s are" },
+        dir.display(),
+        if have.trim().is_empty() {
+            "none"
+        } else {
+            have.trim()
+        },
+        missing
+            .iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        parent.display()
+    )))
 }
 
 /// Does a container's process go into this v1 hierarchy? Every one that

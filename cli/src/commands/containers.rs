@@ -88,6 +88,10 @@ pub struct CreateArgs {
     pub cpus: Option<f64>,
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// The cgroup the container's cgroup goes under (rootless: a cgroup
+    /// v2 subtree delegated to you, for limits).
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
     /// NAME=SOFT[:HARD] (nofile, nproc, core, ...).
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -709,6 +713,7 @@ pub fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             memory: a.memory.as_deref().map(spec::parse_bytes).transpose()?,
             cpus: a.cpus,
             pids_limit: a.pids_limit,
+            cgroup_parent: a.cgroup_parent.clone().filter(|p| !p.is_empty()),
             init: a.init,
             devices: a.device.clone(),
             mounts: Vec::new(),

@@ -471,7 +471,7 @@ impl Engine {
             &hostname,
             &o.network,
             netns.as_deref(),
-            &format!("/strata/{id}"),
+            &spec::cgroups_path(o.spec.cgroup_parent.as_deref(), id)?,
         )?;
         let rootfs = dir.rootfs();
         spec::tune(&mut spec, &o.tuning, &|g| users::group_id(&rootfs, g))?;

@@ -120,11 +120,30 @@ pub struct Options {
     pub memory: Option<i64>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
+    /// `--cgroup-parent`: the cgroup the container's goes under.
+    pub cgroup_parent: Option<String>,
     pub init: bool,
     /// `--device HOST[:CONTAINER][:PERMS]`.
     pub devices: Vec<String>,
     /// OCI mounts from -v/--mount and the generated /etc files.
     pub mounts: Vec<Value>,
+}
+
+/// The container's `cgroupsPath`: `PARENT/ID` (Docker's cgroupfs rule,
+/// with `/strata` as the parent when none is given). A rootless user
+/// points `--cgroup-parent` at a cgroup v2 subtree delegated to it, and
+/// the limits apply there.
+pub fn cgroups_path(parent: Option<&str>, id: &str) -> anyhow::Result<String> {
+    let parent = parent.unwrap_or("/strata").trim_end_matches('/');
+    if parent.split('/').any(|c| c == ".." || c == ".") {
+        anyhow::bail!("invalid --cgroup-parent {parent:?}: no . or .. components");
+    }
+    let parent = parent.trim_start_matches('/');
+    Ok(if parent.is_empty() {
+        format!("/{id}")
+    } else {
+        format!("/{parent}/{id}")
+    })
 }
 
 /// `CAP_X`, `x` or `ALL` to the kernel's name.
@@ -408,6 +427,18 @@ mod tests {
         o.entrypoint = Some("/bin/sh".into());
         o.args.clear();
         assert_eq!(command(&img, &o), ["/bin/sh"]);
+    }
+
+    #[test]
+    fn cgroup_parent_rules() {
+        assert_eq!(cgroups_path(None, "abc").unwrap(), "/strata/abc");
+        assert_eq!(
+            cgroups_path(Some("/users/me/"), "abc").unwrap(),
+            "/users/me/abc"
+        );
+        assert_eq!(cgroups_path(Some("mine"), "abc").unwrap(), "/mine/abc");
+        assert_eq!(cgroups_path(Some("/"), "abc").unwrap(), "/abc");
+        assert!(cgroups_path(Some("/a/../b"), "abc").is_err());
     }
 
     #[test]
