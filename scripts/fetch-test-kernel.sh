@@ -6,7 +6,8 @@
 # cgroup controllers are all bound to v1, and runtime/tests/checkpoint.rs
 # (nf_tables for CRIU's network lock, conntrack's netlink and the
 # sock_diag modules it dumps a network namespace with), because Debian 12's CRIU cannot run on
-# this host's newer kernel. Idempotent.
+# this host's newer kernel, and cli/tests/rootless_cgroup_vm.rs (overlay), for
+# a rootless engine's limits under a delegated cgroup v2 subtree. Idempotent.
 set -euo pipefail
 dir=${1:-/var/cache/strata-test/kernel}
 # In the order a guest loads them (dependencies first).
@@ -16,7 +17,7 @@ modules=(
   net/unix/unix_diag.ko net/ipv4/inet_diag.ko net/ipv4/tcp_diag.ko net/ipv4/udp_diag.ko
   net/netlink/netlink_diag.ko net/packet/af_packet_diag.ko drivers/net/tun.ko drivers/net/veth.ko
   net/ipv4/netfilter/nf_defrag_ipv4.ko net/ipv6/netfilter/nf_defrag_ipv6.ko net/netfilter/nf_conntrack.ko
-  net/netfilter/nf_conntrack_netlink.ko
+  net/netfilter/nf_conntrack_netlink.ko fs/overlayfs/overlay.ko
 )
 have=1
 [ -s "$dir/vmlinuz" ] || have=0

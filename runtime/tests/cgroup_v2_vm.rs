@@ -142,13 +142,13 @@ fn v2_resource_controllers_in_a_cgroup2_only_vm() {
     let guest = vm::Guest::new(&["configfs.ko", "null_blk.ko"]);
     guest.add_binary(Path::new(BIN), "/bin/strata-runtime");
     let limits = limits_bundle();
-    guest.add_bundle("limits", &limits);
+    guest.add_bundle("limits", limits.path());
     let mut upd = Bundle::new("sleep 1000");
     upd.config["linux"]["cgroupsPath"] = json!("/strata-vm/upd");
     upd.config["linux"]["resources"] =
         json!({"memory": {"limit": 33554432}, "pids": {"limit": 10}});
     upd.save();
-    guest.add_bundle("upd", &upd);
+    guest.add_bundle("upd", upd.path());
     std::fs::write(
         guest.root.join("bundles/upd/res.json"),
         json!({"memory": {"limit": 134217728}, "pids": {"limit": 50}}).to_string(),

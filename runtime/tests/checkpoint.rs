@@ -368,7 +368,7 @@ fn checkpoint_and_restore_in_a_vm_with_debians_kernel() {
             "source": "greetings", "options": ["rbind", "ro"]
         }));
     counter.save();
-    guest.add_bundle("counter", &counter);
+    guest.add_bundle("counter", counter.path());
     let greetings = guest.root.join("bundles/counter/greetings");
     std::fs::create_dir(&greetings).unwrap();
     std::fs::write(greetings.join("hello"), "hello from the bundle\n").unwrap();
@@ -379,7 +379,7 @@ fn checkpoint_and_restore_in_a_vm_with_debians_kernel() {
     // counter has none (its cgroup directory bound in, an external mount).
     limited.with_cgroupns();
     limited.save();
-    guest.add_bundle("limited", &limited);
+    guest.add_bundle("limited", limited.path());
 
     let console = guest.boot(GUEST_TEST, 1024);
     // Shown when the test fails (cargo keeps a passing test's stdout).

@@ -128,7 +128,7 @@ fn systemd_driver_in_a_vm_with_systemd_as_init() {
             "cpu": {"shares": 512, "quota": 50000, "period": 100000}
         });
         b.save();
-        guest.add_bundle(name, &b);
+        guest.add_bundle(name, b.path());
     }
     let console = guest.boot_with(
         GUEST_TEST,

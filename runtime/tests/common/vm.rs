@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Bundle;
-
 pub fn kernel_dir() -> PathBuf {
     std::env::var_os("STRATA_TEST_KERNEL_DIR")
         .map(PathBuf::from)
@@ -98,13 +96,13 @@ impl Guest {
 
     /// A bundle made by the host's harness, moved into the guest's tree
     /// at /bundles/NAME.
-    pub fn add_bundle(&self, name: &str, b: &Bundle) {
+    pub fn add_bundle(&self, name: &str, bundle: &Path) {
         let to = self.root.join("bundles").join(name);
         std::fs::create_dir_all(&to).unwrap();
         sh(&format!(
             "cp -a {}/config.json {}/rootfs {}/",
-            b.path().display(),
-            b.path().display(),
+            bundle.display(),
+            bundle.display(),
             to.display()
         ));
     }
