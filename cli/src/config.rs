@@ -8,6 +8,7 @@
 //! "docker.io" = ["mirror.lan:5000"]             # tried in order, then the origin
 //! chunked_upload_above = 268435456              # bytes; larger blobs are pushed in chunks
 //! read_timeout = 60                             # seconds without bytes before a download resumes
+//! cgroup_parent = "/user-1000"                  # containers' cgroups go under it (a delegated subtree)
 //! [storage]
 //! mount_program = "/usr/bin/fuse-overlayfs"     # overlays by this FUSE program, not the kernel
 //! ```
@@ -30,6 +31,9 @@ pub struct Config {
     /// Seconds a registry may stall a read before the download is resumed
     /// on a new connection (default 60).
     pub read_timeout: Option<u64>,
+    /// The default `--cgroup-parent` (Docker's daemon-wide setting): for
+    /// a rootless user, the cgroup v2 subtree delegated to it.
+    pub cgroup_parent: Option<String>,
     #[serde(default)]
     pub storage: StorageConfig,
 }

@@ -692,6 +692,32 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
     assert_ne!(again, pause);
     assert_eq!(user_ns(again), before, "the same namespace, held again");
     rl.ok(&["rm", "-f", "web"]);
+    // The same for a container of another store (--root): its monitor
+    // is found though the default store has none running.
+    let other = rl.dir.path().join("data/other-store");
+    let other = other.to_str().unwrap();
+    rl.ok(&["--root", other, "import", tar, "app"]);
+    rl.ok(&[
+        "--root",
+        other,
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "none",
+        "app",
+        "sleep",
+        "300",
+    ]);
+    kill_pause(again);
+    assert_eq!(
+        rl.ok(&["--root", other, "exec", "web", "cat", "/data/app"]),
+        "app"
+    );
+    let again = rl.pause_pid().expect("a new pause process");
+    assert_eq!(user_ns(again), before, "the same namespace, held again");
+    rl.ok(&["--root", other, "rm", "-f", "web"]);
     // With nothing running, a new namespace is made; the store works on.
     kill_pause(again);
     assert!(rl.ok(&["images"]).contains("app"));
@@ -889,35 +915,42 @@ fn containers_go_into_a_delegated_cgroup_v2_subtree() {
     let _ = rl.pause_pid().expect("a pause process");
     let cg = Delegated::new(rl.uid);
     let parent = cg.parent();
-    let o = cg.run(
-        &rl,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "cg",
-            "--network",
-            "none",
-            "--cgroup-parent",
-            &parent,
-            "app",
-            "sleep",
-            "300",
-        ],
-    );
-    assert!(o.status.success(), "{}", err(&o));
-    let id = out(&o).trim().to_string();
-    let pid = rl.ok(&["inspect", "--format", "{{.State.Pid}}", "cg"]);
-    let host_view = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
-    assert!(
-        host_view.contains(&format!("0::{parent}/{id}\n")),
-        "the container's v2 cgroup is in the delegated subtree: {host_view}"
-    );
-    rl.ok(&["rm", "-f", "cg"]);
-    assert!(
-        !cg.dir.join(&id).exists(),
-        "the container's cgroup goes with it"
-    );
+    // `run -d` (with `how` before the verb and after it), the container's
+    // v2 cgroup checked from the host, then removed with it.
+    let placed = |before: &[&str], after: &[&str]| {
+        let args = [
+            before,
+            &["run", "-d", "--name", "cg", "--network", "none"],
+            after,
+            &["app", "sleep", "300"],
+        ]
+        .concat();
+        let o = cg.run(&rl, &args);
+        assert!(o.status.success(), "{}", err(&o));
+        let id = out(&o).trim().to_string();
+        let pid = rl.ok(&["inspect", "--format", "{{.State.Pid}}", "cg"]);
+        let host_view = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+        assert!(
+            host_view.contains(&format!("0::{parent}/{id}\n")),
+            "the container's v2 cgroup is in the delegated subtree: {host_view}"
+        );
+        assert_eq!(
+            rl.ok(&["inspect", "--format", "{{.HostConfig.CgroupParent}}", "cg"])
+                .trim(),
+            parent
+        );
+        rl.ok(&["rm", "-f", "cg"]);
+        assert!(
+            !cg.dir.join(&id).exists(),
+            "the container's cgroup goes with it"
+        );
+    };
+    placed(&[], &["--cgroup-parent", &parent]);
+    // The same parent from strata.toml, as a user sets it once.
+    let conf = rl.dir.path().join("strata.toml");
+    std::fs::write(&conf, format!("cgroup_parent = \"{parent}\"\n")).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    placed(&["--config", conf.to_str().unwrap()], &[]);
     // A limit whose controller the delegation does not enable (here:
     // memory, which this hybrid host keeps on v1): one clear error
     // naming the controller and where to enable it; no container left.

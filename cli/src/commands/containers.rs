@@ -1186,6 +1186,7 @@ pub fn inspect_container(engine: &Engine, what: &str) -> Result<serde_json::Valu
             "DnsSearch": rec.dns.search,
             "DnsOptions": rec.dns.options,
             "PortBindings": ports_text(&rec.ports),
+            "CgroupParent": rec.spec.linux.cgroup_parent(),
         },
         "Config": {
             "Hostname": rec.spec.hostname,
@@ -1524,7 +1525,10 @@ fn create(
     a: &CreateArgs,
     config: &strata::config::Config,
 ) -> Result<String> {
-    let opts = create_options(a)?;
+    let mut opts = create_options(a)?;
+    if opts.spec.cgroup_parent.is_none() {
+        opts.spec.cgroup_parent = config.cgroup_parent.clone().filter(|p| !p.is_empty());
+    }
     if let Some(f) = &a.cidfile
         && f.exists()
     {

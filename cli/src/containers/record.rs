@@ -215,6 +215,25 @@ pub struct SpecView {
     pub process: ProcessView,
     #[serde(default)]
     pub mounts: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub linux: LinuxView,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct LinuxView {
+    #[serde(default, rename = "cgroupsPath")]
+    pub cgroups_path: String,
+}
+
+impl LinuxView {
+    /// Docker's `HostConfig.CgroupParent`: empty for the default parent.
+    pub fn cgroup_parent(&self) -> &str {
+        match self.cgroups_path.rsplit_once('/') {
+            Some(("/strata", _)) | None => "",
+            Some(("", _)) => "/",
+            Some((parent, _)) => parent,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
@@ -420,6 +439,18 @@ pub fn random_name(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_parent_as_docker_shows_it() {
+        let v = |p: &str| LinuxView {
+            cgroups_path: p.into(),
+        };
+        assert_eq!(v("/strata/abc").cgroup_parent(), "");
+        assert_eq!(v("").cgroup_parent(), "");
+        assert_eq!(v("/user-1000/abc").cgroup_parent(), "/user-1000");
+        assert_eq!(v("/a/b/abc").cgroup_parent(), "/a/b");
+        assert_eq!(v("/abc").cgroup_parent(), "/");
+    }
 
     #[test]
     fn start_time_tells_a_live_process() {

@@ -121,27 +121,38 @@ fn enter(pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// A running monitor of one of the user's containers (in the default
-/// store), if any: it lives in the namespace the dead pause process held.
+/// A running monitor (or DNS server, or port proxy: the lean binary in
+/// any mode) of this rootless engine, whatever store it serves: it lives
+/// in the namespace the dead pause process held. Ours are the user's
+/// `strata-monitor` processes in another user namespace whose
+/// environment names the same run dir (tests and users may keep more
+/// than one engine apart by `XDG_RUNTIME_DIR`).
 fn live_monitor(rl: &Rootless) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
     let ours = std::fs::read_link("/proc/self/ns/user").ok()?;
-    std::fs::read_dir(rl.data_dir.join("containers"))
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
+    std::fs::read_dir("/proc")
         .ok()?
         .flatten()
-        .filter_map(|d| std::fs::read(d.path().join("state.json")).ok())
-        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .filter_map(|st| {
-            Some((
-                st["monitor_pid"].as_i64()? as i32,
-                st["monitor_start"].as_u64()?,
-            ))
-        })
-        .find(|&(pid, start)| {
-            pid > 0
-                && crate::containers::record::alive(pid, start)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid > 1)
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == rl.uid)
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim_end() == crate::containers::MONITOR_BIN)
                 && std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|ns| ns != ours)
         })
-        .map(|(pid, _)| pid)
+        .find(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let mut vars = env.split(|b| *b == 0);
+            let rootless = vars.clone().any(|v| v.starts_with(super::ENV.as_bytes()));
+            let theirs = vars
+                .find_map(|v| v.strip_prefix(b"XDG_RUNTIME_DIR="))
+                .filter(|v| !v.is_empty());
+            rootless
+                && theirs.map(|t| t.to_vec())
+                    == runtime_dir.as_ref().map(|d| d.as_encoded_bytes().to_vec())
+        })
 }
 
 /// A new pause process in the namespace we have joined.
