@@ -1086,6 +1086,29 @@ fn a_plain_user_runs_containers_on_user_networks() {
         &format!("http://{}:8080/", OuterNet::ADDR),
     ]);
     assert_eq!(got, "from-outside\n");
+    // A second network joined while db runs: db is found there too; the
+    // default network (pasta's) is not a bridge to join.
+    rl.ok(&["network", "create", "rl-net2"]);
+    rl.ok(&["network", "connect", "rl-net2", "db"]);
+    let got = rl.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "rl-net2",
+        "app",
+        "wget",
+        "-qO-",
+        "http://db/",
+    ]);
+    assert_eq!(got, "from-db\n");
+    let o = rl.run(&["network", "connect", "bridge", "db"]);
+    assert!(
+        err(&o).contains("rootless: the default network"),
+        "{}",
+        err(&o)
+    );
+    rl.ok(&["network", "disconnect", "rl-net2", "db"]);
+    rl.ok(&["network", "rm", "rl-net2"]);
 
     // Published ports: on a user network (the port proxy) and on the
     // default network (pasta), reached on the host's loopback and, from

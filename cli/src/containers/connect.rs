@@ -97,6 +97,17 @@ impl Engine {
                 net.name
             );
         }
+        if crate::rootless::mode().is_some() {
+            let eps = rec.endpoints();
+            let mixed = if net.name == "bridge" {
+                eps.iter().any(|e| e.network != "bridge")
+            } else {
+                eps.iter().any(|e| e.network == "bridge")
+            };
+            if mixed {
+                bail!(super::ROOTLESS_MIXED_NETWORKS);
+            }
+        }
         if net.name == "bridge" && (!aliases.is_empty() || ip.is_some()) {
             bail!("network-scoped alias is supported only for containers in user defined networks");
         }

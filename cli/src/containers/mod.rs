@@ -74,6 +74,10 @@ pub struct NetState {
     pub wired: Vec<Wired>,
 }
 
+/// Rootless, the default network is pasta's, not a bridge: a container is
+/// on it or on user networks, not both.
+pub const ROOTLESS_MIXED_NETWORKS: &str = "rootless: the default network cannot be joined together with user networks (pasta gives it, not a bridge): use user networks only";
+
 /// The lean monitor binary's name.
 pub const MONITOR_BIN: &str = "strata-monitor";
 
@@ -634,9 +638,7 @@ impl Engine {
         let user_nets = rec.endpoints().iter().any(|e| e.network != "bridge");
         if rootless && rec.network != "host" {
             if user_nets && rec.endpoints().iter().any(|e| e.network == "bridge") {
-                bail!(
-                    "rootless: the default network cannot be joined together with user networks (pasta gives it, not a bridge): use user networks only"
-                );
+                bail!(ROOTLESS_MIXED_NETWORKS);
             }
             network::pasta::check_ports(&rec.ports)?;
         }

@@ -285,6 +285,59 @@ fn udp_loop(host: UdpSocket, to: SocketAddr) {
 mod tests {
     use super::*;
 
+    /// The forwarding loops, in this process's namespace: a client's
+    /// datagrams reach the echo server through the proxy's socket and the
+    /// answers come back to the client, two clients kept apart; a TCP
+    /// stream goes both ways and closes.
+    #[test]
+    fn udp_and_tcp_are_carried_both_ways() {
+        let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = echo.recv_from(&mut buf) {
+                let mut reply = b"echo:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = echo.send_to(&reply, from);
+            }
+        });
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let front_addr = front.local_addr().unwrap();
+        std::thread::spawn(move || udp_loop(front, echo_addr));
+        for who in ["a", "b"] {
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            for i in 0..3 {
+                let msg = format!("{who}{i}");
+                client.send_to(msg.as_bytes(), front_addr).unwrap();
+                let mut buf = [0u8; 512];
+                let (n, from) = client.recv_from(&mut buf).unwrap();
+                assert_eq!(from, front_addr);
+                assert_eq!(&buf[..n], format!("echo:{msg}").as_bytes());
+            }
+        }
+
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server_addr = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = server.accept().unwrap();
+            let mut got = String::new();
+            c.read_to_string(&mut got).unwrap();
+            c.write_all(format!("got {got}").as_bytes()).unwrap();
+        });
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let front_addr = front.local_addr().unwrap();
+        std::thread::spawn(move || tcp_loop(front, server_addr));
+        let mut c = TcpStream::connect(front_addr).unwrap();
+        c.write_all(b"hello").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut back = String::new();
+        c.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "got hello");
+    }
+
     #[test]
     fn forwards_round_trip_and_bad_ones_are_refused() {
         let p = Port {
