@@ -4,7 +4,10 @@
 # same unprivileged user with subordinate ids, in one run:
 #   1. `run --rm --network none busybox true`;
 #   2. pull + unpack of a two-layer image from a docker-registry on
-#      127.0.0.1 into an emptied store (rmi before each pull).
+#      127.0.0.1 into an emptied store (rmi before each pull);
+#   3. `run --rm --network NET busybox true` on a user network (strata:
+#      a bridge in the user's network namespace with pasta as uplink;
+#      podman 4.3: CNI's bridge in its rootless-netns with slirp4netns).
 # Prints the ratios. Usage (as root): bash benches/rootless.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +33,11 @@ s="$as_user $work/strata"
 p="$as_user podman --root $work/data/podman-root --runroot $work/data/podman-run --storage-driver overlay"
 reg_pid=
 cleanup() {
+  $s network rm bnet >/dev/null 2>&1 || true
   $p system reset -f >/dev/null 2>&1 || true
+  for f in "$work"/run/strata/pasta/*.pid; do
+    [ -f "$f" ] && kill -9 "$(cut -d' ' -f1 "$f")" 2>/dev/null || true
+  done
   for f in "$work/run/strata/pause.pid" "$work/run/libpod/tmp/pause.pid"; do
     [ -f "$f" ] && kill -9 "$(cut -d' ' -f1 "$f")" 2>/dev/null || true
   done
@@ -79,3 +86,16 @@ hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/pull.json" \
   --prepare "sh -c '$p rmi -f $image localhost/busybox >/dev/null 2>&1; true'" -n podman "$p pull -q --tls-verify=false $image" >/dev/null
 jq -r '.results[] | "\(.command)\t\(.mean*1000|floor) ms ± \(.stddev*1000|floor)"' "$work/pull.json"
 jq -r '(.results|map({(.command): .mean})|add) as $m | "strata/podman: \($m.strata/$m.podman*100|floor/100)x (target <= 0.3)"' "$work/pull.json"
+
+echo "== rootless run --rm on a user network (hyperfine, $runs runs)"
+# The pulls above removed busybox from both stores.
+$s import "$work/busybox.tar" busybox >/dev/null
+$p import "$work/busybox.tar" localhost/busybox >/dev/null 2>&1
+$s network create bnet >/dev/null
+$p network rm -f bnet >/dev/null 2>&1 || true
+$p network create bnet >/dev/null
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/net.json" \
+  -n strata "$s run --rm --network bnet busybox true" \
+  -n podman-runc "$p run --rm --network bnet --runtime runc localhost/busybox true" >/dev/null
+jq -r '.results[] | "\(.command)\t\(.mean*1000|floor) ms ± \(.stddev*1000|floor)"' "$work/net.json"
+jq -r '(.results|map({(.command): .mean})|add) as $m | "strata/podman: \($m.strata/$m["podman-runc"]*100|floor/100)x (target <= 0.3)"' "$work/net.json"
