@@ -1086,6 +1086,34 @@ fn a_plain_user_runs_containers_on_user_networks() {
         &format!("http://{}:8080/", OuterNet::ADDR),
     ]);
     assert_eq!(got, "from-outside\n");
+    // The uplink killed: the next start gives the same namespace a new
+    // one; db is still found, the outside still reached.
+    let uplink = rl.dir.path().join("run/strata/pasta/rootless-netns.pid");
+    let pid: i32 = std::fs::read_to_string(&uplink)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let got = rl.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "rl-net",
+        "app",
+        "sh",
+        "-c",
+        &format!(
+            "wget -qO- http://db/; wget -qO- http://{}:8080/",
+            OuterNet::ADDR
+        ),
+    ]);
+    assert_eq!(got, "from-db\nfrom-outside\n");
     // A second network joined while db runs: db is found there too; the
     // default network (pasta's) is not a bridge to join.
     rl.ok(&["network", "create", "rl-net2"]);

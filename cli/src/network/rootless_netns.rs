@@ -31,8 +31,8 @@ fn pinned(p: &Path) -> bool {
     nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
-/// The namespace, made with its uplink when missing (or when its pasta
-/// has gone: a namespace without uplink would strand its containers).
+/// The namespace, made with its uplink when missing; a dead uplink is
+/// started again.
 pub fn ensure(run_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(run_dir).with_context(|| format!("create {}", run_dir.display()))?;
     let lock_file = run_dir.join(format!("{NAME}.lock"));
@@ -45,11 +45,21 @@ pub fn ensure(run_dir: &Path) -> Result<PathBuf> {
     let _l = Flock::lock(f, FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", lock_file.display()))?;
     let p = path(run_dir);
-    if pinned(&p) && pasta::running(run_dir, NAME) {
+    if pinned(&p) {
+        if pasta::running(run_dir, NAME) {
+            return Ok(p);
+        }
+        // Its uplink died: a new pasta for the same namespace, so the
+        // containers on its bridges keep reaching each other and the
+        // new ones (its interface went with the old pasta; the rules and
+        // forwarding stay).
+        pasta::stop(run_dir, NAME);
+        pasta::start(run_dir, NAME, &p, &[])
+            .context("rootless user networks: restart the uplink of their namespace")?;
         return Ok(p);
     }
     // A pasta left from a namespace that went with an earlier pause
-    // process, or a namespace whose pasta died: start both afresh.
+    // process: start both afresh.
     pasta::stop(run_dir, NAME);
     netns::remove_netns(&p);
     netns::create_netns(&p)?;
