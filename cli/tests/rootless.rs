@@ -1016,6 +1016,19 @@ fn a_plain_user_runs_containers_on_user_networks() {
         format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")
     };
 
+    // `sh -c SCRIPT` in a new container on rl-net; its output.
+    let on_net = |script: &str| {
+        rl.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "rl-net",
+            "app",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
     // Two containers on a user network: one finds the other by name and
     // alias, over the bridge in the user's own network namespace.
     rl.ok(&["network", "create", "rl-net"]);
@@ -1042,16 +1055,7 @@ fn a_plain_user_runs_containers_on_user_networks() {
         "-c",
         &serve("from-db"),
     ]);
-    let got = rl.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "rl-net",
-        "app",
-        "sh",
-        "-c",
-        "ip -4 -o addr show eth0; wget -qO- http://db/; wget -qO- http://database/",
-    ]);
+    let got = on_net("ip -4 -o addr show eth0; wget -qO- http://db/; wget -qO- http://database/");
     assert!(
         got.contains(&format!("inet {prefix}.")),
         "an address of the network's subnet: {got}"
@@ -1100,19 +1104,10 @@ fn a_plain_user_runs_containers_on_user_networks() {
     )
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let got = rl.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "rl-net",
-        "app",
-        "sh",
-        "-c",
-        &format!(
-            "wget -qO- http://db/; wget -qO- http://{}:8080/",
-            OuterNet::ADDR
-        ),
-    ]);
+    let got = on_net(&format!(
+        "wget -qO- http://db/; wget -qO- http://{}:8080/",
+        OuterNet::ADDR
+    ));
     assert_eq!(got, "from-db\nfrom-outside\n");
     // A second network joined while db runs: db is found there too; the
     // default network (pasta's) is not a bridge to join.
