@@ -8,7 +8,9 @@ cargo build --workspace --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace -- --test-threads=2 2>&1 | tee "$log" || status=$?
+# Every test binary runs, whatever fails first: one failure must not hide
+# the rest of the suite.
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || status=$?
 # The deployable static runtime must pass our spec-conformance suite too.
 if bash scripts/build-static-runtime.sh -q >/dev/null; then
   ./target/debug/spec-conformance --runtime strata-static=target/static-runtime/strata-runtime \
