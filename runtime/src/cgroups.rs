@@ -467,8 +467,7 @@ fn apply_resources(
     // eBPF program (ours: libcgroups' needs CAP_SYS_RESOURCE). Rootless,
     // as runc: no program (loading one needs privileges the user lacks);
     // the container has only the device nodes bound into it anyway.
-    let rootless =
-        !nix::unistd::geteuid().is_root() || crate::process::namespaces::in_user_namespace();
+    let rootless = crate::process::namespaces::rootless();
     if let Some(dir) = cg.v2_dir().filter(|_| devices && !rootless) {
         let rules = device_filter::rules_for(resources.devices().as_ref())?;
         device_filter::install(&dir, &rules)?;

@@ -81,19 +81,24 @@ pub const ROOTLESS_MIXED_NETWORKS: &str = "rootless: the default network cannot 
 /// The lean monitor binary's name.
 pub const MONITOR_BIN: &str = "strata-monitor";
 
-/// The DNS server's command: the lean monitor binary's `--dns` mode,
-/// else the hidden `network-dns` verb of `exe` (strata itself).
-fn dns_command(exe: &Path, dir: &Path, listen: std::net::Ipv4Addr) -> std::process::Command {
+/// A helper process's command: the lean monitor binary beside `exe` in
+/// its `flag` mode, else the hidden `verb` of `exe` (strata itself, where
+/// the lean binary is not installed beside it).
+pub(crate) fn helper_command(exe: &Path, flag: &str, verb: &str) -> std::process::Command {
     let lean = exe.with_file_name(MONITOR_BIN);
-    let mut cmd = if lean.is_file() {
-        let mut c = std::process::Command::new(lean);
-        c.arg("--dns");
-        c
+    let (program, mode) = if lean.is_file() {
+        (lean.as_path(), flag)
     } else {
-        let mut c = std::process::Command::new(exe);
-        c.arg("network-dns");
-        c
+        (exe, verb)
     };
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg(mode);
+    cmd
+}
+
+/// The DNS server's command (`--dns` / `network-dns`).
+fn dns_command(exe: &Path, dir: &Path, listen: std::net::Ipv4Addr) -> std::process::Command {
+    let mut cmd = helper_command(exe, "--dns", "network-dns");
     cmd.arg(dir).arg(listen.to_string());
     idle_allocator(&mut cmd);
     cmd
@@ -173,7 +178,7 @@ impl Engine {
     /// The host ports' claims: host-wide for root, the user's own run
     /// dir for a rootless engine.
     fn ports_dir(&self) -> PathBuf {
-        network::state_dir().join("ports")
+        crate::paths::default_run_dir().join("ports")
     }
 
     /// Log a container event (name and image as attributes, as Docker's).
@@ -822,19 +827,9 @@ impl Engine {
         }
     }
 
-    /// A healthcheck probe's helper: the lean monitor binary's `--health`
-    /// mode, else our own hidden `healthcheck-probe` verb.
+    /// A healthcheck probe's helper (`--health` / `healthcheck-probe`).
     pub fn health_command(&self, id: &str) -> std::process::Command {
-        let lean = self.exe.with_file_name(MONITOR_BIN);
-        let mut cmd = if lean.is_file() {
-            let mut c = std::process::Command::new(lean);
-            c.arg("--health");
-            c
-        } else {
-            let mut c = std::process::Command::new(&self.exe);
-            c.arg("healthcheck-probe");
-            c
-        };
+        let mut cmd = helper_command(&self.exe, "--health", "healthcheck-probe");
         cmd.arg("--root")
             .arg(&self.root)
             .arg("--run-dir")

@@ -334,6 +334,22 @@ pub fn alive(pid: i32, start: u64) -> bool {
     start_time(pid).is_some_and(|s| s == start)
 }
 
+/// Record `pid` with its start time in `path` (`PID START`), so that a
+/// later reader tells it from a process that reused the number.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let start = start_time(pid).unwrap_or(0);
+    write_atomic(path, format!("{pid} {start}\n").as_bytes())
+}
+
+/// The process a [`write_pid_file`] file names, while it still lives.
+pub fn live_pid_file(path: &Path) -> Option<i32> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let mut it = s.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok()?;
+    let start: u64 = it.next()?.parse().ok()?;
+    (pid > 1 && alive(pid, start)).then_some(pid)
+}
+
 /// The container's directory and its files.
 #[derive(Clone, Debug)]
 pub struct Dir(pub PathBuf);
@@ -459,6 +475,14 @@ mod tests {
         assert!(alive(me, t));
         assert!(!alive(me, t + 1));
         assert!(start_time(0).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pid");
+        write_pid_file(&f, me).unwrap();
+        assert_eq!(live_pid_file(&f), Some(me));
+        std::fs::write(&f, format!("{me} {}", t + 1)).unwrap();
+        assert_eq!(live_pid_file(&f), None, "the number reused");
+        std::fs::write(&f, "garbage").unwrap();
+        assert_eq!(live_pid_file(&f), None);
     }
 
     #[test]

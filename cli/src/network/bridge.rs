@@ -25,7 +25,7 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
 /// The address leases of every bridge: host-wide (the user's, rootless),
 /// whatever the store.
 pub fn ipam_dir() -> PathBuf {
-    super::state_dir().join("ipam")
+    crate::paths::default_run_dir().join("ipam")
 }
 
 /// What the wiring needs to know of one network.
@@ -358,9 +358,9 @@ fn release(def: &NetDef, id: &str, ifname: Option<&str>) {
 
 fn masquerade_marker(def: &NetDef) -> PathBuf {
     if def.bridge == BRIDGE {
-        super::state_dir().join("masquerade")
+        crate::paths::default_run_dir().join("masquerade")
     } else {
-        super::state_dir().join(format!("masquerade-{}", def.bridge))
+        crate::paths::default_run_dir().join(format!("masquerade-{}", def.bridge))
     }
 }
 

@@ -43,7 +43,7 @@ pub struct Entry {
 }
 
 pub fn root_dir() -> PathBuf {
-    super::state_dir().join("dns")
+    crate::paths::default_run_dir().join("dns")
 }
 
 pub fn dir(bridge: &str) -> PathBuf {
@@ -73,13 +73,9 @@ fn write_records(dir: &Path, entries: &[Entry]) -> Result<()> {
     record::write_atomic(&dir.join("records.json"), &serde_json::to_vec(entries)?)
 }
 
-/// The server's pid and start time, when it lives.
+/// The server's pid, when it lives.
 fn server_pid(dir: &Path) -> Option<i32> {
-    let s = std::fs::read_to_string(dir.join("pid")).ok()?;
-    let mut it = s.split_whitespace();
-    let pid: i32 = it.next()?.parse().ok()?;
-    let start: u64 = it.next()?.parse().ok()?;
-    record::alive(pid, start).then_some(pid)
+    record::live_pid_file(&dir.join("pid"))
 }
 
 /// Add (or replace) `entry` and make sure the server runs; `server` is
@@ -191,8 +187,7 @@ pub fn serve(dir: &Path, listen: Ipv4Addr) -> Result<()> {
     let sock = UdpSocket::bind((listen, 53)).with_context(|| format!("bind {listen}:53/udp"))?;
     sock.set_read_timeout(Some(Duration::from_millis(500)))?;
     let me = std::process::id() as i32;
-    let start = record::start_time(me).unwrap_or(0);
-    record::write_atomic(&dir.join("pid"), format!("{me} {start}").as_bytes())?;
+    record::write_pid_file(&dir.join("pid"), me)?;
     let mut view = View {
         dir: dir.to_path_buf(),
         stamp: None,

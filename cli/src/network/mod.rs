@@ -11,6 +11,12 @@
 //! - [`pasta`]: the rootless engine's network, through `pasta`;
 //! - [`rootless_netns`]: the namespace a rootless user's bridges live in;
 //! - [`port_proxy`]: a rootless user network's published ports.
+//!
+//! The network state every store shares (address leases, subnet claims,
+//! DNS records, NAT markers, port claims) lives in the default run dir
+//! ([`crate::paths::default_run_dir`]): `/run/strata` for root, as the
+//! bridges are the host's; a rootless user's own run dir, as that user's
+//! bridges live in the user's own namespace (see [`rootless_netns`]).
 
 pub mod bridge;
 pub mod dns;
@@ -28,17 +34,6 @@ pub use ports::{
     CNI_PATH, check_available, check_port_free, free_host_port, parse_expose, parse_publish,
     release_ports, reserve_ports,
 };
-
-/// Where the network state shared by every store lives (address leases,
-/// subnet claims, DNS records, NAT markers): `/run/strata` for root, as
-/// the bridges are the host's; a rootless user's own run dir, as its
-/// bridges live in its own namespace (see [`rootless_netns`]).
-pub fn state_dir() -> std::path::PathBuf {
-    match crate::rootless::mode() {
-        Some(rl) => rl.run_dir.clone(),
-        None => std::path::PathBuf::from("/run/strata"),
-    }
-}
 
 /// Make `cmd` a process that outlives us (a DNS server, pasta, a port
 /// proxy): it leaves our session and terminal, and keeps none of our

@@ -106,7 +106,7 @@ pub struct Networks {
 }
 
 fn claims_dir() -> PathBuf {
-    super::state_dir().join("subnets")
+    crate::paths::default_run_dir().join("subnets")
 }
 
 /// Does any user network (of any store sharing this state dir) live?

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,21 +90,6 @@ fn pid_file(run_dir: &Path, id: &str) -> PathBuf {
     run_dir.join("port-proxy").join(format!("{id}.pid"))
 }
 
-/// The proxy's command: the lean monitor binary's `--port-proxy` mode,
-/// else the hidden `port-proxy` verb of `exe` (strata itself).
-fn command(exe: &Path) -> Command {
-    let lean = exe.with_file_name(crate::containers::MONITOR_BIN);
-    if lean.is_file() {
-        let mut c = Command::new(lean);
-        c.arg("--port-proxy");
-        c
-    } else {
-        let mut c = Command::new(exe);
-        c.arg("port-proxy");
-        c
-    }
-}
-
 /// Start the proxy of container `id` (address `ip` in the namespace at
 /// `netns`) for `ports`; returns once every port is bound, or with the
 /// proxy's reason (a port in use, say).
@@ -127,7 +112,7 @@ pub fn start(
     if let Some(d) = pid_path.parent() {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
     }
-    let mut cmd = command(exe);
+    let mut cmd = crate::containers::helper_command(exe, "--port-proxy", "port-proxy");
     cmd.arg(netns)
         .arg(ip.to_string())
         .args(&forwards)
@@ -149,9 +134,7 @@ pub fn start(
         let _ = child.wait();
         bail!("publish ports: {}", why.trim());
     }
-    let pid = child.id() as i32;
-    let start = record::start_time(pid).unwrap_or_default();
-    record::write_atomic(&pid_path, format!("{pid} {start}").as_bytes())?;
+    record::write_pid_file(&pid_path, child.id() as i32)?;
     // The proxy lives on by itself (setsid); its stderr is dropped.
     drop(child);
     Ok(())
@@ -160,19 +143,11 @@ pub fn start(
 /// End container `id`'s proxy, if it runs.
 pub fn stop(run_dir: &Path, id: &str) {
     let f = pid_file(run_dir, id);
-    if let Ok(s) = std::fs::read_to_string(&f) {
-        let mut it = s.split_whitespace();
-        if let (Some(Ok(pid)), Some(Ok(start))) = (
-            it.next().map(str::parse::<i32>),
-            it.next().map(str::parse::<u64>),
-        ) && pid > 1
-            && record::alive(pid, start)
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
+    if let Some(pid) = record::live_pid_file(&f) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     let _ = std::fs::remove_file(f);
 }

@@ -162,12 +162,7 @@ fn respawn_pause(rl: &Rootless) -> Result<()> {
     match unsafe { nix::unistd::fork() }.context("fork the pause process")? {
         nix::unistd::ForkResult::Child => become_pause(lean),
         nix::unistd::ForkResult::Parent { child } => {
-            let pid = child.as_raw();
-            let start = crate::containers::record::start_time(pid).unwrap_or(0);
-            crate::containers::record::write_atomic(
-                &rl.run_dir.join("pause.pid"),
-                format!("{pid} {start}\n").as_bytes(),
-            )
+            crate::containers::record::write_pid_file(&rl.run_dir.join("pause.pid"), child.as_raw())
         }
     }
 }
@@ -205,10 +200,7 @@ fn make_run_dir(dir: &Path) -> Result<()> {
 
 /// The pause process of `run_dir`'s pid file, if it still runs.
 fn running_pause(run_dir: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(run_dir.join("pause.pid")).ok()?;
-    let mut f = text.split_whitespace();
-    let (pid, start): (i32, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
-    crate::containers::record::alive(pid, start).then_some(pid)
+    crate::containers::record::live_pid_file(&run_dir.join("pause.pid"))
 }
 
 fn make(rl: &Rootless) -> Result<i32> {
@@ -257,11 +249,7 @@ fn make(rl: &Rootless) -> Result<i32> {
                 }
                 let mut w = std::fs::File::from(go_w.try_clone().context("dup")?);
                 w.write_all(b"k").context("start the pause process")?;
-                let start = crate::containers::record::start_time(pid).unwrap_or(0);
-                crate::containers::record::write_atomic(
-                    &rl.run_dir.join("pause.pid"),
-                    format!("{pid} {start}\n").as_bytes(),
-                )
+                crate::containers::record::write_pid_file(&rl.run_dir.join("pause.pid"), pid)
             })();
             if let Err(e) = res {
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);

@@ -192,9 +192,7 @@ pub fn create_from(
         Ok(p) => p,
         // Rootless, as runc: without access to the cgroup tree the
         // container runs in ours, unless it asked for limits.
-        Err(Error::CgroupDenied(e))
-            if !nix::unistd::geteuid().is_root() || namespaces::in_user_namespace() =>
-        {
+        Err(Error::CgroupDenied(e)) if namespaces::rootless() => {
             if cgroups::limits_requested(spec) {
                 return Err(Error::Cgroup(format!(
                     "rootless container cannot set resource limits: they need a cgroup delegated to this user (a cgroup v2 subtree it may write, as systemd's Delegate=yes gives), and there is none here: {e}"

@@ -128,6 +128,13 @@ pub fn in_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_host_map(&m))
 }
 
+/// Do we run rootless: not root, or root only inside a user namespace
+/// (a rootless engine's)? Then the cgroup tree and the kernel's
+/// privileged interfaces are not ours.
+pub fn rootless() -> bool {
+    !nix::unistd::geteuid().is_root() || in_user_namespace()
+}
+
 /// The initial user namespace's map: all 2^32-1 ids, from 0 to 0.
 fn is_host_map(map: &str) -> bool {
     let f: Vec<&str> = map.split_whitespace().collect();
