@@ -102,13 +102,35 @@ impl Rootless {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("runuser");
         c.args(["-u", self.user, "--"])
-            .arg(self.dir.path().join("bin/strata"))
+            .arg(self.strata())
             .args(args)
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .stdin(Stdio::null());
+        self.user_env(&mut c);
+        c
+    }
+
+    /// The strata binary the user runs.
+    fn strata(&self) -> PathBuf {
+        self.dir.path().join("bin/strata")
+    }
+
+    /// The user's XDG dirs for `c`, which runs strata as the user from
+    /// outside its namespace.
+    fn user_env<'a>(&self, c: &'a mut Command) -> &'a mut Command {
+        c.env("XDG_DATA_HOME", self.dir.path().join("data"))
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
             .env_remove("_STRATA_ROOTLESS")
-            .stdin(Stdio::null());
-        c
+    }
+
+    /// `ARGS` (a mount, say) run as root in the user's mount namespace.
+    fn in_mount_ns(&self, args: &[&str]) {
+        let pause = self.pause_pid().expect("a pause process").to_string();
+        let st = Command::new("nsenter")
+            .args(["-m", "-t", &pause])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "nsenter {args:?}");
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -576,16 +598,7 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
     // which asks the host's resolver: no --dns needed.
     let loopback_conf = rl.dir.path().join("resolv-loopback.conf");
     std::fs::write(&loopback_conf, "nameserver 127.0.0.1\n").unwrap();
-    let pause = rl.pause_pid().expect("a pause process").to_string();
-    let in_ns = |args: &[&str]| {
-        let st = Command::new("nsenter")
-            .args(["-m", "-t", &pause])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "nsenter {args:?}");
-    };
-    in_ns(&[
+    rl.in_mount_ns(&[
         "mount",
         "--bind",
         loopback_conf.to_str().unwrap(),
@@ -599,7 +612,7 @@ fn a_plain_user_runs_containers_with_mapped_owners() {
         "-c",
         "cat /etc/resolv.conf; nslookup svc.rootless.test",
     ]);
-    in_ns(&["umount", "/etc/resolv.conf"]);
+    rl.in_mount_ns(&["umount", "/etc/resolv.conf"]);
     drop(resolver);
     let text = out(&got);
     assert!(
@@ -774,14 +787,14 @@ fn a_missing_newuidmap_or_an_unusable_tun_is_one_clear_error_each() {
     // No newuidmap (the uidmap package missing: in a mount namespace of
     // the test's own, /dev/null is bound over it): the first command
     // says so, and no pause process or namespace is made.
-    let o = Command::new("unshare")
-        .args(["-m", "--", "sh", "-c"])
-        .arg("mount --bind /dev/null /usr/bin/newuidmap && exec runuser -u \"$0\" -- \"$1\" images")
-        .arg(USER)
-        .arg(rl.dir.path().join("bin/strata"))
-        .env("XDG_DATA_HOME", rl.dir.path().join("data"))
-        .env("XDG_RUNTIME_DIR", rl.dir.path().join("run"))
-        .env_remove("_STRATA_ROOTLESS")
+    let o = rl
+        .user_env(
+            Command::new("unshare")
+                .args(["-m", "--", "sh", "-c"])
+                .arg("mount --bind /dev/null /usr/bin/newuidmap && exec runuser -u \"$0\" -- \"$1\" images")
+                .arg(USER)
+                .arg(rl.strata()),
+        )
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -802,20 +815,11 @@ fn a_missing_newuidmap_or_an_unusable_tun_is_one_clear_error_each() {
     let fake = rl.dir.path().join("tun-0600");
     std::fs::write(&fake, "").unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let pause = rl.pause_pid().expect("a pause process").to_string();
-    let in_ns = |args: &[&str]| {
-        let st = Command::new("nsenter")
-            .args(["-m", "-t", &pause])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "nsenter {args:?}");
-    };
-    in_ns(&["mount", "--bind", fake.to_str().unwrap(), "/dev/net/tun"]);
+    rl.in_mount_ns(&["mount", "--bind", fake.to_str().unwrap(), "/dev/net/tun"]);
     let o = rl.run(&["run", "--rm", "app", "true"]);
     let listed = rl.ok(&["ps", "-aq"]);
     let none = rl.run(&["run", "--rm", "--network", "none", "app", "echo", "ok"]);
-    in_ns(&["umount", "/dev/net/tun"]);
+    rl.in_mount_ns(&["umount", "/dev/net/tun"]);
     assert_eq!(o.status.code(), Some(125), "{}", err(&o));
     assert!(
         err(&o).contains("/dev/net/tun") && err(&o).contains("--network none"),
@@ -861,20 +865,19 @@ impl Delegated {
     /// containers into it), with the runtime told to use the v2 mount
     /// (this host is hybrid).
     fn run(&self, rl: &Rootless, args: &[&str]) -> Output {
-        Command::new("sh")
-            .arg("-c")
-            .arg("echo $$ > \"$0\" && u=$1 b=$2 && shift 2 && exec runuser -u \"$u\" -- \"$b\" \"$@\"")
-            .arg(self.dir.join("session/cgroup.procs"))
-            .arg(rl.user)
-            .arg(rl.dir.path().join("bin/strata"))
-            .args(args)
-            .env("XDG_DATA_HOME", rl.dir.path().join("data"))
-            .env("XDG_RUNTIME_DIR", rl.dir.path().join("run"))
-            .env("STRATA_CGROUP2_ROOT", Self::V2)
-            .env_remove("_STRATA_ROOTLESS")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        rl.user_env(
+            Command::new("sh")
+                .arg("-c")
+                .arg("echo $$ > \"$0\" && u=$1 b=$2 && shift 2 && exec runuser -u \"$u\" -- \"$b\" \"$@\"")
+                .arg(self.dir.join("session/cgroup.procs"))
+                .arg(rl.user)
+                .arg(rl.strata())
+                .args(args)
+                .env("STRATA_CGROUP2_ROOT", Self::V2)
+                .stdin(Stdio::null()),
+        )
+        .output()
+        .unwrap()
     }
 
     /// `--cgroup-parent` for it.
